@@ -1,0 +1,45 @@
+/// @brief Model configuration: JSON data, validated on load.
+///
+/// Keys (defaults in brackets):
+///   type        "mlp_vae" | "conv_vae"                              (required)
+///   latent      latent size d >= 1                                    (required)
+///   hidden      dense layer sizes; mlp_vae: the encoder's layers (the decoder mirrors them);
+///               conv_vae: dense layers between the conv stack and the latent   [mlp: required, conv: []]
+///   channels    conv_vae: output channels of each stride-2 conv (kernel 4, padding 1)  (conv: required)
+///   activation  "relu" | "elu" | "tanh" | "leaky_relu"                ["relu"]
+///   likelihood  "bernoulli" (decoder gives logits) | "gaussian" (decoder gives the mean)  ["bernoulli"]
+///   variance    gaussian only: "fixed" (sigma below) | "learned" (one log-variance per data dimension) ["fixed"]
+///   sigma       gaussian fixed variance: the standard deviation        [0.1]
+///   beta        weight of the KL term in the objective                 [1.0]
+/// Unknown keys, keys that do not belong to the type, and bad values are errors naming the key.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace latent {
+
+enum class Likelihood { kBernoulli, kGaussian };
+
+struct ModelConfig {
+  std::string type;
+  int64_t latent = 0;
+  std::vector<int64_t> hidden;
+  std::vector<int64_t> channels;
+  std::string activation = "relu";
+  Likelihood likelihood = Likelihood::kBernoulli;
+  bool learned_variance = false;
+  double sigma = 0.1;
+  double beta = 1.0;
+
+  /// Validates and converts; throws latent::Error naming the offending key.
+  static ModelConfig from_json(const nlohmann::json& j);
+  /// Parses JSON text or, when `text_or_path` names a file, that file's JSON.
+  static ModelConfig from_text_or_file(const std::string& text_or_path);
+  nlohmann::json to_json() const;
+};
+
+}  // namespace latent

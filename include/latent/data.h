@@ -1,0 +1,72 @@
+/// @brief Datasets: the tensors a VAE trains on, and the loaders for every supported source.
+///
+/// A Dataset holds float32 x [N, D...] (images in [0, 1] as [N, C, H, W]; tables as [N, F]) and
+/// optional int64 labels y [N]. Sources (DataSpec::source):
+///   fashion-mnist       the Debian package's IDX files (train/test split as published)
+///   FILE.idx[.gz]       IDX images or tables (uint8 is scaled to [0, 1]); labels from DataSpec::labels
+///   FOLDER/             PNG/JPEG/BMP images; labels from sub-folder names when there are sub-folders
+///   FILE.npy            uint8 (scaled to [0, 1]) or float arrays [N, ...]
+///   FILE.csv            numeric table, header row optional
+/// Every loader checks sizes and contents and throws latent::Error naming the file and the fault.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <ATen/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace latent {
+
+struct Dataset {
+  at::Tensor x;                      // float32 [N, D...]
+  at::Tensor y;                      // int64 [N], or undefined when unlabeled
+  std::vector<std::string> classes;  // class names by label, may be empty
+
+  int64_t size() const { return x.defined() ? x.size(0) : 0; }
+  /// The shape of one example, [D...].
+  std::vector<int64_t> example_shape() const;
+  /// The examples at `indices` (int64 [M]).
+  Dataset select(const at::Tensor& indices) const;
+  Dataset head(int64_t n) const;
+};
+
+struct DataSpec {
+  std::string source;          // see above
+  std::string test_source;     // an explicit test file or folder (optional)
+  std::string labels;          // labels file for IDX/NPY sources (optional)
+  std::string test_labels;     // labels for test_source (optional)
+  double test_fraction = 0.1;  // held out from `source` when it has no test split of its own
+  int channels = 0;            // image folders: 1 grayscale, 3 RGB, 0 as stored
+  int height = 0, width = 0;   // image folders: resize to this size (0: keep)
+  bool standardize = false;    // per-feature z-score with the training split's mean and std
+
+  nlohmann::json to_json() const;
+  static DataSpec from_json(const nlohmann::json& j);
+};
+
+struct DataSplit {
+  Dataset train, test;
+  at::Tensor mean, std;  // standardization statistics [D...] (undefined unless spec.standardize)
+};
+
+/// Loads `spec` and splits it. The held-out split is a fixed permutation, so the same spec
+/// always gives the same split (eval finds the test set of a training run from its checkpoint).
+DataSplit load_data(const DataSpec& spec);
+
+/// Loads one source (no split).
+Dataset load_source(const std::string& source, const std::string& labels, const DataSpec& options);
+
+// The individual loaders.
+at::Tensor idx_load(const std::string& path);  // raw IDX tensor in its stored dtype
+/// The bytes, decompressed when they are a gzip stream.
+std::string gunzip_if_needed(const std::string& bytes, const std::string& origin);
+Dataset csv_load(const std::string& path);
+Dataset image_folder_load(const std::string& path, int channels, int height, int width);
+
+/// Where the named dataset "fashion-mnist" lives (LATENT_FASHION_MNIST_DIR overrides).
+std::string fashion_mnist_dir();
+const std::vector<std::string>& fashion_mnist_classes();
+
+}  // namespace latent

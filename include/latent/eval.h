@@ -1,0 +1,49 @@
+/// @brief Evaluation: test ELBO, reconstruction, KL, active units, per-dimension KL and the
+/// importance-weighted NLL estimate (Burda et al. 2015).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "latent/data.h"
+#include "latent/model.h"
+
+namespace latent {
+
+struct EvalOptions {
+  int64_t batch_size = 500;
+  uint64_t seed = 1;
+  int64_t iwae_k = 0;          // 0: skip the IWAE estimate
+  int64_t iwae_rows = 8192;    // decoder rows per batched matrix product in the IWAE estimate
+  bool progress = false;
+};
+
+struct EvalResult {
+  int64_t examples = 0;
+  double elbo = 0, recon = 0, kl = 0;  // nats per example; elbo = -(recon + kl)
+  int64_t active_units = 0;            // dims with Cov_x(E_q[z_i]) > 0.01
+  std::vector<double> kl_per_dim;
+  std::vector<double> mu_variance;     // Cov_x(E_q[z_i]) per dim
+  int64_t iwae_k = 0;
+  double iwae_nll = 0;                 // -log p(x) estimate with iwae_k samples (nats per example)
+  double seconds = 0;
+
+  nlohmann::json to_json() const;
+};
+
+EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& options);
+
+/// The IWAE estimate of log p(x) for each example of x [N, D...] with k samples, accumulated in
+/// float64 over chunks of samples. Returns float64 [N].
+at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
+                               bool progress = false);
+
+/// The seed of the fixed binarization of held-out data for dynamically binarized models.
+constexpr uint64_t kTestBinarizeSeed = 0xb1aa7ull;
+
+/// Binarizes x once with a fixed seed (the test set of a dynamically binarized run).
+at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed);
+
+}  // namespace latent

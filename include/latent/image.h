@@ -1,0 +1,27 @@
+/// @brief Image files: decoding (PNG/JPEG/BMP via stb), resizing, and PNG grids of tensors.
+///
+/// Images inside latent are float tensors in [0, 1], shape [C, H, W] (C = 1 or 3).
+#pragma once
+
+#include <string>
+
+#include <ATen/Tensor.h>
+
+namespace latent {
+
+/// Decodes an image file. channels: 1 (grayscale), 3 (RGB) or 0 (as stored: 1 or 3).
+/// height/width > 0 resize to that size. Returns float [C, H, W] in [0, 1].
+at::Tensor image_load(const std::string& path, int channels = 0, int height = 0, int width = 0);
+at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels = 0, int height = 0,
+                        int width = 0);
+
+/// Encodes float [C, H, W] in [0, 1] (values are clamped) as PNG bytes.
+std::string png_encode(const at::Tensor& image);
+
+/// Tiles images [N, C, H, W] into a grid of `columns` with a 2-pixel gap and writes a PNG atomically.
+void png_save_grid(const std::string& path, const at::Tensor& images, int64_t columns);
+
+/// The grid itself, [C, H', W'], for callers that compose further.
+at::Tensor image_grid(const at::Tensor& images, int64_t columns, int64_t gap = 2, float background = 1.0f);
+
+}  // namespace latent

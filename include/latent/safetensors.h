@@ -1,0 +1,38 @@
+/// @brief Strict reader and writer of the safetensors format.
+///
+/// Layout: 8-byte little-endian header length N, N bytes of JSON header
+/// ({name: {dtype, shape, data_offsets}, "__metadata__": {string: string}}), then the data buffer.
+/// The reader checks every bound: header length against the file, offsets against the buffer,
+/// byte counts against dtype x shape, overlaps and holes. Supported dtypes: F32, F16, BF16, F64,
+/// I64, I32, I16, I8, U8, BOOL. Tensors come back on the CPU in their stored dtype.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <ATen/Tensor.h>
+
+namespace latent {
+
+struct SafetensorsFile {
+  std::vector<std::pair<std::string, at::Tensor>> tensors;  ///< in file order
+  std::map<std::string, std::string> metadata;
+
+  /// The tensor called `name`, or an undefined tensor.
+  at::Tensor find(const std::string& name) const;
+};
+
+/// Serializes to the safetensors byte layout (tensors are copied to contiguous CPU memory).
+std::string safetensors_serialize(const SafetensorsFile& file);
+
+/// Parses bytes; `origin` names the source in error messages.
+SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& origin);
+
+/// Writes atomically (temp file, fsync, rename).
+void safetensors_save(const std::string& path, const SafetensorsFile& file);
+
+SafetensorsFile safetensors_load(const std::string& path);
+
+}  // namespace latent

@@ -1,0 +1,69 @@
+/// @brief Training: the loop that turns data and a model config into a checkpoint.
+///
+/// Determinism: the shuffle of epoch e comes from (seed, e) and the noise of global step s
+/// (eps, binarization) from (seed, s), so the same seed and thread count give the same numbers,
+/// and a run resumed from any checkpoint (end of epoch or Ctrl-C mid-epoch) continues exactly as
+/// the uninterrupted run would have.
+///
+/// Output folder: model.safetensors (latest checkpoint, rewritten atomically after every epoch),
+/// metrics.jsonl (one JSON object per epoch), samples.png and reconstructions.png (image data).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "latent/adam.h"
+#include "latent/config.h"
+#include "latent/data.h"
+#include "latent/error.h"
+
+namespace latent {
+
+struct TrainOptions {
+  int64_t epochs = 10;
+  int64_t batch_size = 128;
+  AdamOptions adam;
+  uint64_t seed = 0;
+  int threads = 0;         // 0: every core
+  bool binarize = false;   // dynamic binarization: each batch draws x ~ Bernoulli(pixel)
+  double beta = -1;        // KL weight; < 0: the model config's beta
+  double kl_warmup = 0;    // epochs over which the KL weight rises linearly from 0 to beta
+  int64_t limit = 0;       // train on the first `limit` training examples only (0: all)
+  bool fused = true;       // the fused step for mlp_vae models when it applies (same numbers, faster)
+  bool progress = true;    // progress bar on stderr
+  std::string out;         // output folder
+
+  nlohmann::json to_json() const;
+  static TrainOptions from_json(const nlohmann::json& j);
+};
+
+struct TrainResult {
+  std::string checkpoint;
+  nlohmann::json last_metrics;  // the last epoch's record (null if no epoch finished)
+  bool interrupted = false;
+};
+
+/// Thrown when the loss becomes NaN or infinite; the message names the epoch, the step and the
+/// last good checkpoint, which stays untouched.
+class TrainingDiverged : public Error {
+ public:
+  using Error::Error;
+};
+
+/// Trains a new model. Throws latent::Error on bad input, TrainingDiverged on divergence.
+TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options);
+
+/// Continues training from `checkpoint` up to `epochs` total epochs (0: the original count),
+/// writing to `out` (empty: the checkpoint's own folder).
+TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress);
+
+/// Asks a running training loop to save a checkpoint and return (safe from a signal handler).
+void request_stop();
+void clear_stop_request();
+
+/// The seed of step `step` of a run seeded with `seed` (splitmix64 mixing).
+uint64_t mix_seed(uint64_t seed, uint64_t step);
+
+}  // namespace latent

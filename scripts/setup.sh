@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs every system package latent needs (Debian 12). Idempotent: installs only what is missing.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libtorch-dev            # LibTorch (C++ tensors, autograd, nn)
+  libopenblas0-openmp     # fast BLAS behind LibTorch's matrix products (replaces reference BLAS)
+  libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
+  libgtest-dev            # unit tests
+  dataset-fashion-mnist   # the default data
+  python3-torch python3-numpy  # PyTorch references for test fixtures and benchmarks
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

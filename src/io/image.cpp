@@ -1,0 +1,76 @@
+#include "latent/image.h"
+
+#include <ATen/ATen.h>
+
+#include <memory>
+
+#include "latent/atomic_file.h"
+#include "latent/error.h"
+
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_FAILURE_USERMSG
+#include <stb_image.h>
+#define STB_IMAGE_WRITE_IMPLEMENTATION
+#include <stb_image_write.h>
+#define STB_IMAGE_RESIZE_IMPLEMENTATION
+#include <stb_image_resize.h>
+
+namespace latent {
+
+at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels, int height, int width) {
+  if (channels != 0 && channels != 1 && channels != 3) throw Error("image channels must be 1 or 3");
+  if (bytes.size() > static_cast<size_t>(INT32_MAX)) throw Error(origin + ": image file too large");
+  int w = 0, h = 0, stored = 0;
+  if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored))
+    throw Error(origin + ": not a readable PNG, JPEG or BMP image (" + stbi_failure_reason() + ")");
+  if (static_cast<int64_t>(w) * h > (1ll << 28)) throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " is too large");
+  const int want = channels != 0 ? channels : (stored >= 3 ? 3 : 1);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored, want),
+      stbi_image_free);
+  if (!pixels) throw Error(origin + ": cannot decode image (" + stbi_failure_reason() + ")");
+  at::Tensor hwc = at::from_blob(pixels.get(), {h, w, want}, at::kByte).clone();
+  if ((height > 0 && height != h) || (width > 0 && width != w)) {
+    const int oh = height > 0 ? height : h, ow = width > 0 ? width : w;
+    at::Tensor out = at::empty({oh, ow, want}, at::kByte);
+    if (!stbir_resize_uint8(hwc.data_ptr<uint8_t>(), w, h, 0, out.data_ptr<uint8_t>(), ow, oh, 0, want))
+      throw Error(origin + ": cannot resize image");
+    hwc = out;
+  }
+  return hwc.permute({2, 0, 1}).to(at::kFloat).div_(255.0f).contiguous();
+}
+
+at::Tensor image_load(const std::string& path, int channels, int height, int width) {
+  return image_decode(read_file(path), path, channels, height, width);
+}
+
+std::string png_encode(const at::Tensor& image) {
+  if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3))
+    throw Error("png_encode expects [C, H, W] with C = 1 or 3");
+  at::Tensor hwc = image.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1)), c = static_cast<int>(hwc.size(2));
+  std::string out;
+  auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };
+  if (!stbi_write_png_to_func(sink, &out, w, h, c, hwc.data_ptr<uint8_t>(), w * c)) throw Error("cannot encode PNG");
+  return out;
+}
+
+at::Tensor image_grid(const at::Tensor& images, int64_t columns, int64_t gap, float background) {
+  if (images.dim() != 4) throw Error("image_grid expects [N, C, H, W]");
+  const int64_t n = images.size(0), c = images.size(1), h = images.size(2), w = images.size(3);
+  columns = std::max<int64_t>(1, std::min(columns, std::max<int64_t>(n, 1)));
+  const int64_t rows = (n + columns - 1) / columns;
+  at::Tensor grid = at::full({c, rows * h + (rows + 1) * gap, columns * w + (columns + 1) * gap}, background, at::kFloat);
+  at::Tensor src = images.detach().to(at::kCPU, at::kFloat);
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t r = i / columns, col = i % columns;
+    grid.narrow(1, gap + r * (h + gap), h).narrow(2, gap + col * (w + gap), w).copy_(src[i]);
+  }
+  return grid;
+}
+
+void png_save_grid(const std::string& path, const at::Tensor& images, int64_t columns) {
+  atomic_write(path, png_encode(image_grid(images, columns)));
+}
+
+}  // namespace latent

@@ -1,0 +1,30 @@
+// Constructors of the architectures, one file each; make_model() in vae.cpp dispatches by type.
+#pragma once
+
+#include "latent/model.h"
+
+namespace latent {
+
+Vae make_mlp_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape);
+Vae make_conv_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape);
+
+}  // namespace latent
+
+#include <string>
+
+#include <torch/nn/modules/container/functional.h>
+
+namespace latent {
+
+/// The config's activation as a module, so that nn.Sequential indices match PyTorch's.
+torch::nn::Functional activation_module(const std::string& activation);
+
+/// "[1, 28, 28]"
+std::string shape_text(const std::vector<int64_t>& shape);
+
+}  // namespace latent
+
+namespace latent {
+/// "[400, 784]" for a tensor.
+std::string shape_of(const at::Tensor& t);
+}  // namespace latent

@@ -1,0 +1,89 @@
+#include "latent/adam.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <cmath>
+
+#include "latent/error.h"
+
+namespace latent {
+
+Adam::Adam(std::vector<std::pair<std::string, at::Tensor>> params, AdamOptions options)
+    : params_(std::move(params)), options_(options) {
+  for (const auto& [name, p] : params_) {
+    exp_avg_.push_back(at::zeros_like(p));
+    exp_avg_sq_.push_back(at::zeros_like(p));
+  }
+}
+
+void Adam::zero_grad() {
+  for (auto& [name, p] : params_)
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
+void Adam::step() {
+  ++step_;
+  const double b1 = options_.beta1, b2 = options_.beta2, eps = options_.eps;
+  const double bias1 = 1.0 - std::pow(b1, static_cast<double>(step_));
+  const double bias2 = 1.0 - std::pow(b2, static_cast<double>(step_));
+  const double step_size = options_.lr / bias1;
+  const double inv_sqrt_bias2 = 1.0 / std::sqrt(bias2);
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    at::Tensor& p = params_[i].second;
+    const at::Tensor& g = p.grad();
+    if (!g.defined()) continue;
+    at::Tensor& m = exp_avg_[i];
+    at::Tensor& v = exp_avg_sq_[i];
+    const bool fused = p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() &&
+                       g.is_contiguous() && g.scalar_type() == at::kFloat;
+    if (fused) {
+      float* pp = p.data_ptr<float>();
+      const float* gp = g.data_ptr<float>();
+      float* mp = m.data_ptr<float>();
+      float* vp = v.data_ptr<float>();
+      const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), fss = static_cast<float>(step_size);
+      const float fib2 = static_cast<float>(inv_sqrt_bias2), feps = static_cast<float>(eps);
+      at::parallel_for(0, p.numel(), 16384, [&](int64_t begin, int64_t end) {
+        for (int64_t k = begin; k < end; ++k) {
+          const float gk = gp[k];
+          const float mk = fb1 * mp[k] + (1.0f - fb1) * gk;
+          const float vk = fb2 * vp[k] + (1.0f - fb2) * gk * gk;
+          mp[k] = mk;
+          vp[k] = vk;
+          pp[k] -= fss * mk / (std::sqrt(vk) * fib2 + feps);
+        }
+      });
+    } else {
+      m.mul_(b1).add_(g, 1.0 - b1);
+      v.mul_(b2).addcmul_(g, g, 1.0 - b2);
+      p.addcdiv_(m, v.sqrt().mul_(inv_sqrt_bias2).add_(eps), -step_size);
+    }
+  }
+}
+
+void Adam::save_state(SafetensorsFile& file) const {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    file.tensors.emplace_back("optimizer.exp_avg." + params_[i].first, exp_avg_[i]);
+    file.tensors.emplace_back("optimizer.exp_avg_sq." + params_[i].first, exp_avg_sq_[i]);
+  }
+  file.metadata["optimizer"] = "adam";
+  file.metadata["optimizer.step"] = std::to_string(step_);
+}
+
+void Adam::load_state(const SafetensorsFile& file) {
+  auto it = file.metadata.find("optimizer.step");
+  if (it == file.metadata.end()) throw Error("checkpoint has no optimizer state");
+  for (size_t i = 0; i < params_.size(); ++i) {
+    for (auto [prefix, dst] : {std::pair{"optimizer.exp_avg.", &exp_avg_[i]}, std::pair{"optimizer.exp_avg_sq.", &exp_avg_sq_[i]}}) {
+      at::Tensor t = file.find(prefix + params_[i].first);
+      if (!t.defined()) throw Error("checkpoint is missing optimizer tensor " + std::string(prefix) + params_[i].first);
+      if (t.sizes() != dst->sizes()) throw Error("checkpoint optimizer tensor " + std::string(prefix) + params_[i].first + " has the wrong shape");
+      dst->copy_(t);
+    }
+  }
+  step_ = std::stoll(it->second);
+}
+
+}  // namespace latent

@@ -1,0 +1,109 @@
+#include "latent/checkpoint.h"
+
+#include <ATen/ATen.h>
+
+#include <set>
+
+#include "latent/error.h"
+#include "models/architectures.h"
+
+namespace latent {
+namespace {
+
+constexpr const char* kFormat = "latent.vae.v1";
+
+bool is_model_tensor(const std::string& name) {
+  return name.rfind("optimizer.", 0) != 0 && name.rfind("data.", 0) != 0;
+}
+
+nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, const std::string& origin) {
+  auto it = file.metadata.find(key);
+  if (it == file.metadata.end()) throw Error(origin + ": not a latent checkpoint (metadata has no '" + key + "')");
+  try {
+    return nlohmann::json::parse(it->second);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(origin + ": metadata '" + key + "' is not valid JSON");
+  }
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> named_parameters(VaeImpl& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& item : model.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void checkpoint_save(const std::string& path, const CheckpointInfo& info, VaeImpl& model, const Adam* adam) {
+  SafetensorsFile file;
+  for (auto& [name, p] : named_parameters(model)) file.tensors.emplace_back(name, p.detach());
+  if (info.data_mean.defined()) {
+    file.tensors.emplace_back("data.mean", info.data_mean);
+    file.tensors.emplace_back("data.std", info.data_std);
+  }
+  if (adam) adam->save_state(file);
+  file.metadata["format"] = kFormat;
+  file.metadata["model"] = info.model.to_json().dump();
+  file.metadata["data_shape"] = nlohmann::json(info.data_shape).dump();
+  file.metadata["data"] = info.data.to_json().dump();
+  file.metadata["classes"] = nlohmann::json(info.classes).dump();
+  file.metadata["train"] = info.train.dump();
+  file.metadata["state"] = info.state.dump();
+  file.metadata["metrics"] = info.metrics.dump();
+  safetensors_save(path, file);
+}
+
+void load_parameters(VaeImpl& model, const SafetensorsFile& file, const std::string& origin) {
+  std::vector<std::string> problems;
+  std::set<std::string> known;
+  at::NoGradGuard no_grad;
+  for (auto& [name, p] : named_parameters(model)) {
+    known.insert(name);
+    at::Tensor t = file.find(name);
+    if (!t.defined()) {
+      problems.push_back("missing " + name);
+    } else if (t.sizes() != p.sizes()) {
+      problems.push_back(name + ": got " + shape_of(t) + ", expected " + shape_of(p));
+    } else {
+      p.copy_(t.to(p.scalar_type()));
+    }
+  }
+  for (const auto& [name, t] : file.tensors)
+    if (is_model_tensor(name) && !known.count(name)) problems.push_back("unexpected " + name);
+  if (!problems.empty()) {
+    std::string msg = origin + ": the weights do not fit the model (" + std::to_string(problems.size()) + " problems): ";
+    for (size_t i = 0; i < problems.size(); ++i) msg += (i ? "; " : "") + problems[i];
+    throw Error(msg);
+  }
+}
+
+LoadedCheckpoint checkpoint_load(const std::string& path) {
+  LoadedCheckpoint out;
+  out.file = safetensors_load(path);
+  auto fmt = out.file.metadata.find("format");
+  if (fmt == out.file.metadata.end() || fmt->second != kFormat)
+    throw Error(path + ": not a latent checkpoint (metadata 'format' is not " + std::string(kFormat) + ")");
+  CheckpointInfo& info = out.info;
+  info.model = ModelConfig::from_json(parse_meta(out.file, "model", path));
+  const nlohmann::json shape = parse_meta(out.file, "data_shape", path);
+  if (!shape.is_array()) throw Error(path + ": metadata 'data_shape' is not a list");
+  for (const auto& d : shape) {
+    if (!d.is_number_integer() || d.get<int64_t>() < 1) throw Error(path + ": metadata 'data_shape' holds a bad size");
+    info.data_shape.push_back(d.get<int64_t>());
+  }
+  info.data = DataSpec::from_json(parse_meta(out.file, "data", path));
+  const nlohmann::json classes = parse_meta(out.file, "classes", path);
+  if (classes.is_array())
+    for (const auto& c : classes)
+      if (c.is_string()) info.classes.push_back(c.get<std::string>());
+  info.train = parse_meta(out.file, "train", path);
+  info.state = parse_meta(out.file, "state", path);
+  info.metrics = parse_meta(out.file, "metrics", path);
+  info.data_mean = out.file.find("data.mean");
+  info.data_std = out.file.find("data.std");
+  out.model = make_model(info.model, info.data_shape);
+  load_parameters(*out.model, out.file, path);
+  return out;
+}
+
+}  // namespace latent

@@ -1,0 +1,39 @@
+// Elementwise kernels of the fused MLP training step. Plain loops that the compiler vectorizes
+// (this file's translation unit is built with -fno-trapping-math; target_clones adds an AVX2
+// version picked at run time). Each processes a range of rows so callers can split work across
+// threads; per-row results are summed in a fixed order, so results do not depend on the split.
+#pragma once
+
+#include <cstdint>
+
+namespace latent::kernels {
+
+/// Bernoulli on logits, rows [r0, r1) of [B, D]:
+///   nll[r] = sum_k softplus(l) - x l;   grad = (sigmoid(l) - x) * scale.
+/// `scratch` holds D floats for the calling thread.
+void bernoulli_nll_grad(const float* logits, const float* x, float* grad, double* nll, float* scratch, int64_t r0, int64_t r1,
+                        int64_t D, float scale);
+
+/// Gaussian N(x | mean, exp(logvar)) with logvar per dimension [D], rows [r0, r1):
+///   nll[r] = 0.5 sum_k (log 2pi + logvar_k + (x - m)^2 exp(-logvar_k));
+///   grad_mean = (m - x) exp(-logvar) * scale; grad_logvar_rows (if not null) = 0.5 (1 - (x - m)^2 exp(-logvar)) * scale.
+void gaussian_nll_grad(const float* mean, const float* x, const float* logvar, float* grad_mean, float* grad_logvar_rows,
+                       double* nll, float* scratch, int64_t r0, int64_t r1, int64_t D, float scale);
+
+/// z = mu + exp(lv / 2) eps and KL per row, for rows [r0, r1) of [B, d]; writes sigma too.
+void reparam_forward(const float* mu, const float* lv, const float* eps, float* z, float* sigma, double* kl, int64_t r0,
+                     int64_t r1, int64_t d);
+
+/// Gradients through the reparameterization and beta * KL (KL scaled by `kl_scale`):
+///   dmu = dz + kl_scale mu;  dlv = 0.5 dz eps sigma + 0.5 kl_scale (exp(lv) - 1).
+void reparam_backward(const float* dz, const float* mu, const float* eps, const float* sigma, float* dmu,
+                      float* dlv, int64_t n, float kl_scale);
+
+/// dg *= (h > 0), the ReLU backward on the layer's output h.
+void relu_backward(float* dg, const float* h, int64_t n);
+
+/// exp(x) for x <= 0 and log(1 + e) for e in [0, 1]: exposed for the accuracy test.
+float exp_nonpositive(float x);
+float log1p_unit(float e);
+
+}  // namespace latent::kernels

@@ -1,0 +1,211 @@
+// The fused training step of mlp_vae with ReLU: forward and backward written out by hand over
+// buffers allocated once, in the manner of llm.c. Shapes: B batch, D data, h_i hidden, d latent.
+//   forward:  h_{i+1} = relu(h_i W_i^T + b_i)            (encoder, h_0 = x)      [B, h_i]
+//             mu = h W_mu^T + b_mu, lv = h W_lv^T + b_lv                          [B, d]
+//             z = mu + exp(lv/2) eps                                              [B, d]
+//             g_{j+1} = relu(g_j V_j^T + c_j), logits = g V_last^T + c_last      [B, D]
+//   loss:     mean_B( -log p(x|z) + beta KL(q || N(0, I)) )
+//   backward: the same chain in reverse; weight gradients are (dA)^T H products.
+// The matrix products go to BLAS through at::addmm_out / at::mm_out into the preallocated
+// buffers; the elementwise work (likelihood and its gradient, reparameterization, KL, ReLU
+// backward) is fused into single passes (fused_kernels.cpp). The result matches autograd to
+// float rounding (tests/unit/test_fused_mlp.cpp).
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <map>
+
+#include "latent/checkpoint.h"
+#include "train/fused_kernels.h"
+#include "train/step.h"
+
+namespace latent {
+namespace {
+
+struct Linear {
+  at::Tensor W, b, gW, gb;  // W [out, in]
+};
+
+class FusedMlpStep : public TrainStep {
+ public:
+  FusedMlpStep(VaeImpl& model, std::map<std::string, at::Tensor> params) : model_(model) {
+    const ModelConfig& c = model.config();
+    auto linear = [&](const std::string& name) {
+      Linear l{params.at(name + ".weight"), params.at(name + ".bias"), {}, {}};
+      l.gW = grad_of(l.W);
+      l.gb = grad_of(l.b);
+      return l;
+    };
+    for (size_t i = 0; i < c.hidden.size(); ++i) enc_.push_back(linear("encoder." + std::to_string(2 * i)));
+    mu_ = linear("fc_mu");
+    lv_ = linear("fc_logvar");
+    for (size_t j = 0; j <= c.hidden.size(); ++j) dec_.push_back(linear("decoder." + std::to_string(2 * j)));
+    if (params.count("decoder_logvar")) {
+      dec_logvar_ = params.at("decoder_logvar");
+      g_dec_logvar_ = grad_of(dec_logvar_);
+    }
+  }
+
+  StepLoss run(const at::Tensor& x_in, const at::Tensor& eps_in, double beta) override {
+    at::NoGradGuard no_grad;
+    const int64_t B = x_in.size(0), D = model_.data_dim(), d = model_.latent_dim();
+    reserve(B);
+    const at::Tensor x = x_in.reshape({B, D}).contiguous();
+    const at::Tensor eps = eps_in.contiguous();
+    auto rows = [B](const at::Tensor& t) { return t.narrow(0, 0, B); };
+
+    // Forward.
+    at::Tensor h = x;  // [B, D]
+    for (size_t i = 0; i < enc_.size(); ++i) {
+      at::Tensor out = rows(enc_h_[i]);
+      at::addmm_out(out, enc_[i].b, h, enc_[i].W.t());  // [B, h_i]
+      at::relu_(out);
+      h = out;
+    }
+    at::Tensor mu = rows(mu_buf_), lv = rows(lv_buf_), z = rows(z_buf_), sigma = rows(sigma_buf_);
+    at::addmm_out(mu, mu_.b, h, mu_.W.t());  // [B, d]
+    at::addmm_out(lv, lv_.b, h, lv_.W.t());  // [B, d]
+    double* kl_rows = kl_rows_.data_ptr<double>();
+    kernels::reparam_forward(mu.data_ptr<float>(), lv.data_ptr<float>(), eps.data_ptr<float>(), z.data_ptr<float>(),
+                             sigma.data_ptr<float>(), kl_rows, 0, B, d);
+    at::Tensor g = z;  // [B, d]
+    for (size_t j = 0; j + 1 < dec_.size(); ++j) {
+      at::Tensor out = rows(dec_h_[j]);
+      at::addmm_out(out, dec_[j].b, g, dec_[j].W.t());  // [B, h]
+      at::relu_(out);
+      g = out;
+    }
+    at::Tensor out = rows(out_buf_), dout = rows(dout_buf_);
+    at::addmm_out(out, dec_.back().b, g, dec_.back().W.t());  // [B, D]
+
+    // Likelihood, and its gradient with respect to the decoder output.
+    const float scale = 1.0f / static_cast<float>(B);
+    double* nll = nll_rows_.data_ptr<double>();
+    const float* op = out.data_ptr<float>();
+    const float* xp = x.data_ptr<float>();
+    float* dp = dout.data_ptr<float>();
+    const bool bernoulli = model_.config().likelihood == Likelihood::kBernoulli;
+    at::Tensor glv_rows = dec_logvar_.defined() ? rows(glv_rows_buf_) : at::Tensor();
+    if (!bernoulli && !dec_logvar_.defined()) fixed_logvar_.fill_(2.0 * std::log(model_.config().sigma));
+    const float* lvp = dec_logvar_.defined() ? dec_logvar_.data_ptr<float>() : fixed_logvar_.data_ptr<float>();
+    at::parallel_for(0, B, 16, [&](int64_t r0, int64_t r1) {
+      std::vector<float> scratch(2 * D);
+      if (bernoulli) kernels::bernoulli_nll_grad(op, xp, dp, nll, scratch.data(), r0, r1, D, scale);
+      else kernels::gaussian_nll_grad(op, xp, lvp, dp, glv_rows.defined() ? glv_rows.data_ptr<float>() : nullptr, nll,
+                                      scratch.data(), r0, r1, D, scale);
+    });
+    if (glv_rows.defined()) {
+      at::Tensor g_flat = g_dec_logvar_.view({D});
+      at::sum_out(g_flat, glv_rows, 0);  // [D]
+    }
+    StepLoss loss;
+    for (int64_t r = 0; r < B; ++r) {
+      loss.recon += nll[r];
+      loss.kl += kl_rows[r];
+    }
+    loss.recon /= B;
+    loss.kl /= B;
+    loss.loss = loss.recon + beta * loss.kl;
+
+    // Backward through the decoder.
+    at::Tensor dg = dout;
+    for (size_t j = dec_.size(); j-- > 0;) {
+      const at::Tensor& in = j == 0 ? z : rows(dec_h_[j - 1]);
+      at::mm_out(dec_[j].gW, dg.t(), in);  // [out, in]
+      at::sum_out(dec_[j].gb, dg, 0);
+      at::Tensor din = rows(j == 0 ? dz_buf_ : dec_dh_[j - 1]);
+      at::mm_out(din, dg, dec_[j].W);  // [B, in]
+      if (j > 0) kernels::relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
+      dg = din;
+    }
+    // Through the reparameterization and the KL.
+    at::Tensor dmu = rows(dmu_buf_), dlv = rows(dlv_buf_);
+    kernels::reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(),
+                              sigma.data_ptr<float>(), dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d,
+                              static_cast<float>(beta) * scale);
+    at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
+    at::mm_out(mu_.gW, dmu.t(), henc);
+    at::sum_out(mu_.gb, dmu, 0);
+    at::mm_out(lv_.gW, dlv.t(), henc);
+    at::sum_out(lv_.gb, dlv, 0);
+    if (enc_.empty()) return loss;
+    at::Tensor dh = rows(enc_dh_.back());
+    at::mm_out(dh, dmu, mu_.W);
+    dh.addmm_(dlv, lv_.W);
+    // Through the encoder.
+    for (size_t i = enc_.size(); i-- > 0;) {
+      const at::Tensor hout = rows(enc_h_[i]);
+      kernels::relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
+      const at::Tensor in = i == 0 ? x : rows(enc_h_[i - 1]);
+      at::mm_out(enc_[i].gW, dh.t(), in);
+      at::sum_out(enc_[i].gb, dh, 0);
+      if (i == 0) break;
+      at::Tensor din = rows(enc_dh_[i - 1]);
+      at::mm_out(din, dh, enc_[i].W);
+      dh = din;
+    }
+    return loss;
+  }
+
+ private:
+  static at::Tensor grad_of(at::Tensor& p) {
+    if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
+    return p.grad();
+  }
+
+  void reserve(int64_t B) {
+    if (B <= capacity_) return;
+    capacity_ = B;
+    const int64_t D = model_.data_dim(), d = model_.latent_dim();
+    auto f = [&](int64_t cols) { return at::empty({B, cols}, at::kFloat); };
+    enc_h_.clear();
+    enc_dh_.clear();
+    dec_h_.clear();
+    dec_dh_.clear();
+    for (const auto& l : enc_) {
+      enc_h_.push_back(f(l.W.size(0)));
+      enc_dh_.push_back(f(l.W.size(0)));
+    }
+    for (size_t j = 0; j + 1 < dec_.size(); ++j) {
+      dec_h_.push_back(f(dec_[j].W.size(0)));
+      dec_dh_.push_back(f(dec_[j].W.size(0)));
+    }
+    mu_buf_ = f(d);
+    lv_buf_ = f(d);
+    z_buf_ = f(d);
+    sigma_buf_ = f(d);
+    dz_buf_ = f(d);
+    dmu_buf_ = f(d);
+    dlv_buf_ = f(d);
+    out_buf_ = f(D);
+    dout_buf_ = f(D);
+    if (dec_logvar_.defined()) glv_rows_buf_ = f(D);
+    fixed_logvar_ = at::empty({D}, at::kFloat);
+    nll_rows_ = at::empty({B}, at::kDouble);
+    kl_rows_ = at::empty({B}, at::kDouble);
+  }
+
+  VaeImpl& model_;
+  std::vector<Linear> enc_, dec_;
+  Linear mu_, lv_;
+  at::Tensor dec_logvar_, g_dec_logvar_;
+  int64_t capacity_ = 0;
+  std::vector<at::Tensor> enc_h_, enc_dh_, dec_h_, dec_dh_;
+  at::Tensor mu_buf_, lv_buf_, z_buf_, sigma_buf_, dz_buf_, dmu_buf_, dlv_buf_, out_buf_, dout_buf_, glv_rows_buf_;
+  at::Tensor fixed_logvar_, nll_rows_, kl_rows_;
+};
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model) {
+  const ModelConfig& c = model.config();
+  if (c.type != "mlp_vae" || c.activation != "relu") return nullptr;
+  std::map<std::string, at::Tensor> params;
+  for (auto& [name, p] : named_parameters(model)) {
+    if (!p.device().is_cpu() || p.scalar_type() != at::kFloat || !p.is_contiguous()) return nullptr;
+    params[name] = p;
+  }
+  return std::make_unique<FusedMlpStep>(model, std::move(params));
+}
+
+}  // namespace latent

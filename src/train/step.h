@@ -1,0 +1,31 @@
+// One optimization step's forward and backward: computes the loss of a batch and leaves the
+// gradients in the parameters' .grad(). Two implementations: autograd over the model (every
+// architecture) and the fused MLP step (fused_mlp.cpp).
+#pragma once
+
+#include <memory>
+
+#include "latent/model.h"
+
+namespace latent {
+
+struct StepLoss {
+  double loss = 0;   // mean over the batch of recon + beta * kl
+  double recon = 0;  // mean -log p(x|z)
+  double kl = 0;     // mean KL(q || p)
+};
+
+class TrainStep {
+ public:
+  virtual ~TrainStep() = default;
+  /// x [B, D...], eps [B, d]. Overwrites every parameter's gradient.
+  virtual StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) = 0;
+};
+
+std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model);
+
+/// The fused step for mlp_vae with ReLU on contiguous float32 CPU tensors, or null when the
+/// model does not qualify.
+std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model);
+
+}  // namespace latent

@@ -1,0 +1,307 @@
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "latent/atomic_file.h"
+#include "latent/checkpoint.h"
+#include "latent/eval.h"
+#include "latent/image.h"
+#include "latent/objective.h"
+#include "latent/progress.h"
+#include "latent/train.h"
+#include "train/step.h"
+
+namespace latent {
+namespace {
+
+std::atomic<bool> g_stop{false};
+
+constexpr uint64_t kEvalSeedSalt = 0xe7a1ull;
+constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
+constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;
+
+class AutogradStep : public TrainStep {
+ public:
+  explicit AutogradStep(VaeImpl& model) : model_(model) {}
+  StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) override {
+    for (auto& p : model_.parameters())
+      if (p.grad().defined()) p.mutable_grad().zero_();
+    ElboTerms t = elbo_terms(model_, x, eps);
+    at::Tensor recon = t.recon.mean(), kl = t.kl.mean();
+    at::Tensor loss = recon + beta * kl;
+    loss.backward();
+    return {loss.item<double>(), recon.item<double>(), kl.item<double>()};
+  }
+
+ private:
+  VaeImpl& model_;
+};
+
+bool is_image_shape(const std::vector<int64_t>& s) { return s.size() == 3 && (s[0] == 1 || s[0] == 3); }
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+// Everything a run needs, whether new or resumed.
+struct Run {
+  CheckpointInfo info;
+  Vae model;
+  std::unique_ptr<Adam> adam;
+  DataSplit data;
+  TrainOptions opt;
+  std::string checkpoint_path;
+};
+
+void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics) {
+  std::string text;
+  for (const auto& m : metrics) text += m.dump() + "\n";
+  atomic_write(path, text);
+}
+
+void write_pictures(Run& run) {
+  if (!is_image_shape(run.info.data_shape)) return;
+  at::NoGradGuard no_grad;
+  run.model->eval();
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(run.opt.seed, kSampleSeedSalt));
+  at::Tensor z = at::randn({64, run.model->latent_dim()}, gen, at::kFloat);
+  png_save_grid(run.opt.out + "/samples.png", run.model->likelihood_mean(run.model->decode(z)), 8);
+  const Dataset& src = run.data.test.size() > 0 ? run.data.test : run.data.train;
+  const int64_t n = std::min<int64_t>(16, src.size());
+  at::Tensor x = src.x.narrow(0, 0, n);
+  at::Tensor recon = run.model->likelihood_mean(run.model->decode(run.model->encode(x).mu));
+  // Rows of 8: inputs above their reconstructions.
+  std::vector<at::Tensor> rows;
+  for (int64_t i = 0; i < n; i += 8) {
+    const int64_t m = std::min<int64_t>(8, n - i);
+    rows.push_back(x.narrow(0, i, m));
+    rows.push_back(recon.narrow(0, i, m));
+  }
+  png_save_grid(run.opt.out + "/reconstructions.png", at::cat(rows), 8);
+}
+
+TrainResult run_loop(Run& run) {
+  TrainOptions& opt = run.opt;
+  VaeImpl& model = *run.model;
+  const Dataset& train = run.data.train;
+  const int64_t n = train.size(), d = model.latent_dim();
+  const int64_t bs = std::min(opt.batch_size, n);
+  const int64_t batches = (n + bs - 1) / bs;
+  const double beta = opt.beta >= 0 ? opt.beta : run.info.model.beta;
+
+  std::unique_ptr<TrainStep> step = opt.fused ? make_fused_mlp_step(model) : nullptr;
+  if (!step) step = make_autograd_step(model);
+
+  Dataset test = run.data.test;
+  if (opt.binarize && test.size() > 0) test.x = binarize_fixed(test.x, kTestBinarizeSeed);
+
+  nlohmann::json& state = run.info.state;
+  int64_t epoch = state.value("epoch", int64_t{0});
+  int64_t step_in_epoch = state.value("step_in_epoch", int64_t{0});
+  int64_t global_step = state.value("global_step", int64_t{0});
+  double sum_loss = state.value("sum_loss", 0.0), sum_recon = state.value("sum_recon", 0.0), sum_kl = state.value("sum_kl", 0.0);
+  double wall = state.value("wall_s", 0.0);
+  int64_t seen = state.value("seen", int64_t{0});
+  TrainResult result;
+  result.checkpoint = run.checkpoint_path;
+  if (!run.info.metrics.empty()) result.last_metrics = run.info.metrics.back();
+  const std::string metrics_path = opt.out + "/metrics.jsonl";
+  write_metrics_jsonl(metrics_path, run.info.metrics);
+
+  // epochs_done counts finished epochs; step_in_epoch > 0 marks a checkpoint taken mid-epoch.
+  auto save_state = [&](int64_t epochs_done) {
+    state = {{"epoch", epochs_done},     {"step_in_epoch", step_in_epoch}, {"global_step", global_step},
+             {"sum_loss", sum_loss}, {"sum_recon", sum_recon},       {"sum_kl", sum_kl},
+             {"seen", seen},       {"wall_s", wall}};
+    checkpoint_save(run.checkpoint_path, run.info, model, run.adam.get());
+  };
+
+  for (; epoch < opt.epochs; ++epoch) {
+    model.train();
+    at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kShuffleSeedSalt + static_cast<uint64_t>(epoch)));
+    at::Tensor perm = at::randperm(n, shuffle_gen, at::TensorOptions().dtype(at::kLong));
+    ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt.epochs), n, "samples", opt.progress);
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t seen_now = 0;
+    for (int64_t b = step_in_epoch; b < batches; ++b) {
+      const int64_t start = b * bs, len = std::min(bs, n - start);
+      at::Tensor x = train.x.index_select(0, perm.narrow(0, start, len));
+      at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
+      if (opt.binarize) x = at::bernoulli(x, gen);
+      at::Tensor eps = at::randn({len, d}, gen, x.options());
+      double beta_t = beta;
+      if (opt.kl_warmup > 0)
+        beta_t = beta * std::min(1.0, (static_cast<double>(epoch) + static_cast<double>(b) / batches) / opt.kl_warmup);
+      StepLoss l = step->run(x, eps, beta_t);
+      if (!std::isfinite(l.loss)) {
+        throw TrainingDiverged("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) +
+                               ": the loss is " + (std::isnan(l.loss) ? "NaN" : "infinite") + "; the last good checkpoint is " +
+                               (std::filesystem::exists(run.checkpoint_path) ? run.checkpoint_path : std::string("(none yet)")) +
+                               "; try a lower --lr");
+      }
+      run.adam->step();
+      sum_loss += l.loss * len;
+      sum_recon += l.recon * len;
+      sum_kl += l.kl * len;
+      seen += len;
+      seen_now += len;
+      step_in_epoch = b + 1;
+      ++global_step;
+      bar.update(start + len, "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " + fmt("%.2f", sum_kl / seen));
+      if (g_stop.load()) {
+        wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        save_state(epoch);
+        result.interrupted = true;
+        return result;
+      }
+    }
+    const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    wall += train_seconds;
+    bar.finish("loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " + fmt("%.2f", sum_kl / seen));
+    EvalOptions eo;
+    eo.seed = mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch));
+    EvalResult ev = evaluate(model, test, eo);
+    nlohmann::json m = {{"epoch", epoch + 1},
+                        {"beta", beta},
+                        {"train_loss", sum_loss / seen},
+                        {"train_elbo", -(sum_recon + sum_kl) / seen},
+                        {"train_recon", sum_recon / seen},
+                        {"train_kl", sum_kl / seen},
+                        {"samples_per_s", seen_now / std::max(train_seconds, 1e-9)},
+                        {"wall_s", wall}};
+    if (ev.examples > 0) {
+      m["test_elbo"] = ev.elbo;
+      m["test_recon"] = ev.recon;
+      m["test_kl"] = ev.kl;
+      m["active_units"] = ev.active_units;
+      if (opt.progress)
+        std::fprintf(stderr, "  test: elbo %.2f  recon %.2f  kl %.2f  active units %lld/%lld\n", ev.elbo, ev.recon, ev.kl,
+                     static_cast<long long>(ev.active_units), static_cast<long long>(d));
+    }
+    run.info.metrics.push_back(m);
+    result.last_metrics = m;
+    sum_loss = sum_recon = sum_kl = 0;
+    seen = 0;
+    step_in_epoch = 0;
+    save_state(epoch + 1);
+    write_metrics_jsonl(metrics_path, run.info.metrics);
+  }
+  write_pictures(run);
+  return result;
+}
+
+void check_data_fits(const Run& run) {
+  const Dataset& t = run.data.train;
+  if (t.size() == 0) throw Error("the training data holds no examples");
+  if (run.info.model.likelihood == Likelihood::kBernoulli) {
+    const double lo = t.x.min().item<double>(), hi = t.x.max().item<double>();
+    if (lo < 0 || hi > 1)
+      throw Error("likelihood bernoulli needs data in [0, 1], the data spans [" + fmt("%g", lo) + ", " + fmt("%g", hi) +
+                  "]; use \"likelihood\": \"gaussian\" (with --standardize for tables)");
+  }
+  if (run.opt.batch_size < 1) throw Error("batch size must be >= 1");
+  if (run.opt.epochs < 0) throw Error("epochs must be >= 0");
+  if (!(run.opt.adam.lr > 0)) throw Error("learning rate must be > 0");
+}
+
+void set_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+}  // namespace
+
+std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model) { return std::make_unique<AutogradStep>(model); }
+
+uint64_t mix_seed(uint64_t seed, uint64_t step) {
+  auto splitmix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  return splitmix(seed ^ splitmix(step));
+}
+
+void request_stop() { g_stop.store(true); }
+void clear_stop_request() { g_stop.store(false); }
+
+nlohmann::json TrainOptions::to_json() const {
+  return {{"epochs", epochs},   {"batch_size", batch_size}, {"lr", adam.lr},       {"beta1", adam.beta1},
+          {"beta2", adam.beta2}, {"adam_eps", adam.eps},     {"seed", seed},        {"threads", threads},
+          {"binarize", binarize}, {"beta", beta},            {"kl_warmup", kl_warmup}, {"limit", limit},
+          {"fused", fused}};
+}
+
+TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
+  TrainOptions o;
+  o.epochs = j.value("epochs", o.epochs);
+  o.batch_size = j.value("batch_size", o.batch_size);
+  o.adam.lr = j.value("lr", o.adam.lr);
+  o.adam.beta1 = j.value("beta1", o.adam.beta1);
+  o.adam.beta2 = j.value("beta2", o.adam.beta2);
+  o.adam.eps = j.value("adam_eps", o.adam.eps);
+  o.seed = j.value("seed", o.seed);
+  o.threads = j.value("threads", o.threads);
+  o.binarize = j.value("binarize", o.binarize);
+  o.beta = j.value("beta", o.beta);
+  o.kl_warmup = j.value("kl_warmup", o.kl_warmup);
+  o.limit = j.value("limit", o.limit);
+  o.fused = j.value("fused", o.fused);
+  return o;
+}
+
+TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options) {
+  if (options.out.empty()) throw Error("no output folder given (--out)");
+  set_threads(options.threads);
+  Run run;
+  run.opt = options;
+  run.data = load_data(data);
+  if (options.limit > 0) run.data.train = run.data.train.head(options.limit);
+  run.info.model = model;
+  run.info.data = data;
+  run.info.data_shape = run.data.train.example_shape();
+  run.info.classes = run.data.train.classes;
+  run.info.train = options.to_json();
+  run.info.data_mean = run.data.mean;
+  run.info.data_std = run.data.std;
+  check_data_fits(run);
+  at::manual_seed(options.seed);  // parameter initialization
+  run.model = make_model(model, run.info.data_shape);
+  run.adam = std::make_unique<Adam>(named_parameters(*run.model), options.adam);
+  run.checkpoint_path = options.out + "/model.safetensors";
+  return run_loop(run);
+}
+
+TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress) {
+  LoadedCheckpoint ck = checkpoint_load(checkpoint);
+  Run run;
+  run.info = ck.info;
+  run.model = ck.model;
+  run.opt = TrainOptions::from_json(ck.info.train);
+  if (epochs > 0) run.opt.epochs = epochs;
+  run.opt.out = out.empty() ? std::filesystem::path(checkpoint).parent_path().string() : out;
+  if (run.opt.out.empty()) run.opt.out = ".";
+  run.opt.progress = progress;
+  run.info.train = run.opt.to_json();
+  set_threads(run.opt.threads);
+  run.data = load_data(run.info.data);
+  if (run.opt.limit > 0) run.data.train = run.data.train.head(run.opt.limit);
+  if (run.data.train.example_shape() != run.info.data_shape)
+    throw Error(checkpoint + ": the data's example shape no longer matches the checkpoint's");
+  check_data_fits(run);
+  run.adam = std::make_unique<Adam>(named_parameters(*run.model), run.opt.adam);
+  run.adam->load_state(ck.file);
+  run.checkpoint_path = run.opt.out + "/model.safetensors";
+  return run_loop(run);
+}
+
+}  // namespace latent

@@ -1,0 +1,78 @@
+// The fused MLP step against autograd on the same model and batch, and its elementwise
+// approximations against the C library.
+#include <cmath>
+
+#include "latent/checkpoint.h"
+#include "test_util.h"
+#include "train/fused_kernels.h"
+#include "train/step.h"
+
+namespace latent {
+namespace {
+
+using test::all_close;
+
+TEST(FusedKernels, ExpAndLog1pAreAccurate) {
+  double worst_exp = 0, worst_log = 0;
+  for (int i = 0; i <= 200000; ++i) {
+    const float x = -87.0f * static_cast<float>(i) / 200000;
+    worst_exp = std::max(worst_exp, std::abs(kernels::exp_nonpositive(x) / std::exp(double(x)) - 1));
+    const float e = static_cast<float>(i) / 200000;
+    worst_log = std::max(worst_log, std::abs(kernels::log1p_unit(e) - std::log1p(double(e))));
+  }
+  EXPECT_LT(worst_exp, 4e-7);  // a few float ulps (relative)
+  EXPECT_LT(worst_log, 3e-7);  // a few float ulps of log 2 (absolute)
+}
+
+struct Case {
+  std::string config;
+  std::vector<int64_t> shape;
+};
+
+class FusedVsAutograd : public ::testing::TestWithParam<Case> {};
+
+TEST_P(FusedVsAutograd, SameLossAndGradients) {
+  // float32 both ways; the products run in a different order, so 1e-4 relative + 1e-6 absolute.
+  ModelConfig c = ModelConfig::from_text_or_file(GetParam().config);
+  at::manual_seed(1);
+  Vae a = make_model(c, GetParam().shape);
+  Vae b = make_model(c, GetParam().shape);
+  {
+    at::NoGradGuard ng;
+    auto pa = named_parameters(*a), pb = named_parameters(*b);
+    for (size_t i = 0; i < pa.size(); ++i) pb[i].second.copy_(pa[i].second);
+  }
+  auto ref = make_autograd_step(*a);
+  auto fused = make_fused_mlp_step(*b);
+  ASSERT_TRUE(fused);
+  std::vector<int64_t> xs{37};
+  xs.insert(xs.end(), GetParam().shape.begin(), GetParam().shape.end());
+  for (int64_t batch : {37, 11}) {  // a smaller batch reuses the buffers of the larger one
+    xs[0] = batch;
+    at::Tensor x = at::rand(xs);
+    if (c.likelihood == Likelihood::kBernoulli) x.narrow(0, 0, batch / 2).round_();
+    at::Tensor eps = at::randn({batch, c.latent});
+    StepLoss la = ref->run(x, eps, 0.8), lb = fused->run(x, eps, 0.8);
+    EXPECT_NEAR(la.loss, lb.loss, 1e-4 * std::abs(la.loss));
+    EXPECT_NEAR(la.recon, lb.recon, 1e-4 * std::abs(la.recon));
+    EXPECT_NEAR(la.kl, lb.kl, 1e-4 * std::abs(la.kl) + 1e-6);
+    auto pa = named_parameters(*a), pb = named_parameters(*b);
+    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(all_close(pb[i].second.grad(), pa[i].second.grad(), 1e-4, 1e-6)) << pa[i].first;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Models, FusedVsAutograd,
+    ::testing::Values(Case{R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})", {1, 4, 5}},
+                      Case{R"({"type": "mlp_vae", "hidden": [], "latent": 3})", {9}},
+                      Case{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "sigma": 0.2})", {13}},
+                      Case{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "variance": "learned"})",
+                           {13}}));
+
+TEST(FusedMlp, DoesNotApplyToOtherModels) {
+  EXPECT_FALSE(make_fused_mlp_step(*make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "activation": "tanh"})"), {4})));
+  EXPECT_FALSE(make_fused_mlp_step(*make_model(ModelConfig::from_text_or_file(R"({"type": "conv_vae", "channels": [4], "latent": 2})"), {1, 4, 4})));
+}
+
+}  // namespace
+}  // namespace latent

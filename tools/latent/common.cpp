@@ -1,0 +1,103 @@
+#include "common.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <filesystem>
+#include <regex>
+#include <thread>
+
+#include "latent/error.h"
+#include "latent/eval.h"
+#include "latent/image.h"
+#include "latent/npy.h"
+
+namespace latent::cli {
+
+bool is_image_model(const LoadedCheckpoint& ck) {
+  const auto& s = ck.info.data_shape;
+  return s.size() == 3 && (s[0] == 1 || s[0] == 3);
+}
+
+Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_override, const std::string& split, int64_t limit) {
+  if (split != "test" && split != "train") throw Error("--split must be test or train, got '" + split + "'");
+  DataSpec spec = ck.info.data;
+  if (!source_override.empty()) {
+    spec = DataSpec{};
+    spec.source = source_override;
+    spec.channels = static_cast<int>(ck.info.data_shape.size() == 3 ? ck.info.data_shape[0] : 0);
+    if (ck.info.data_shape.size() == 3) {
+      spec.height = static_cast<int>(ck.info.data_shape[1]);
+      spec.width = static_cast<int>(ck.info.data_shape[2]);
+    }
+    spec.test_fraction = ck.info.data.test_fraction;
+  }
+  // Standardization uses the checkpoint's statistics, never the new data's.
+  spec.standardize = false;
+  DataSplit data = load_data(spec);
+  Dataset d = split == "test" ? data.test : data.train;
+  if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");
+  if (d.example_shape() != ck.info.data_shape)
+    throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) + "-D do not match the model's data shape");
+  if (limit > 0) d = d.head(limit);
+  if (ck.info.data_mean.defined()) d.x = (d.x - ck.info.data_mean) / ck.info.data_std;
+  if (ck.info.train.value("binarize", false)) d.x = binarize_fixed(d.x, kTestBinarizeSeed);
+  return d;
+}
+
+at::Tensor load_inputs(const LoadedCheckpoint& ck, const std::vector<std::string>& files) {
+  if (files.empty()) throw Error("no inputs given");
+  std::vector<at::Tensor> xs;
+  const auto& shape = ck.info.data_shape;
+  for (const auto& f : files) {
+    const std::string ext = std::filesystem::path(f).extension().string();
+    if (ext == ".npy") {
+      at::Tensor t = npy_load(f);
+      if (t.scalar_type() == at::kByte) t = t.to(at::kFloat).div_(255);
+      t = t.to(at::kFloat);
+      std::vector<int64_t> want{-1};
+      want.insert(want.end(), shape.begin(), shape.end());
+      int64_t per = 1;
+      for (int64_t s : shape) per *= s;
+      if (t.dim() < 1 || t.numel() % per != 0 || t.numel() == 0)
+        throw Error(f + ": an array of " + std::to_string(t.numel()) + " values does not hold whole examples of " + std::to_string(per) + " values");
+      t = t.reshape(want);
+      if (ck.info.data_mean.defined()) t = (t - ck.info.data_mean) / ck.info.data_std;
+      xs.push_back(t);
+    } else {
+      if (!is_image_model(ck)) throw Error(f + ": image inputs need a model trained on images; this model takes " + std::to_string(shape.size()) + "-D examples");
+      xs.push_back(image_load(f, static_cast<int>(shape[0]), static_cast<int>(shape[1]), static_cast<int>(shape[2])).unsqueeze(0));
+    }
+  }
+  return at::cat(xs);
+}
+
+at::Tensor load_one_input(const LoadedCheckpoint& ck, const std::string& index_or_file, const std::string& source_override) {
+  if (std::regex_match(index_or_file, std::regex("[0-9]+"))) {
+    Dataset d = checkpoint_data(ck, source_override, "test", 0);
+    const int64_t i = std::stoll(index_or_file);
+    if (i >= d.size()) throw Error("index " + index_or_file + " is out of range: the test split has " + std::to_string(d.size()) + " examples");
+    return d.x.narrow(0, i, 1);
+  }
+  at::Tensor x = load_inputs(ck, {index_or_file});
+  if (x.size(0) != 1) throw Error(index_or_file + ": holds " + std::to_string(x.size(0)) + " examples, expected one");
+  return x;
+}
+
+at::Tensor to_data_space(const LoadedCheckpoint& ck, const at::Tensor& x) {
+  return ck.info.data_mean.defined() ? x * ck.info.data_std + ck.info.data_mean : x;
+}
+
+void set_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+}
+
+void parse_size(const std::string& text, int* height, int* width) {
+  std::smatch m;
+  if (!std::regex_match(text, m, std::regex("([0-9]{1,5})x([0-9]{1,5})")) || std::stoi(m[1]) < 1 || std::stoi(m[2]) < 1)
+    throw Error("--resize takes WxH, e.g. 64x64; got '" + text + "'");
+  *width = std::stoi(m[1]);
+  *height = std::stoi(m[2]);
+}
+
+}  // namespace latent::cli

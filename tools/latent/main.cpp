@@ -1,0 +1,47 @@
+// latent: train, evaluate and use variational autoencoders.
+#include <c10/util/Exception.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+
+#include "common.h"
+#include "latent/error.h"
+
+namespace {
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"latent: variational autoencoders in C++. Train, evaluate, sample, reconstruct, interpolate, encode and decode."};
+  app.require_subcommand(1);
+  app.footer("Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
+             "Run 'latent COMMAND --help' for a command's options.");
+  latent::cli::add_train(app);
+  latent::cli::add_eval(app);
+  latent::cli::add_generate(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::Success& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "latent: error: %s (see 'latent --help')\n", e.what());
+    return 2;
+  } catch (const latent::Error& e) {
+    std::fprintf(stderr, "latent: error: %s\n", e.what());
+    return 1;
+  } catch (const c10::Error& e) {
+    std::fprintf(stderr, "latent: error: %s\n", first_line(e.what_without_backtrace()).c_str());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "latent: error: %s\n", first_line(e.what()).c_str());
+    return 1;
+  }
+  return 0;
+}
