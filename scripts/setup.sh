@@ -6,6 +6,7 @@ packages=(
   build-essential cmake pkg-config
   libtorch-dev            # LibTorch (C++ tensors, autograd, nn)
   libopenblas0-openmp     # fast BLAS behind LibTorch's matrix products (replaces reference BLAS)
+  libdnnl-dev             # oneDNN sgemm for the fused MLP training step
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
   libgtest-dev            # unit tests
   dataset-fashion-mnist   # the default data

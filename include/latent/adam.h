@@ -3,7 +3,8 @@
 /// m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
 /// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 /// Contiguous float32 CPU parameters take one fused pass per tensor (read g, m, v, p once, split
-/// across threads); other devices and dtypes use tensor ops. State moves in and out of checkpoints
+/// across threads, denormal moments flushed to zero: see kernels::adam_update); other devices and
+/// dtypes use tensor ops. State moves in and out of checkpoints
 /// as "optimizer.exp_avg.<name>" / "optimizer.exp_avg_sq.<name>" tensors plus the step count.
 #pragma once
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "latent/error.h"
+#include "train/fused_kernels.h"
 
 namespace latent {
 
@@ -30,37 +31,37 @@ void Adam::step() {
   const double step_size = options_.lr / bias1;
   const double inv_sqrt_bias2 = 1.0 / std::sqrt(bias2);
   at::NoGradGuard no_grad;
+  // Contiguous float32 CPU tensors: one pass over all of them as if concatenated, split evenly
+  // across threads. Anything else: tensor ops.
+  std::vector<size_t> fused;
+  std::vector<int64_t> offsets{0};
   for (size_t i = 0; i < params_.size(); ++i) {
     at::Tensor& p = params_[i].second;
     const at::Tensor& g = p.grad();
     if (!g.defined()) continue;
+    if (p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() && g.is_contiguous() && g.scalar_type() == at::kFloat) {
+      fused.push_back(i);
+      offsets.push_back(offsets.back() + p.numel());
+      continue;
+    }
     at::Tensor& m = exp_avg_[i];
     at::Tensor& v = exp_avg_sq_[i];
-    const bool fused = p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() &&
-                       g.is_contiguous() && g.scalar_type() == at::kFloat;
-    if (fused) {
-      float* pp = p.data_ptr<float>();
-      const float* gp = g.data_ptr<float>();
-      float* mp = m.data_ptr<float>();
-      float* vp = v.data_ptr<float>();
-      const float fb1 = static_cast<float>(b1), fb2 = static_cast<float>(b2), fss = static_cast<float>(step_size);
-      const float fib2 = static_cast<float>(inv_sqrt_bias2), feps = static_cast<float>(eps);
-      at::parallel_for(0, p.numel(), 16384, [&](int64_t begin, int64_t end) {
-        for (int64_t k = begin; k < end; ++k) {
-          const float gk = gp[k];
-          const float mk = fb1 * mp[k] + (1.0f - fb1) * gk;
-          const float vk = fb2 * vp[k] + (1.0f - fb2) * gk * gk;
-          mp[k] = mk;
-          vp[k] = vk;
-          pp[k] -= fss * mk / (std::sqrt(vk) * fib2 + feps);
-        }
-      });
-    } else {
-      m.mul_(b1).add_(g, 1.0 - b1);
-      v.mul_(b2).addcmul_(g, g, 1.0 - b2);
-      p.addcdiv_(m, v.sqrt().mul_(inv_sqrt_bias2).add_(eps), -step_size);
-    }
+    m.mul_(b1).add_(g, 1.0 - b1);
+    v.mul_(b2).addcmul_(g, g, 1.0 - b2);
+    p.addcdiv_(m, v.sqrt().mul_(inv_sqrt_bias2).add_(eps), -step_size);
   }
+  at::parallel_for(0, offsets.back(), 32768, [&](int64_t begin, int64_t end) {
+    for (size_t j = 0; j < fused.size(); ++j) {
+      const int64_t lo = std::max(begin, offsets[j]), hi = std::min(end, offsets[j + 1]);
+      if (lo >= hi) continue;
+      const size_t i = fused[j];
+      const int64_t k = lo - offsets[j];
+      kernels::adam_update(params_[i].second.data_ptr<float>() + k, params_[i].second.grad().data_ptr<float>() + k,
+                           exp_avg_[i].data_ptr<float>() + k, exp_avg_sq_[i].data_ptr<float>() + k, hi - lo,
+                           static_cast<float>(b1), static_cast<float>(b2), static_cast<float>(step_size),
+                           static_cast<float>(inv_sqrt_bias2), static_cast<float>(eps));
+    }
+  });
 }
 
 void Adam::save_state(SafetensorsFile& file) const {

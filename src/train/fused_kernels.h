@@ -37,3 +37,22 @@ float exp_nonpositive(float x);
 float log1p_unit(float e);
 
 }  // namespace latent::kernels
+
+namespace latent::kernels {
+
+/// One Adam update of n elements (PyTorch's rule):
+///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= step_size m / (sqrt(v) inv_sqrt_bias2 + eps)
+void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
+                 float inv_sqrt_bias2, float eps);
+
+/// dst[k] += src[k]
+void add_into(float* dst, const float* src, int64_t n);
+
+}  // namespace latent::kernels
+
+namespace latent::kernels {
+
+/// c[r, :] += bias, then ReLU when `relu`; c is [rows, cols].
+void bias_act(float* c, const float* bias, int64_t rows, int64_t cols, bool relu);
+
+}  // namespace latent::kernels

@@ -6,8 +6,7 @@
 //             g_{j+1} = relu(g_j V_j^T + c_j), logits = g V_last^T + c_last      [B, D]
 //   loss:     mean_B( -log p(x|z) + beta KL(q || N(0, I)) )
 //   backward: the same chain in reverse; weight gradients are (dA)^T H products.
-// The matrix products go to BLAS through at::addmm_out / at::mm_out into the preallocated
-// buffers; the elementwise work (likelihood and its gradient, reparameterization, KL, ReLU
+// The matrix products go to gemm() (oneDNN sgemm, or at::mm) into the preallocated buffers; the elementwise work (likelihood and its gradient, reparameterization, KL, ReLU
 // backward) is fused into single passes (fused_kernels.cpp). The result matches autograd to
 // float rounding (tests/unit/test_fused_mlp.cpp).
 #include <ATen/ATen.h>
@@ -17,6 +16,7 @@
 
 #include "latent/checkpoint.h"
 #include "train/fused_kernels.h"
+#include "train/gemm.h"
 #include "train/step.h"
 
 namespace latent {
@@ -58,25 +58,23 @@ class FusedMlpStep : public TrainStep {
     at::Tensor h = x;  // [B, D]
     for (size_t i = 0; i < enc_.size(); ++i) {
       at::Tensor out = rows(enc_h_[i]);
-      at::addmm_out(out, enc_[i].b, h, enc_[i].W.t());  // [B, h_i]
-      at::relu_(out);
+      linear_act(h, enc_[i], out, true);  // [B, h_i]
       h = out;
     }
     at::Tensor mu = rows(mu_buf_), lv = rows(lv_buf_), z = rows(z_buf_), sigma = rows(sigma_buf_);
-    at::addmm_out(mu, mu_.b, h, mu_.W.t());  // [B, d]
-    at::addmm_out(lv, lv_.b, h, lv_.W.t());  // [B, d]
+    linear_act(h, mu_, mu, false);  // [B, d]
+    linear_act(h, lv_, lv, false);  // [B, d]
     double* kl_rows = kl_rows_.data_ptr<double>();
     kernels::reparam_forward(mu.data_ptr<float>(), lv.data_ptr<float>(), eps.data_ptr<float>(), z.data_ptr<float>(),
                              sigma.data_ptr<float>(), kl_rows, 0, B, d);
     at::Tensor g = z;  // [B, d]
     for (size_t j = 0; j + 1 < dec_.size(); ++j) {
       at::Tensor out = rows(dec_h_[j]);
-      at::addmm_out(out, dec_[j].b, g, dec_[j].W.t());  // [B, h]
-      at::relu_(out);
+      linear_act(g, dec_[j], out, true);  // [B, h]
       g = out;
     }
     at::Tensor out = rows(out_buf_), dout = rows(dout_buf_);
-    at::addmm_out(out, dec_.back().b, g, dec_.back().W.t());  // [B, D]
+    linear_act(g, dec_.back(), out, false);  // [B, D]
 
     // Likelihood, and its gradient with respect to the decoder output.
     const float scale = 1.0f / static_cast<float>(B);
@@ -111,10 +109,10 @@ class FusedMlpStep : public TrainStep {
     at::Tensor dg = dout;
     for (size_t j = dec_.size(); j-- > 0;) {
       const at::Tensor& in = j == 0 ? z : rows(dec_h_[j - 1]);
-      at::mm_out(dec_[j].gW, dg.t(), in);  // [out, in]
+      gemm(dg, true, in, false, dec_[j].gW);  // [out, in]
       at::sum_out(dec_[j].gb, dg, 0);
       at::Tensor din = rows(j == 0 ? dz_buf_ : dec_dh_[j - 1]);
-      at::mm_out(din, dg, dec_[j].W);  // [B, in]
+      gemm(dg, false, dec_[j].W, false, din);  // [B, in]
       if (j > 0) kernels::relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
       dg = din;
     }
@@ -124,30 +122,36 @@ class FusedMlpStep : public TrainStep {
                               sigma.data_ptr<float>(), dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d,
                               static_cast<float>(beta) * scale);
     at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
-    at::mm_out(mu_.gW, dmu.t(), henc);
+    gemm(dmu, true, henc, false, mu_.gW);  // [d, h]
     at::sum_out(mu_.gb, dmu, 0);
-    at::mm_out(lv_.gW, dlv.t(), henc);
+    gemm(dlv, true, henc, false, lv_.gW);
     at::sum_out(lv_.gb, dlv, 0);
     if (enc_.empty()) return loss;
     at::Tensor dh = rows(enc_dh_.back());
-    at::mm_out(dh, dmu, mu_.W);
-    dh.addmm_(dlv, lv_.W);
+    gemm(dmu, false, mu_.W, false, dh);  // [B, h]
+    gemm(dlv, false, lv_.W, false, dh, /*accumulate=*/true);
     // Through the encoder.
     for (size_t i = enc_.size(); i-- > 0;) {
       const at::Tensor hout = rows(enc_h_[i]);
       kernels::relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
       const at::Tensor in = i == 0 ? x : rows(enc_h_[i - 1]);
-      at::mm_out(enc_[i].gW, dh.t(), in);
+      gemm(dh, true, in, false, enc_[i].gW);  // [h_i, in]
       at::sum_out(enc_[i].gb, dh, 0);
       if (i == 0) break;
       at::Tensor din = rows(enc_dh_[i - 1]);
-      at::mm_out(din, dh, enc_[i].W);
+      gemm(dh, false, enc_[i].W, false, din);  // [B, in]
       dh = din;
     }
     return loss;
   }
 
  private:
+  // out = act(in W^T + b): the product, then bias and activation in one pass.
+  static void linear_act(const at::Tensor& in, const Linear& l, const at::Tensor& out, bool relu) {
+    gemm(in, false, l.W, true, out);
+    kernels::bias_act(out.data_ptr<float>(), l.b.data_ptr<float>(), out.size(0), out.size(1), relu);
+  }
+
   static at::Tensor grad_of(at::Tensor& p) {
     if (!p.grad().defined()) p.mutable_grad() = at::zeros_like(p);
     return p.grad();

@@ -1,0 +1,18 @@
+// Matrix products of the fused step on row-major contiguous float32 CPU tensors.
+// oneDNN's sgemm (Debian libdnnl-dev, the library LibTorch itself uses for CPU kernels) when the
+// build found it: on the 784-400-20 VAE's products at batch 128 it ran 1.30x faster than
+// OpenBLAS through at::mm with 2 threads (1075 vs 1394 us per step, bench/RESULTS.md); else at::mm_out.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+namespace latent {
+
+/// C = op(A) op(B), or C += op(A) op(B) with accumulate. A and B are given in their stored
+/// (contiguous) shape; trans_a / trans_b transpose them. C is [M, N], contiguous.
+void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate = false);
+
+/// The name of the implementation in use ("oneDNN" or "ATen").
+const char* gemm_backend();
+
+}  // namespace latent
