@@ -1,6 +1,6 @@
 // Elementwise kernels of the fused MLP training step. Plain loops that the compiler vectorizes
-// (this file's translation unit is built with -fno-trapping-math; target_clones adds an AVX2
-// version picked at run time). Each processes a range of rows so callers can split work across
+// (this file's translation unit is built with -fno-trapping-math; target_clones adds AVX-512
+// and AVX2 versions, picked at run time). Each processes a range of rows so callers can split work across
 // threads; per-row results are summed in a fixed order, so results do not depend on the split.
 #pragma once
 
