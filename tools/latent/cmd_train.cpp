@@ -1,10 +1,10 @@
 // latent train: train a VAE and write its checkpoint, metrics and pictures.
-#include <csignal>
 #include <cstdio>
 
 #include "common.h"
 #include "latent/error.h"
 #include "latent/train.h"
+#include "signals.h"
 
 namespace latent::cli {
 namespace {
@@ -19,13 +19,8 @@ struct TrainArgs {
   TrainOptions opt;
 };
 
-void on_sigint(int) {
-  request_stop();
-  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
-}
-
 void run_train(const TrainArgs& a, const CLI::App& cmd) {
-  std::signal(SIGINT, on_sigint);
+  set_graceful_stop(true);  // the first Ctrl-C saves a checkpoint; a second one exits at once
   TrainResult r;
   if (!a.resume.empty()) {
     r = train_resume(a.resume, cmd.count("--epochs") ? a.opt.epochs : 0, a.opt.out, !a.quiet);
@@ -45,10 +40,11 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
     opt.progress = !a.quiet;
     r = train(ModelConfig::from_text_or_file(a.config), spec, opt);
   }
-  std::signal(SIGINT, SIG_DFL);
+  set_graceful_stop(false);
   if (r.interrupted) {
     std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(), r.checkpoint.c_str());
-    std::exit(130);
+    exit_status() = 130;
+    return;
   }
   std::string summary = "saved " + r.checkpoint;
   if (r.last_metrics.is_object() && r.last_metrics.contains("test_elbo")) {

@@ -88,6 +88,11 @@ at::Tensor to_data_space(const LoadedCheckpoint& ck, const at::Tensor& x) {
   return ck.info.data_mean.defined() ? x * ck.info.data_std + ck.info.data_mean : x;
 }
 
+int& exit_status() {
+  static int status = 0;
+  return status;
+}
+
 void set_threads(int threads) {
   at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }

@@ -31,6 +31,10 @@ at::Tensor to_data_space(const LoadedCheckpoint& ck, const at::Tensor& x);
 
 bool is_image_model(const LoadedCheckpoint& ck);
 
+/// The process's exit status when a command succeeds in its own way (130 after Ctrl-C).
+/// main returns it: commands never call exit(), so every destructor runs in order.
+int& exit_status();
+
 /// Sets the LibTorch thread count (0: every core).
 void set_threads(int threads);
 

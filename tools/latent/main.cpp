@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common.h"
+#include "signals.h"
 #include "latent/error.h"
 
 namespace {
@@ -15,6 +16,7 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 }  // namespace
 
 int main(int argc, char** argv) {
+  latent::cli::start_signal_thread();  // before anything starts a thread: see signals.h
   CLI::App app{"latent: variational autoencoders in C++. Train, evaluate, sample, reconstruct, interpolate, encode and decode."};
   app.require_subcommand(1);
   app.footer("Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
@@ -43,5 +45,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "latent: error: %s\n", first_line(e.what()).c_str());
     return 1;
   }
-  return 0;
+  return latent::cli::exit_status();
 }
