@@ -22,7 +22,8 @@ int main(int argc, char** argv) {
     for (bool fused : {true, false}) {
       if (!only.empty() && (only != "fused2" || threads != 2 || !fused)) continue;
       at::manual_seed(0);
-      latent::Vae m = latent::make_model(latent::ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [400], "latent": 20})"), {784});
+      latent::Vae m = latent::make_model(
+          latent::ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [400], "latent": 20})"), {784});
       auto step = fused ? latent::make_fused_mlp_step(*m) : latent::make_autograd_step(*m);
       latent::Adam adam(latent::named_parameters(*m), {});
       // A pool of batches, as training sees (one batch repeated drives Adam's moments into denormals).

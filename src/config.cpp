@@ -22,7 +22,8 @@ const std::set<std::string>& activations() {
 }
 
 int64_t positive_int(const nlohmann::json& v, const std::string& key) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 1) throw Error("model config: '" + key + "' must be an integer >= 1, got " + v.dump());
+  if (!v.is_number_integer() || v.get<int64_t>() < 1)
+    throw Error("model config: '" + key + "' must be an integer >= 1, got " + v.dump());
   return v.get<int64_t>();
 }
 
@@ -43,7 +44,8 @@ std::string one_of(const nlohmann::json& v, const std::string& key, const std::s
 
 double positive_number(const nlohmann::json& v, const std::string& key, bool allow_zero) {
   if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || (!allow_zero && v.get<double>() == 0))
-    throw Error("model config: '" + key + "' must be a " + (allow_zero ? "non-negative" : "positive") + " number, got " + v.dump());
+    throw Error("model config: '" + key + "' must be a " + (allow_zero ? "non-negative" : "positive") + " number, got " +
+                v.dump());
   return v.get<double>();
 }
 
@@ -61,8 +63,10 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
 
   if (!j.contains("latent")) throw Error("model config: missing 'latent' (the latent size)");
   c.latent = positive_int(j["latent"], "latent");
-  if (j.contains("hidden")) c.hidden = int_list(j["hidden"], "hidden");
-  else if (c.type == "mlp_vae") throw Error("model config: mlp_vae needs 'hidden', e.g. [400]");
+  if (j.contains("hidden"))
+    c.hidden = int_list(j["hidden"], "hidden");
+  else if (c.type == "mlp_vae")
+    throw Error("model config: mlp_vae needs 'hidden', e.g. [400]");
   if (c.type == "conv_vae") {
     if (!j.contains("channels")) throw Error("model config: conv_vae needs 'channels', e.g. [32, 64]");
     c.channels = int_list(j["channels"], "channels");
@@ -70,7 +74,8 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   }
   if (j.contains("activation")) c.activation = one_of(j["activation"], "activation", activations());
   if (j.contains("likelihood"))
-    c.likelihood = one_of(j["likelihood"], "likelihood", {"bernoulli", "gaussian"}) == "gaussian" ? Likelihood::kGaussian : Likelihood::kBernoulli;
+    c.likelihood = one_of(j["likelihood"], "likelihood", {"bernoulli", "gaussian"}) == "gaussian" ? Likelihood::kGaussian
+                                                                                                  : Likelihood::kBernoulli;
   if (j.contains("variance")) {
     if (c.likelihood != Likelihood::kGaussian) throw Error("model config: 'variance' applies only to likelihood gaussian");
     c.learned_variance = one_of(j["variance"], "variance", {"fixed", "learned"}) == "learned";

@@ -8,11 +8,11 @@
 /// as "optimizer.exp_avg.<name>" / "optimizer.exp_avg_sq.<name>" tensors plus the step count.
 #pragma once
 
+#include <ATen/Tensor.h>
+
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/Tensor.h>
 
 #include "latent/safetensors.h"
 

@@ -7,10 +7,9 @@
 /// (TrainOptions), state (epoch / step counters and partial-epoch sums), metrics (per epoch).
 #pragma once
 
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "latent/adam.h"
 #include "latent/config.h"

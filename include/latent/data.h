@@ -10,12 +10,12 @@
 /// Every loader checks sizes and contents and throws latent::Error naming the file and the fault.
 #pragma once
 
+#include <ATen/Tensor.h>
+
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <ATen/Tensor.h>
-#include <nlohmann/json.hpp>
 
 namespace latent {
 

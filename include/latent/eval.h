@@ -3,9 +3,8 @@
 #pragma once
 
 #include <cstdint>
-#include <vector>
-
 #include <nlohmann/json.hpp>
+#include <vector>
 
 #include "latent/data.h"
 #include "latent/model.h"
@@ -15,8 +14,8 @@ namespace latent {
 struct EvalOptions {
   int64_t batch_size = 500;
   uint64_t seed = 1;
-  int64_t iwae_k = 0;          // 0: skip the IWAE estimate
-  int64_t iwae_rows = 1024;    // decoder rows per batched product in the IWAE estimate (1024: measured fastest)
+  int64_t iwae_k = 0;        // 0: skip the IWAE estimate
+  int64_t iwae_rows = 1024;  // decoder rows per batched product in the IWAE estimate (1024: measured fastest)
   bool progress = false;
 };
 
@@ -25,9 +24,9 @@ struct EvalResult {
   double elbo = 0, recon = 0, kl = 0;  // nats per example; elbo = -(recon + kl)
   int64_t active_units = 0;            // dims with Cov_x(E_q[z_i]) > 0.01
   std::vector<double> kl_per_dim;
-  std::vector<double> mu_variance;     // Cov_x(E_q[z_i]) per dim
+  std::vector<double> mu_variance;  // Cov_x(E_q[z_i]) per dim
   int64_t iwae_k = 0;
-  double iwae_nll = 0;                 // -log p(x) estimate with iwae_k samples (nats per example)
+  double iwae_nll = 0;  // -log p(x) estimate with iwae_k samples (nats per example)
   double seconds = 0;
 
   nlohmann::json to_json() const;

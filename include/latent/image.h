@@ -3,17 +3,16 @@
 /// Images inside latent are float tensors in [0, 1], shape [C, H, W] (C = 1 or 3).
 #pragma once
 
-#include <string>
-
 #include <ATen/Tensor.h>
+
+#include <string>
 
 namespace latent {
 
 /// Decodes an image file. channels: 1 (grayscale), 3 (RGB) or 0 (as stored: 1 or 3).
 /// height/width > 0 resize to that size. Returns float [C, H, W] in [0, 1].
 at::Tensor image_load(const std::string& path, int channels = 0, int height = 0, int width = 0);
-at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels = 0, int height = 0,
-                        int width = 0);
+at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels = 0, int height = 0, int width = 0);
 
 /// Encodes float [C, H, W] in [0, 1] (values are clamped) as PNG bytes.
 std::string png_encode(const at::Tensor& image);

@@ -1,10 +1,10 @@
 /// @brief Paths through latent space between two codes.
 #pragma once
 
+#include <ATen/Tensor.h>
+
 #include <cstdint>
 #include <string>
-
-#include <ATen/Tensor.h>
 
 namespace latent {
 

@@ -8,10 +8,10 @@
 /// checkpoint's tensors load into the equivalent torch.nn.Module by name.
 #pragma once
 
+#include <torch/nn/module.h>
+
 #include <memory>
 #include <vector>
-
-#include <torch/nn/module.h>
 
 #include "latent/config.h"
 

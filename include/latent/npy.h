@@ -1,9 +1,9 @@
 /// @brief NumPy .npy arrays: strict reader (u1, i4, i8, f4, f8; C order) and atomic writer.
 #pragma once
 
-#include <string>
-
 #include <ATen/Tensor.h>
+
+#include <string>
 
 namespace latent {
 

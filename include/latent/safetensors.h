@@ -7,12 +7,12 @@
 /// I64, I32, I16, I8, U8, BOOL. Tensors come back on the CPU in their stored dtype.
 #pragma once
 
+#include <ATen/Tensor.h>
+
 #include <map>
 #include <string>
 #include <utility>
 #include <vector>
-
-#include <ATen/Tensor.h>
 
 namespace latent {
 

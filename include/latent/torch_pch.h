@@ -5,4 +5,5 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
 #include <torch/nn/modules/linear.h>
+
 #include <nlohmann/json.hpp>

@@ -59,13 +59,13 @@ Dataset csv_load(const std::string& path) {
       if (!numeric) continue;  // header row
     }
     if (fields.size() != columns)
-      throw Error(path + ": line " + std::to_string(line_no) + " has " + std::to_string(fields.size()) +
-                  " fields, expected " + std::to_string(columns));
+      throw Error(path + ": line " + std::to_string(line_no) + " has " + std::to_string(fields.size()) + " fields, expected " +
+                  std::to_string(columns));
     for (size_t c = 0; c < fields.size(); ++c) {
       double v;
       if (!parse_number(fields[c], &v) || !std::isfinite(v))
-        throw Error(path + ": line " + std::to_string(line_no) + ", column " + std::to_string(c + 1) +
-                    ": '" + fields[c] + "' is not a finite number");
+        throw Error(path + ": line " + std::to_string(line_no) + ", column " + std::to_string(c + 1) + ": '" + fields[c] +
+                    "' is not a finite number");
       values.push_back(static_cast<float>(v));
     }
     ++rows;

@@ -31,9 +31,12 @@ bool is_idx_name(const std::string& path) {
 // Raw arrays -> float32 examples: uint8 scaled to [0, 1]; [N, H, W] gains a channel axis.
 at::Tensor to_examples(at::Tensor t, const std::string& origin) {
   if (t.dim() < 1 || t.size(0) == 0) throw Error(origin + ": holds no examples");
-  if (t.scalar_type() == at::kByte) t = t.to(at::kFloat).div_(255.0f);
-  else if (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble) t = t.to(at::kFloat);
-  else throw Error(origin + ": examples must be uint8 or float, got " + std::string(c10::toString(t.scalar_type())));
+  if (t.scalar_type() == at::kByte)
+    t = t.to(at::kFloat).div_(255.0f);
+  else if (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble)
+    t = t.to(at::kFloat);
+  else
+    throw Error(origin + ": examples must be uint8 or float, got " + std::string(c10::toString(t.scalar_type())));
   if (t.dim() == 1) t = t.unsqueeze(1);
   if (t.dim() == 3) t = t.unsqueeze(1);
   if (t.dim() > 4) throw Error(origin + ": examples with " + std::to_string(t.dim() - 1) + " axes are not supported");
@@ -96,7 +99,8 @@ Dataset load_source(const std::string& source, const std::string& labels, const 
     d = image_folder_load(source, options.channels, options.height, options.width);
     return d;
   }
-  if (!fs::exists(source, ec)) throw Error(source + ": no such file or folder (expected fashion-mnist, a folder, .npy, .csv or IDX data)");
+  if (!fs::exists(source, ec))
+    throw Error(source + ": no such file or folder (expected fashion-mnist, a folder, .npy, .csv or IDX data)");
   const std::string name = lower(source);
   if (ends_with(name, ".npy")) {
     d.x = to_examples(npy_load(source), source);
@@ -105,7 +109,9 @@ Dataset load_source(const std::string& source, const std::string& labels, const 
   } else if (is_idx_name(source)) {
     d.x = to_examples(idx_load(source), source);
   } else {
-    throw Error(source + ": cannot tell the format from the name (expected .npy, .csv, an IDX file such as *-idx3-ubyte[.gz], or a folder)");
+    throw Error(
+        source +
+        ": cannot tell the format from the name (expected .npy, .csv, an IDX file such as *-idx3-ubyte[.gz], or a folder)");
   }
   if (!labels.empty()) d.y = load_labels(labels, d.size());
   return d;
@@ -148,9 +154,15 @@ DataSplit load_data(const DataSpec& spec) {
 }
 
 nlohmann::json DataSpec::to_json() const {
-  return {{"source", source},           {"test_source", test_source}, {"labels", labels},
-          {"test_labels", test_labels}, {"test_fraction", test_fraction}, {"channels", channels},
-          {"height", height},           {"width", width},             {"standardize", standardize}};
+  return {{"source", source},
+          {"test_source", test_source},
+          {"labels", labels},
+          {"test_labels", test_labels},
+          {"test_fraction", test_fraction},
+          {"channels", channels},
+          {"height", height},
+          {"width", width},
+          {"standardize", standardize}};
 }
 
 DataSpec DataSpec::from_json(const nlohmann::json& j) {

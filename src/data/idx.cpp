@@ -50,13 +50,26 @@ at::Tensor idx_load(const std::string& path) {
   const int ndims = static_cast<unsigned char>(bytes[3]);
   at::ScalarType dtype;
   switch (type) {
-    case 0x08: dtype = at::kByte; break;
-    case 0x09: dtype = at::kChar; break;
-    case 0x0B: dtype = at::kShort; break;
-    case 0x0C: dtype = at::kInt; break;
-    case 0x0D: dtype = at::kFloat; break;
-    case 0x0E: dtype = at::kDouble; break;
-    default: throw fail("unknown data type code " + std::to_string(type));
+    case 0x08:
+      dtype = at::kByte;
+      break;
+    case 0x09:
+      dtype = at::kChar;
+      break;
+    case 0x0B:
+      dtype = at::kShort;
+      break;
+    case 0x0C:
+      dtype = at::kInt;
+      break;
+    case 0x0D:
+      dtype = at::kFloat;
+      break;
+    case 0x0E:
+      dtype = at::kDouble;
+      break;
+    default:
+      throw fail("unknown data type code " + std::to_string(type));
   }
   if (ndims < 1) throw fail("zero dimensions");
   if (bytes.size() < 4 + 4 * static_cast<size_t>(ndims)) throw fail("truncated dimension sizes");
@@ -71,7 +84,8 @@ at::Tensor idx_load(const std::string& path) {
   }
   const size_t start = 4 + 4 * static_cast<size_t>(ndims);
   const uint64_t need = numel * c10::elementSize(dtype), have = bytes.size() - start;
-  if (have < need) throw fail("truncated: the header promises " + std::to_string(need) + " data bytes, the file has " + std::to_string(have));
+  if (have < need)
+    throw fail("truncated: the header promises " + std::to_string(need) + " data bytes, the file has " + std::to_string(have));
   if (have > need) throw fail(std::to_string(have - need) + " unexpected bytes after the data");
   at::Tensor t = at::empty(shape, dtype);
   std::memcpy(t.data_ptr(), bytes.data() + start, need);

@@ -1,11 +1,10 @@
-#include "latent/eval.h"
-
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
 #include <cmath>
 
+#include "latent/eval.h"
 #include "latent/objective.h"
 #include "latent/progress.h"
 #include "latent/train.h"
@@ -13,9 +12,9 @@
 namespace latent {
 
 nlohmann::json EvalResult::to_json() const {
-  nlohmann::json j = {{"examples", examples}, {"elbo", elbo},           {"recon", recon},
-                      {"kl", kl},             {"active_units", active_units}, {"kl_per_dim", kl_per_dim},
-                      {"seconds", seconds}};
+  nlohmann::json j = {
+      {"examples", examples},     {"elbo", elbo},      {"recon", recon}, {"kl", kl}, {"active_units", active_units},
+      {"kl_per_dim", kl_per_dim}, {"seconds", seconds}};
   if (iwae_k > 0) {
     j["iwae_k"] = iwae_k;
     j["iwae_nll"] = iwae_nll;
@@ -48,7 +47,7 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
       const int64_t kc = std::min(k_chunk, k - k0);
       at::Tensor eps = at::randn({kc, b, d}, gen, x.options());
       at::Tensor lw = iwae_log_weights(model, xb, q, eps).to(at::kDouble);  // [kc, b]
-      at::Tensor chunk_max = std::get<0>(lw.max(0));                       // [b]
+      at::Tensor chunk_max = std::get<0>(lw.max(0));                        // [b]
       at::Tensor new_max = at::maximum(running_max, chunk_max);
       running_sum = running_sum * at::exp(running_max - new_max) + at::exp(lw - new_max).sum(0);
       running_max = new_max;
@@ -98,7 +97,8 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
   }
   if (options.iwae_k > 0) {
     r.iwae_k = options.iwae_k;
-    at::Tensor ll = iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows, options.progress);
+    at::Tensor ll =
+        iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows, options.progress);
     r.iwae_nll = -ll.mean().item<double>();
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -13,7 +13,7 @@ at::Tensor interpolate_latents(const at::Tensor& z0, const at::Tensor& z1, int64
   if (z0.sizes() != z1.sizes() || z0.dim() != 1) throw Error("interpolation endpoints must be two codes of the same size");
   if (method != "linear" && method != "slerp") throw Error("interpolation method must be linear or slerp, got '" + method + "'");
   at::Tensor t = at::linspace(0, 1, steps, z0.options()).unsqueeze(1);  // [steps, 1]
-  at::Tensor a = z0.unsqueeze(0), b = z1.unsqueeze(0);                   // [1, d]
+  at::Tensor a = z0.unsqueeze(0), b = z1.unsqueeze(0);                  // [1, d]
   if (method == "slerp") {
     const double n0 = z0.norm().item<double>(), n1 = z1.norm().item<double>();
     if (n0 > 1e-12 && n1 > 1e-12) {

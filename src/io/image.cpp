@@ -23,11 +23,12 @@ at::Tensor image_decode(const std::string& bytes, const std::string& origin, int
   int w = 0, h = 0, stored = 0;
   if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored))
     throw Error(origin + ": not a readable PNG, JPEG or BMP image (" + stbi_failure_reason() + ")");
-  if (static_cast<int64_t>(w) * h > (1ll << 28)) throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " is too large");
+  if (static_cast<int64_t>(w) * h > (1ll << 28))
+    throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " is too large");
   const int want = channels != 0 ? channels : (stored >= 3 ? 3 : 1);
-  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
-      stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored, want),
-      stbi_image_free);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
+                                                                         static_cast<int>(bytes.size()), &w, &h, &stored, want),
+                                                   stbi_image_free);
   if (!pixels) throw Error(origin + ": cannot decode image (" + stbi_failure_reason() + ")");
   at::Tensor hwc = at::from_blob(pixels.get(), {h, w, want}, at::kByte).clone();
   if ((height > 0 && height != h) || (width > 0 && width != w)) {
@@ -45,9 +46,9 @@ at::Tensor image_load(const std::string& path, int channels, int height, int wid
 }
 
 std::string png_encode(const at::Tensor& image) {
-  if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3))
-    throw Error("png_encode expects [C, H, W] with C = 1 or 3");
-  at::Tensor hwc = image.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
+  if (image.dim() != 3 || (image.size(0) != 1 && image.size(0) != 3)) throw Error("png_encode expects [C, H, W] with C = 1 or 3");
+  at::Tensor hwc =
+      image.detach().to(at::kCPU, at::kFloat).clamp(0, 1).mul(255).round().to(at::kByte).permute({1, 2, 0}).contiguous();
   const int h = static_cast<int>(hwc.size(0)), w = static_cast<int>(hwc.size(1)), c = static_cast<int>(hwc.size(2));
   std::string out;
   auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };

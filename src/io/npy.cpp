@@ -15,7 +15,7 @@ struct Descr {
   const char* text;
   at::ScalarType type;
 };
-constexpr Descr kDescrs[] = {{"|u1", at::kByte}, {"<i4", at::kInt},   {"<i8", at::kLong},
+constexpr Descr kDescrs[] = {{"|u1", at::kByte},  {"<i4", at::kInt},    {"<i8", at::kLong},
                              {"<f4", at::kFloat}, {"<f8", at::kDouble}, {"|b1", at::kBool}};
 
 }  // namespace
@@ -49,7 +49,8 @@ at::Tensor npy_parse(const std::string& bytes, const std::string& origin) {
       known = true;
     }
   if (!known) throw fail("unsupported dtype '" + descr + "' (expected uint8, int32, int64, float32 or float64, little-endian)");
-  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))"))) throw fail("header has no 'fortran_order'");
+  if (!std::regex_search(header, m, std::regex(R"('fortran_order'\s*:\s*(True|False))")))
+    throw fail("header has no 'fortran_order'");
   if (m[1] == "True") throw fail("Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
   if (!std::regex_search(header, m, std::regex(R"('shape'\s*:\s*\(([^)]*)\))"))) throw fail("header has no 'shape'");
   std::vector<int64_t> shape;

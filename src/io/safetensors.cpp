@@ -19,9 +19,8 @@ struct DtypeName {
 };
 
 constexpr DtypeName kDtypes[] = {
-    {at::kFloat, "F32"}, {at::kHalf, "F16"},  {at::kBFloat16, "BF16"}, {at::kDouble, "F64"},
-    {at::kLong, "I64"},  {at::kInt, "I32"},   {at::kShort, "I16"},     {at::kChar, "I8"},
-    {at::kByte, "U8"},   {at::kBool, "BOOL"},
+    {at::kFloat, "F32"}, {at::kHalf, "F16"},  {at::kBFloat16, "BF16"}, {at::kDouble, "F64"}, {at::kLong, "I64"},
+    {at::kInt, "I32"},   {at::kShort, "I16"}, {at::kChar, "I8"},       {at::kByte, "U8"},    {at::kBool, "BOOL"},
 };
 
 const char* dtype_name(at::ScalarType t) {
@@ -59,9 +58,8 @@ std::string safetensors_serialize(const SafetensorsFile& file) {
     if (header.contains(name)) throw Error("safetensors: duplicate tensor name '" + name + "'");
     at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
     uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-    header[name] = {{"dtype", dtype_name(t.scalar_type())},
-                    {"shape", t.sizes().vec()},
-                    {"data_offsets", {offset, offset + bytes}}};
+    header[name] = {
+        {"dtype", dtype_name(t.scalar_type())}, {"shape", t.sizes().vec()}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
     blobs.push_back(t);
   }
@@ -72,8 +70,7 @@ std::string safetensors_serialize(const SafetensorsFile& file) {
   for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
   out += json;
   out.reserve(out.size() + offset);
-  for (const auto& t : blobs)
-    out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
+  for (const auto& t : blobs) out.append(static_cast<const char*>(t.data_ptr()), t.numel() * t.element_size());
   return out;
 }
 
@@ -84,8 +81,8 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   if (n > kMaxHeader) throw fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
   if (n > bytes.size() - 8)
-    throw fail("header length " + std::to_string(n) + " runs past the end of the file (" +
-               std::to_string(bytes.size()) + " bytes)");
+    throw fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(bytes.size()) +
+               " bytes)");
   if (n == 0 || bytes[8] != '{') throw fail("header does not start with '{'");
   nlohmann::json header;
   try {
@@ -138,8 +135,8 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end) throw bad("data_offsets begin after they end");
     if (end > buffer_size)
-      throw bad("data_offsets end at " + std::to_string(end) + ", past the data buffer of " +
-                std::to_string(buffer_size) + " bytes (truncated file?)");
+      throw bad("data_offsets end at " + std::to_string(end) + ", past the data buffer of " + std::to_string(buffer_size) +
+                " bytes (truncated file?)");
     uint64_t expected = numel * c10::elementSize(type);
     if (end - begin != expected)
       throw bad("holds " + std::to_string(end - begin) + " bytes, dtype and shape need " + std::to_string(expected));
@@ -148,15 +145,15 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
     file.tensors.emplace_back(name, t);
     spans.push_back({begin, end, name});
   }
-  std::sort(spans.begin(), spans.end(), [](const Span& a, const Span& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
+  std::sort(spans.begin(), spans.end(),
+            [](const Span& a, const Span& b) { return a.begin < b.begin || (a.begin == b.begin && a.end < b.end); });
   uint64_t pos = 0;
   for (const auto& s : spans) {
     if (s.begin < pos) throw fail("tensor '" + s.name + "' overlaps another tensor's bytes");
     if (s.begin > pos) throw fail("the data buffer has a hole before tensor '" + s.name + "'");
     pos = s.end;
   }
-  if (pos != buffer_size)
-    throw fail(std::to_string(buffer_size - pos) + " bytes after the last tensor belong to no tensor");
+  if (pos != buffer_size) throw fail(std::to_string(buffer_size - pos) + " bytes after the last tensor belong to no tensor");
   // Tensors in the order of their bytes, which is the order the writer used.
   std::map<std::string, at::Tensor> by_name(file.tensors.begin(), file.tensors.end());
   file.tensors.clear();
@@ -164,9 +161,7 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
   return file;
 }
 
-void safetensors_save(const std::string& path, const SafetensorsFile& file) {
-  atomic_write(path, safetensors_serialize(file));
-}
+void safetensors_save(const std::string& path, const SafetensorsFile& file) { atomic_write(path, safetensors_serialize(file)); }
 
 SafetensorsFile safetensors_load(const std::string& path) { return safetensors_parse(read_file(path), path); }
 

@@ -10,9 +10,9 @@ Vae make_conv_vae(const ModelConfig& config, const std::vector<int64_t>& data_sh
 
 }  // namespace latent
 
-#include <string>
-
 #include <torch/nn/modules/container/functional.h>
+
+#include <string>
 
 namespace latent {
 

@@ -26,7 +26,8 @@ class ConvVae : public VaeImpl {
     const int64_t factor = int64_t{1} << levels;
     if (data_shape[1] % factor != 0 || data_shape[2] % factor != 0)
       throw Error("conv_vae with " + std::to_string(levels) + " stride-2 layers needs H and W divisible by " +
-                  std::to_string(factor) + "; the images are " + std::to_string(data_shape[1]) + "x" + std::to_string(data_shape[2]));
+                  std::to_string(factor) + "; the images are " + std::to_string(data_shape[1]) + "x" +
+                  std::to_string(data_shape[2]));
     const int64_t h = data_shape[1] / factor, w = data_shape[2] / factor;
 
     register_module("encoder", encoder_);  // registration order = the PyTorch module's order
@@ -58,13 +59,14 @@ class ConvVae : public VaeImpl {
     decoder_->push_back(torch::nn::Unflatten(torch::nn::UnflattenOptions(1, {c_in, h, w})));
     for (int64_t i = levels - 1; i >= 0; --i) {
       const int64_t c_out = i > 0 ? config_.channels[i - 1] : data_shape[0];
-      decoder_->push_back(torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(config_.channels[i], c_out, 4).stride(2).padding(1)));
+      decoder_->push_back(
+          torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(config_.channels[i], c_out, 4).stride(2).padding(1)));
       if (i > 0) decoder_->push_back(activation_module(config_.activation));
     }
   }
 
   Posterior encode(const at::Tensor& x) override {
-    at::Tensor h = encoder_->forward(x);                 // [B, features]
+    at::Tensor h = encoder_->forward(x);                  // [B, features]
     return {fc_mu_->forward(h), fc_logvar_->forward(h)};  // [B, d] each
   }
 

@@ -36,9 +36,9 @@ class MlpVae : public VaeImpl {
   }
 
   Posterior encode(const at::Tensor& x) override {
-    at::Tensor h = x.reshape({x.size(0), -1});               // [B, D]
-    if (!encoder_->is_empty()) h = encoder_->forward(h);      // [B, h_n]
-    return {fc_mu_->forward(h), fc_logvar_->forward(h)};      // [B, d] each
+    at::Tensor h = x.reshape({x.size(0), -1});            // [B, D]
+    if (!encoder_->is_empty()) h = encoder_->forward(h);  // [B, h_n]
+    return {fc_mu_->forward(h), fc_logvar_->forward(h)};  // [B, d] each
   }
 
   at::Tensor decode(const at::Tensor& z) override {

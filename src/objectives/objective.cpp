@@ -39,23 +39,23 @@ at::Tensor log_normal(const at::Tensor& z, const at::Tensor& mu, const at::Tenso
 }
 
 ElboTerms elbo_terms(VaeImpl& model, const at::Tensor& x, const at::Tensor& eps) {
-  Posterior q = model.encode(x);                    // [B, d]
+  Posterior q = model.encode(x);                       // [B, d]
   at::Tensor z = reparameterize(q.mu, q.logvar, eps);  // [B, d]
-  at::Tensor params = model.decode(z);              // [B, D...]
+  at::Tensor params = model.decode(z);                 // [B, D...]
   return {-model.log_likelihood(params, x), kl_standard_normal(q.mu, q.logvar), q};
 }
 
 at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior& q, const at::Tensor& eps) {
   const int64_t K = eps.size(0), B = eps.size(1), d = eps.size(2);
   at::Tensor z = q.mu.unsqueeze(0) + at::exp(0.5 * q.logvar).unsqueeze(0) * eps;  // [K, B, d]
-  at::Tensor params = model.decode(z.reshape({K * B, d}));                         // [K*B, D...]
+  at::Tensor params = model.decode(z.reshape({K * B, d}));                        // [K*B, D...]
   std::vector<int64_t> xs{K, B};
   xs.insert(xs.end(), x.sizes().begin() + 1, x.sizes().end());
-  at::Tensor x_rep = x.unsqueeze(0).expand(xs).reshape(params.sizes());  // [K*B, D...]
+  at::Tensor x_rep = x.unsqueeze(0).expand(xs).reshape(params.sizes());     // [K*B, D...]
   at::Tensor log_px = model.log_likelihood(params, x_rep).reshape({K, B});  // [K, B]
   // log q(z|x) with z - mu = sigma * eps: -0.5 * sum(log 2pi + logvar + eps^2)
   at::Tensor log_q = -0.5 * (kLog2Pi + q.logvar.unsqueeze(0) + eps.square()).sum(-1);  // [K, B]
-  return log_px + log_standard_normal(z) - log_q;                                       // [K, B]
+  return log_px + log_standard_normal(z) - log_q;                                      // [K, B]
 }
 
 at::Tensor iwae_bound(const at::Tensor& log_weights) {

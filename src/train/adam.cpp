@@ -39,7 +39,8 @@ void Adam::step() {
     at::Tensor& p = params_[i].second;
     const at::Tensor& g = p.grad();
     if (!g.defined()) continue;
-    if (p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() && g.is_contiguous() && g.scalar_type() == at::kFloat) {
+    if (p.device().is_cpu() && p.scalar_type() == at::kFloat && p.is_contiguous() && g.is_contiguous() &&
+        g.scalar_type() == at::kFloat) {
       fused.push_back(i);
       offsets.push_back(offsets.back() + p.numel());
       continue;
@@ -77,10 +78,12 @@ void Adam::load_state(const SafetensorsFile& file) {
   auto it = file.metadata.find("optimizer.step");
   if (it == file.metadata.end()) throw Error("checkpoint has no optimizer state");
   for (size_t i = 0; i < params_.size(); ++i) {
-    for (auto [prefix, dst] : {std::pair{"optimizer.exp_avg.", &exp_avg_[i]}, std::pair{"optimizer.exp_avg_sq.", &exp_avg_sq_[i]}}) {
+    for (auto [prefix, dst] :
+         {std::pair{"optimizer.exp_avg.", &exp_avg_[i]}, std::pair{"optimizer.exp_avg_sq.", &exp_avg_sq_[i]}}) {
       at::Tensor t = file.find(prefix + params_[i].first);
       if (!t.defined()) throw Error("checkpoint is missing optimizer tensor " + std::string(prefix) + params_[i].first);
-      if (t.sizes() != dst->sizes()) throw Error("checkpoint optimizer tensor " + std::string(prefix) + params_[i].first + " has the wrong shape");
+      if (t.sizes() != dst->sizes())
+        throw Error("checkpoint optimizer tensor " + std::string(prefix) + params_[i].first + " has the wrong shape");
       dst->copy_(t);
     }
   }

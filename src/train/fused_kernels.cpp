@@ -63,8 +63,8 @@ inline double lane_sum(const float* v, int64_t n) {
   return s;
 }
 
-LATENT_VECTORIZED void bernoulli_row(const float* __restrict l, const float* __restrict x, float* __restrict g, float* __restrict r,
-                                     int64_t D, float scale) {
+LATENT_VECTORIZED void bernoulli_row(const float* __restrict l, const float* __restrict x, float* __restrict g,
+                                     float* __restrict r, int64_t D, float scale) {
   for (int64_t k = 0; k < D; ++k) {
     const float lk = l[k];
     const float e = exp_np(-std::fabs(lk));
@@ -104,8 +104,8 @@ void gaussian_nll_grad(const float* mean, const float* x, const float* logvar, f
   float* inv_var = scratch + D;
   for (int64_t k = 0; k < D; ++k) inv_var[k] = std::exp(-logvar[k]);
   for (int64_t r = r0; r < r1; ++r) {
-    gaussian_row(mean + r * D, x + r * D, logvar, inv_var, grad_mean + r * D, grad_logvar_rows ? grad_logvar_rows + r * D : nullptr,
-                 scratch, D, scale);
+    gaussian_row(mean + r * D, x + r * D, logvar, inv_var, grad_mean + r * D,
+                 grad_logvar_rows ? grad_logvar_rows + r * D : nullptr, scratch, D, scale);
     nll[r] = lane_sum(scratch, D);
   }
 }
@@ -124,8 +124,8 @@ void reparam_forward(const float* mu, const float* lv, const float* eps, float* 
   }
 }
 
-void reparam_backward(const float* dz, const float* mu, const float* eps, const float* sigma, float* dmu,
-                      float* dlv, int64_t n, float kl_scale) {
+void reparam_backward(const float* dz, const float* mu, const float* eps, const float* sigma, float* dmu, float* dlv, int64_t n,
+                      float kl_scale) {
   for (int64_t k = 0; k < n; ++k) {
     dmu[k] = dz[k] + kl_scale * mu[k];
     dlv[k] = 0.5f * dz[k] * eps[k] * sigma[k] + 0.5f * kl_scale * (sigma[k] * sigma[k] - 1.0f);
@@ -143,7 +143,7 @@ namespace latent::kernels {
 namespace {
 
 LATENT_VECTORIZED void adam_loop(float* __restrict p, const float* __restrict g, float* __restrict m, float* __restrict v,
-                                   int64_t n, float b1, float b2, float step_size, float inv_sqrt_bias2, float eps) {
+                                 int64_t n, float b1, float b2, float step_size, float inv_sqrt_bias2, float eps) {
   for (int64_t k = 0; k < n; ++k) {
     const float gk = g[k];
     const float mk = b1 * m[k] + (1.0f - b1) * gk;

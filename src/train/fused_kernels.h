@@ -26,8 +26,8 @@ void reparam_forward(const float* mu, const float* lv, const float* eps, float* 
 
 /// Gradients through the reparameterization and beta * KL (KL scaled by `kl_scale`):
 ///   dmu = dz + kl_scale mu;  dlv = 0.5 dz eps sigma + 0.5 kl_scale (exp(lv) - 1).
-void reparam_backward(const float* dz, const float* mu, const float* eps, const float* sigma, float* dmu,
-                      float* dlv, int64_t n, float kl_scale);
+void reparam_backward(const float* dz, const float* mu, const float* eps, const float* sigma, float* dmu, float* dlv, int64_t n,
+                      float kl_scale);
 
 /// dg *= (h > 0), the ReLU backward on the layer's output h.
 void relu_backward(float* dg, const float* h, int64_t n);

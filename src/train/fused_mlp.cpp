@@ -6,9 +6,9 @@
 //             g_{j+1} = relu(g_j V_j^T + c_j), logits = g V_last^T + c_last      [B, D]
 //   loss:     mean_B( -log p(x|z) + beta KL(q || N(0, I)) )
 //   backward: the same chain in reverse; weight gradients are (dA)^T H products.
-// The matrix products go to gemm() (oneDNN sgemm, or at::mm) into the preallocated buffers; the elementwise work (likelihood and its gradient, reparameterization, KL, ReLU
-// backward) is fused into single passes (fused_kernels.cpp). The result matches autograd to
-// float rounding (tests/unit/test_fused_mlp.cpp).
+// The matrix products go to gemm() (oneDNN sgemm, or at::mm) into the preallocated buffers; the elementwise work (likelihood and
+// its gradient, reparameterization, KL, ReLU backward) is fused into single passes (fused_kernels.cpp). The result matches
+// autograd to float rounding (tests/unit/test_fused_mlp.cpp).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
@@ -88,9 +88,11 @@ class FusedMlpStep : public TrainStep {
     const float* lvp = dec_logvar_.defined() ? dec_logvar_.data_ptr<float>() : fixed_logvar_.data_ptr<float>();
     at::parallel_for(0, B, 16, [&](int64_t r0, int64_t r1) {
       std::vector<float> scratch(2 * D);
-      if (bernoulli) kernels::bernoulli_nll_grad(op, xp, dp, nll, scratch.data(), r0, r1, D, scale);
-      else kernels::gaussian_nll_grad(op, xp, lvp, dp, glv_rows.defined() ? glv_rows.data_ptr<float>() : nullptr, nll,
-                                      scratch.data(), r0, r1, D, scale);
+      if (bernoulli)
+        kernels::bernoulli_nll_grad(op, xp, dp, nll, scratch.data(), r0, r1, D, scale);
+      else
+        kernels::gaussian_nll_grad(op, xp, lvp, dp, glv_rows.defined() ? glv_rows.data_ptr<float>() : nullptr, nll,
+                                   scratch.data(), r0, r1, D, scale);
     });
     if (glv_rows.defined()) {
       at::Tensor g_flat = g_dec_logvar_.view({D});
@@ -118,9 +120,8 @@ class FusedMlpStep : public TrainStep {
     }
     // Through the reparameterization and the KL.
     at::Tensor dmu = rows(dmu_buf_), dlv = rows(dlv_buf_);
-    kernels::reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(),
-                              sigma.data_ptr<float>(), dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d,
-                              static_cast<float>(beta) * scale);
+    kernels::reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(), sigma.data_ptr<float>(),
+                              dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d, static_cast<float>(beta) * scale);
     at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
     gemm(dmu, true, henc, false, mu_.gW);  // [d, h]
     at::sum_out(mu_.gb, dmu, 0);

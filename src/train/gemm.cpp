@@ -21,8 +21,10 @@ void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, 
 #else
   const at::Tensor A = trans_a ? a.t() : a, B = trans_b ? b.t() : b;
   at::Tensor out = c;
-  if (accumulate) out.addmm_(A, B);
-  else at::mm_out(out, A, B);
+  if (accumulate)
+    out.addmm_(A, B);
+  else
+    at::mm_out(out, A, B);
 #endif
 }
 

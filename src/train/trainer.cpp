@@ -119,15 +119,21 @@ TrainResult run_loop(Run& run) {
 
   // epochs_done counts finished epochs; step_in_epoch > 0 marks a checkpoint taken mid-epoch.
   auto save_state = [&](int64_t epochs_done) {
-    state = {{"epoch", epochs_done},     {"step_in_epoch", step_in_epoch}, {"global_step", global_step},
-             {"sum_loss", sum_loss}, {"sum_recon", sum_recon},       {"sum_kl", sum_kl},
-             {"seen", seen},       {"wall_s", wall}};
+    state = {{"epoch", epochs_done},
+             {"step_in_epoch", step_in_epoch},
+             {"global_step", global_step},
+             {"sum_loss", sum_loss},
+             {"sum_recon", sum_recon},
+             {"sum_kl", sum_kl},
+             {"seen", seen},
+             {"wall_s", wall}};
     checkpoint_save(run.checkpoint_path, run.info, model, run.adam.get());
   };
 
   for (; epoch < opt.epochs; ++epoch) {
     model.train();
-    at::Generator shuffle_gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kShuffleSeedSalt + static_cast<uint64_t>(epoch)));
+    at::Generator shuffle_gen =
+        at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kShuffleSeedSalt + static_cast<uint64_t>(epoch)));
     at::Tensor perm = at::randperm(n, shuffle_gen, at::TensorOptions().dtype(at::kLong));
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt.epochs), n, "samples", opt.progress);
     const auto t0 = std::chrono::steady_clock::now();
@@ -156,7 +162,8 @@ TrainResult run_loop(Run& run) {
       seen_now += len;
       step_in_epoch = b + 1;
       ++global_step;
-      bar.update(start + len, "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " + fmt("%.2f", sum_kl / seen));
+      bar.update(start + len, "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
+                                  fmt("%.2f", sum_kl / seen));
       if (g_stop.load()) {
         wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         save_state(epoch);
@@ -166,7 +173,8 @@ TrainResult run_loop(Run& run) {
     }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     wall += train_seconds;
-    bar.finish("loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " + fmt("%.2f", sum_kl / seen));
+    bar.finish("loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
+               fmt("%.2f", sum_kl / seen));
     EvalOptions eo;
     eo.seed = mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch));
     EvalResult ev = evaluate(model, test, eo);
@@ -235,9 +243,10 @@ void request_stop() { g_stop.store(true); }
 void clear_stop_request() { g_stop.store(false); }
 
 nlohmann::json TrainOptions::to_json() const {
-  return {{"epochs", epochs},   {"batch_size", batch_size}, {"lr", adam.lr},       {"beta1", adam.beta1},
-          {"beta2", adam.beta2}, {"adam_eps", adam.eps},     {"seed", seed},        {"threads", threads},
-          {"binarize", binarize}, {"beta", beta},            {"kl_warmup", kl_warmup}, {"limit", limit},
+  return {{"epochs", epochs},    {"batch_size", batch_size}, {"lr", adam.lr},
+          {"beta1", adam.beta1}, {"beta2", adam.beta2},      {"adam_eps", adam.eps},
+          {"seed", seed},        {"threads", threads},       {"binarize", binarize},
+          {"beta", beta},        {"kl_warmup", kl_warmup},   {"limit", limit},
           {"fused", fused}};
 }
 

@@ -1,5 +1,4 @@
 #include "latent/config.h"
-
 #include "latent/error.h"
 #include "latent/model.h"
 #include "test_util.h"

@@ -178,7 +178,8 @@ TEST(LoadData, HeldOutSplitIsFixedAndStandardizationUsesTrainingStatistics) {
 }
 
 TEST(LoadData, FashionMnistIsTheNamedDefault) {
-  if (!std::filesystem::exists(fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz")) GTEST_SKIP() << "dataset-fashion-mnist not installed";
+  if (!std::filesystem::exists(fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz"))
+    GTEST_SKIP() << "dataset-fashion-mnist not installed";
   DataSpec spec;
   spec.source = "fashion-mnist";
   DataSplit s = load_data(spec);

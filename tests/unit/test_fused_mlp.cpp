@@ -57,7 +57,8 @@ TEST_P(FusedVsAutograd, SameLossAndGradients) {
     EXPECT_NEAR(la.recon, lb.recon, 1e-4 * std::abs(la.recon));
     EXPECT_NEAR(la.kl, lb.kl, 1e-4 * std::abs(la.kl) + 1e-6);
     auto pa = named_parameters(*a), pb = named_parameters(*b);
-    for (size_t i = 0; i < pa.size(); ++i) EXPECT_TRUE(all_close(pb[i].second.grad(), pa[i].second.grad(), 1e-4, 1e-6)) << pa[i].first;
+    for (size_t i = 0; i < pa.size(); ++i)
+      EXPECT_TRUE(all_close(pb[i].second.grad(), pa[i].second.grad(), 1e-4, 1e-6)) << pa[i].first;
   }
 }
 
@@ -70,8 +71,10 @@ INSTANTIATE_TEST_SUITE_P(
                            {13}}));
 
 TEST(FusedMlp, DoesNotApplyToOtherModels) {
-  EXPECT_FALSE(make_fused_mlp_step(*make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "activation": "tanh"})"), {4})));
-  EXPECT_FALSE(make_fused_mlp_step(*make_model(ModelConfig::from_text_or_file(R"({"type": "conv_vae", "channels": [4], "latent": 2})"), {1, 4, 4})));
+  EXPECT_FALSE(make_fused_mlp_step(*make_model(
+      ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "activation": "tanh"})"), {4})));
+  EXPECT_FALSE(make_fused_mlp_step(
+      *make_model(ModelConfig::from_text_or_file(R"({"type": "conv_vae", "channels": [4], "latent": 2})"), {1, 4, 4})));
 }
 
 }  // namespace

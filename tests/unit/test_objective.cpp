@@ -1,10 +1,9 @@
-#include "latent/objective.h"
-
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <cmath>
 
 #include "latent/model.h"
+#include "latent/objective.h"
 #include "test_util.h"
 
 namespace latent {
@@ -100,8 +99,12 @@ TEST(Gradients, ConvVaeElboMatchesFiniteDifferences) {
   // The conv path (conv, transposed conv, Gaussian learned variance) against central
   // differences on a few parameter entries, float64, h = 1e-6: agreement to 1e-6 relative.
   at::manual_seed(5);
-  ModelConfig c = ModelConfig::from_json(
-      {{"type", "conv_vae"}, {"channels", {3, 4}}, {"hidden", {6}}, {"latent", 2}, {"likelihood", "gaussian"}, {"variance", "learned"}});
+  ModelConfig c = ModelConfig::from_json({{"type", "conv_vae"},
+                                          {"channels", {3, 4}},
+                                          {"hidden", {6}},
+                                          {"latent", 2},
+                                          {"likelihood", "gaussian"},
+                                          {"variance", "learned"}});
   Vae m = make_model(c, {1, 8, 8});
   m->to(at::kDouble);
   at::Tensor x = at::rand({2, 1, 8, 8}, at::kDouble), eps = at::randn({2, 2}, at::kDouble);

@@ -65,7 +65,8 @@ TEST_P(ReferenceTest, IwaeBoundAndGradientsMatchPyTorchInFloat64) {
   at::Tensor bound = iwae_bound(iwae_log_weights(*r.model, x, q, r.t("input.eps_k")));
   EXPECT_TRUE(all_close(bound, r.t("expect.iwae"), 1e-9, 1e-12));
   (-bound.mean()).backward();
-  for (auto& [name, p] : named_parameters(*r.model)) EXPECT_TRUE(all_close(p.grad(), r.t("iwae_grad." + name), 1e-8, 1e-11)) << name;
+  for (auto& [name, p] : named_parameters(*r.model))
+    EXPECT_TRUE(all_close(p.grad(), r.t("iwae_grad." + name), 1e-8, 1e-11)) << name;
 }
 
 TEST_P(ReferenceTest, Float32TrainStepsMatchPyTorch) {
@@ -83,7 +84,8 @@ TEST_P(ReferenceTest, Float32TrainStepsMatchPyTorch) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceTest, ::testing::Values("mlp_bernoulli", "mlp_gaussian_fixed", "mlp_gaussian_learned"));
+INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceTest,
+                         ::testing::Values("mlp_bernoulli", "mlp_gaussian_fixed", "mlp_gaussian_learned"));
 
 }  // namespace
 }  // namespace latent

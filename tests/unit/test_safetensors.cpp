@@ -1,8 +1,7 @@
-#include "latent/safetensors.h"
-
 #include <cstring>
 
 #include "latent/error.h"
+#include "latent/safetensors.h"
 #include "test_util.h"
 
 namespace latent {

@@ -92,7 +92,8 @@ TEST(Train, WritesMetricsPicturesAndLearns) {
     EXPECT_TRUE(std::filesystem::exists(dir / ("run/" + std::string(f)))) << f;
   const nlohmann::json m = checkpoint_load(r.checkpoint).info.metrics;
   ASSERT_EQ(m.size(), 3u);
-  for (const char* key : {"train_elbo", "train_recon", "train_kl", "test_elbo", "test_recon", "test_kl", "active_units", "samples_per_s", "wall_s"})
+  for (const char* key :
+       {"train_elbo", "train_recon", "train_kl", "test_elbo", "test_recon", "test_kl", "active_units", "samples_per_s", "wall_s"})
     EXPECT_TRUE(m[2].contains(key)) << key;
   EXPECT_GT(m[2]["train_elbo"].get<double>(), m[0]["train_elbo"].get<double>());
   EXPECT_NEAR(m[0]["test_elbo"].get<double>(), -(m[0]["test_recon"].get<double>() + m[0]["test_kl"].get<double>()), 1e-9);
@@ -104,7 +105,8 @@ TEST(Train, DivergenceStopsWithAClearMessageAndKeepsTheLastCheckpoint) {
   npy_save(dir / "t.npy", x);
   DataSpec data;
   data.source = dir / "t.npy";
-  ModelConfig g = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian", "sigma": 0.001})");
+  ModelConfig g = ModelConfig::from_text_or_file(
+      R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian", "sigma": 0.001})");
   TrainOptions o = options(dir / "run", 1);
   o.binarize = false;
   o.kl_warmup = 0;

@@ -48,14 +48,14 @@ inline ::testing::AssertionResult all_close(const at::Tensor& a, const at::Tenso
 }
 
 /// Expects `fn` to throw latent::Error whose message contains `needle`.
-#define EXPECT_ERROR_WITH(stmt, needle)                                                          \
-  do {                                                                                           \
-    try {                                                                                        \
-      stmt;                                                                                      \
-      ADD_FAILURE() << "expected an error containing '" << (needle) << "'";                      \
-    } catch (const latent::Error& e) {                                                           \
+#define EXPECT_ERROR_WITH(stmt, needle)                                                            \
+  do {                                                                                             \
+    try {                                                                                          \
+      stmt;                                                                                        \
+      ADD_FAILURE() << "expected an error containing '" << (needle) << "'";                        \
+    } catch (const latent::Error& e) {                                                             \
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what(); \
-    }                                                                                            \
+    }                                                                                              \
   } while (0)
 
 }  // namespace latent::test

@@ -52,7 +52,9 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--data", a->data, "evaluate on other data (default: the checkpoint's)");
   cmd->add_option("--split", a->split, "test or train")->capture_default_str();
   cmd->add_option("--limit", a->limit, "first N examples only")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--iwae-k", a->iwae_k, "importance samples for the NLL estimate (0: skip)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--iwae-k", a->iwae_k, "importance samples for the NLL estimate (0: skip)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", a->batch_size, "examples per batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a->seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);

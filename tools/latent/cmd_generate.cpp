@@ -87,7 +87,7 @@ void run_interpolate(Args& a) {
   at::NoGradGuard ng;
   at::Tensor x0 = load_one_input(ck, a.from, a.data), x1 = load_one_input(ck, a.to, a.data);
   at::Tensor z0 = ck.model->encode(x0).mu[0], z1 = ck.model->encode(x1).mu[0];  // [d]
-  at::Tensor path = interpolate_latents(z0, z1, a.steps, a.method);               // [steps, d]
+  at::Tensor path = interpolate_latents(z0, z1, a.steps, a.method);             // [steps, d]
   write_outputs(ck, decode_mean(ck, path), a.out, a.npy, a.steps);
 }
 
@@ -115,7 +115,8 @@ void run_decode(Args& a) {
   if (z.dim() == 1) z = z.unsqueeze(0);
   if (z.dim() == 3 && z.size(1) == 2) z = z.select(1, 0);  // the output of latent encode: take mu
   if (z.dim() != 2 || z.size(1) != d)
-    throw Error(a.z_file + ": expected codes of shape [N, " + std::to_string(d) + "] (or encode's [N, 2, " + std::to_string(d) + "])");
+    throw Error(a.z_file + ": expected codes of shape [N, " + std::to_string(d) + "] (or encode's [N, 2, " + std::to_string(d) +
+                "])");
   if (!at::isfinite(z).all().item<bool>()) throw Error(a.z_file + ": holds NaN or infinite values");
   write_outputs(ck, decode_mean(ck, z), a.out, a.npy, a.columns);
 }
@@ -130,7 +131,9 @@ void add_generate(CLI::App& app) {
   s->add_option("-o,--out", a->out, "PNG grid");
   s->add_option("--npy", a->npy, "NPY of the decoded means (data space)");
   s->add_option("--seed", a->seed, "seed")->capture_default_str();
-  s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   s->add_option("--columns", a->columns, "grid columns")->capture_default_str()->check(CLI::Range(1, 1000));
   s->footer("Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy");
   s->callback([a]() {
@@ -158,12 +161,15 @@ void add_generate(CLI::App& app) {
   add_common(i, *a);
   i->add_option("--from", a->from, "test-set index or image/.npy file")->required();
   i->add_option("--to", a->to, "test-set index or image/.npy file")->required();
-  i->add_option("--steps", a->steps, "images in the strip, endpoints included")->capture_default_str()->check(CLI::Range(2, 1000));
+  i->add_option("--steps", a->steps, "images in the strip, endpoints included")
+      ->capture_default_str()
+      ->check(CLI::Range(2, 1000));
   i->add_option("--method", a->method, "linear or slerp")->capture_default_str()->check(CLI::IsMember({"linear", "slerp"}));
   i->add_option("--data", a->data, "data for indices (default: the checkpoint's)");
   i->add_option("-o,--out", a->out, "PNG strip");
   i->add_option("--npy", a->npy, "NPY of the decoded path");
-  i->footer("Example:\n  latent interpolate runs/fmnist/model.safetensors --from 0 --to 1 --steps 10 --method slerp -o strip.png");
+  i->footer(
+      "Example:\n  latent interpolate runs/fmnist/model.safetensors --from 0 --to 1 --steps 10 --method slerp -o strip.png");
   i->callback([a]() {
     if (a->out.empty() && a->npy.empty()) throw Error("give -o FILE.png and/or --npy FILE.npy");
     run_interpolate(*a);
@@ -176,12 +182,16 @@ void add_generate(CLI::App& app) {
   e->add_option("--split", a->split, "test or train")->capture_default_str();
   e->add_option("--limit", a->limit, "first N examples")->check(CLI::NonNegativeNumber);
   e->add_option("-o,--out", a->out, "output .npy")->required();
-  e->footer("Example:\n  latent encode runs/fmnist/model.safetensors --limit 1000 -o codes.npy\n  latent encode runs/fmnist/model.safetensors shirt.png -o shirt.npy");
+  e->footer(
+      "Example:\n  latent encode runs/fmnist/model.safetensors --limit 1000 -o codes.npy\n  latent encode "
+      "runs/fmnist/model.safetensors shirt.png -o shirt.npy");
   e->callback([a]() { run_encode(*a); });
 
   CLI::App* d = app.add_subcommand("decode", "Decode codes from an NPY [N, d] into examples (PNG grid and/or NPY)");
   add_common(d, *a);
-  d->add_option("codes", a->z_file, "NPY of codes [N, d] (or encode's [N, 2, d]: mu is used)")->required()->check(CLI::ExistingFile);
+  d->add_option("codes", a->z_file, "NPY of codes [N, d] (or encode's [N, 2, d]: mu is used)")
+      ->required()
+      ->check(CLI::ExistingFile);
   d->add_option("-o,--out", a->out, "PNG grid");
   d->add_option("--npy", a->npy, "NPY of the decoded means");
   d->add_option("--columns", a->columns, "grid columns")->capture_default_str()->check(CLI::Range(1, 1000));

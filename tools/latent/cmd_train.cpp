@@ -42,7 +42,8 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
   }
   set_graceful_stop(false);
   if (r.interrupted) {
-    std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(), r.checkpoint.c_str());
+    std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(),
+                 r.checkpoint.c_str());
     exit_status() = 130;
     return;
   }
@@ -60,33 +61,45 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
 
 void add_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
-  CLI::App* cmd = app.add_subcommand("train", "Train a VAE; writes model.safetensors, metrics.jsonl, samples.png and reconstructions.png under --out");
-  cmd->add_option("--data", args->data, "fashion-mnist, an image folder, FILE.npy, FILE.csv or an IDX file")->capture_default_str();
+  CLI::App* cmd = app.add_subcommand(
+      "train", "Train a VAE; writes model.safetensors, metrics.jsonl, samples.png and reconstructions.png under --out");
+  cmd->add_option("--data", args->data, "fashion-mnist, an image folder, FILE.npy, FILE.csv or an IDX file")
+      ->capture_default_str();
   cmd->add_option("--config", args->config, "model config: JSON text or a JSON file")->capture_default_str();
   cmd->add_option("--out", args->opt.out, "output folder");
-  cmd->add_option("--epochs", args->opt.epochs, "epochs (with --resume: the new total)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--epochs", args->opt.epochs, "epochs (with --resume: the new total)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--batch-size", args->opt.batch_size, "examples per step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", args->opt.adam.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--beta1", args->opt.adam.beta1, "Adam beta1")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--beta2", args->opt.adam.beta2, "Adam beta2")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--seed", args->opt.seed, "random seed (same seed and --threads: same numbers)")->capture_default_str();
-  cmd->add_option("--threads", args->opt.threads, "CPU threads (0: every core)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", args->opt.threads, "CPU threads (0: every core)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--binarize", args->opt.binarize, "dynamic binarization: each batch samples x ~ Bernoulli(pixel)");
   cmd->add_option("--beta", args->opt.beta, "KL weight (default: the config's beta, 1)")->check(CLI::NonNegativeNumber);
-  cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--limit", args->opt.limit, "train on the first N training examples only")->check(CLI::NonNegativeNumber);
   cmd->add_option("--test-data", args->test_data, "separate test data (same format as --data)");
   cmd->add_option("--labels", args->labels, "labels file (IDX or NPY) for --data");
   cmd->add_option("--test-labels", args->test_labels, "labels file for --test-data");
-  cmd->add_option("--test-fraction", args->test_fraction, "fraction held out for testing when the data has no test split")->capture_default_str()->check(CLI::Range(0.0, 0.99));
-  cmd->add_option("--channels", args->channels, "image folders: 1 (grayscale) or 3 (RGB); default as stored")->check(CLI::IsMember({1, 3}));
+  cmd->add_option("--test-fraction", args->test_fraction, "fraction held out for testing when the data has no test split")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 0.99));
+  cmd->add_option("--channels", args->channels, "image folders: 1 (grayscale) or 3 (RGB); default as stored")
+      ->check(CLI::IsMember({1, 3}));
   cmd->add_option("--resize", args->resize, "image folders: resize every image to WxH");
   cmd->add_flag("--standardize", args->standardize, "z-score each feature with the training split's mean and std (tables)");
   cmd->add_option("--resume", args->resume, "continue training from a checkpoint");
   cmd->add_flag("--no-fused", args->no_fused, "use the autograd step even where the fused MLP step applies");
   cmd->add_flag("--quiet", args->quiet, "no progress bar");
-  cmd->footer("Example:\n  latent train --data fashion-mnist --config '{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}' --epochs 10 --out runs/fmnist\n"
-              "  latent train --resume runs/fmnist/model.safetensors --epochs 20");
+  cmd->footer(
+      "Example:\n  latent train --data fashion-mnist --config '{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}' "
+      "--epochs 10 --out runs/fmnist\n"
+      "  latent train --resume runs/fmnist/model.safetensors --epochs 20");
   cmd->callback([args, cmd]() { run_train(*args, *cmd); });
 }
 

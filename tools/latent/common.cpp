@@ -38,7 +38,8 @@ Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_ov
   Dataset d = split == "test" ? data.test : data.train;
   if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");
   if (d.example_shape() != ck.info.data_shape)
-    throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) + "-D do not match the model's data shape");
+    throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) +
+                "-D do not match the model's data shape");
   if (limit > 0) d = d.head(limit);
   if (ck.info.data_mean.defined()) d.x = (d.x - ck.info.data_mean) / ck.info.data_std;
   if (ck.info.train.value("binarize", false)) d.x = binarize_fixed(d.x, kTestBinarizeSeed);
@@ -60,13 +61,17 @@ at::Tensor load_inputs(const LoadedCheckpoint& ck, const std::vector<std::string
       int64_t per = 1;
       for (int64_t s : shape) per *= s;
       if (t.dim() < 1 || t.numel() % per != 0 || t.numel() == 0)
-        throw Error(f + ": an array of " + std::to_string(t.numel()) + " values does not hold whole examples of " + std::to_string(per) + " values");
+        throw Error(f + ": an array of " + std::to_string(t.numel()) + " values does not hold whole examples of " +
+                    std::to_string(per) + " values");
       t = t.reshape(want);
       if (ck.info.data_mean.defined()) t = (t - ck.info.data_mean) / ck.info.data_std;
       xs.push_back(t);
     } else {
-      if (!is_image_model(ck)) throw Error(f + ": image inputs need a model trained on images; this model takes " + std::to_string(shape.size()) + "-D examples");
-      xs.push_back(image_load(f, static_cast<int>(shape[0]), static_cast<int>(shape[1]), static_cast<int>(shape[2])).unsqueeze(0));
+      if (!is_image_model(ck))
+        throw Error(f + ": image inputs need a model trained on images; this model takes " + std::to_string(shape.size()) +
+                    "-D examples");
+      xs.push_back(
+          image_load(f, static_cast<int>(shape[0]), static_cast<int>(shape[1]), static_cast<int>(shape[2])).unsqueeze(0));
     }
   }
   return at::cat(xs);
@@ -76,7 +81,8 @@ at::Tensor load_one_input(const LoadedCheckpoint& ck, const std::string& index_o
   if (std::regex_match(index_or_file, std::regex("[0-9]+"))) {
     Dataset d = checkpoint_data(ck, source_override, "test", 0);
     const int64_t i = std::stoll(index_or_file);
-    if (i >= d.size()) throw Error("index " + index_or_file + " is out of range: the test split has " + std::to_string(d.size()) + " examples");
+    if (i >= d.size())
+      throw Error("index " + index_or_file + " is out of range: the test split has " + std::to_string(d.size()) + " examples");
     return d.x.narrow(0, i, 1);
   }
   at::Tensor x = load_inputs(ck, {index_or_file});

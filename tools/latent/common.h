@@ -1,10 +1,9 @@
 // Helpers shared by the subcommands: loading a checkpoint's data, reading inputs, printing.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "latent/checkpoint.h"
 #include "latent/data.h"

@@ -6,8 +6,8 @@
 #include <string>
 
 #include "common.h"
-#include "signals.h"
 #include "latent/error.h"
+#include "signals.h"
 
 namespace {
 
@@ -19,8 +19,10 @@ int main(int argc, char** argv) {
   latent::cli::start_signal_thread();  // before anything starts a thread: see signals.h
   CLI::App app{"latent: variational autoencoders in C++. Train, evaluate, sample, reconstruct, interpolate, encode and decode."};
   app.require_subcommand(1);
-  app.footer("Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
-             "Run 'latent COMMAND --help' for a command's options.");
+  app.footer(
+      "Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval "
+      "runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
+      "Run 'latent COMMAND --help' for a command's options.");
   latent::cli::add_train(app);
   latent::cli::add_eval(app);
   latent::cli::add_generate(app);
