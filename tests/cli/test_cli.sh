@@ -69,6 +69,31 @@ check "encode NPY shape" [ "$($PY -c "import numpy as np; print(np.load('$T/code
 FMNIST="${LATENT_FASHION_MNIST_DIR:-/usr/share/datasets/fashion-mnist}"
 check "checkpoint loads into the PyTorch module by name" $PY "$(dirname "$0")/pytorch_interop.py" "$C" "$T/codes.npy" "$FMNIST/t10k-images-idx3-ubyte.gz" 10
 
+# --- conv_vae on an RGB image folder (two classes from sub-folders, resized to 16x16) --------
+$PY - "$T/rgb" <<'PYEOF'
+import sys, zlib, struct, os
+import numpy as np
+def png(path, img):  # img: HxWx3 uint8
+    h, w, _ = img.shape
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+rng = np.random.default_rng(0)
+for cls, colour in (("red", (220, 40, 40)), ("blue", (40, 40, 220))):
+    os.makedirs(os.path.join(sys.argv[1], cls), exist_ok=True)
+    for i in range(40):
+        img = (rng.random((20, 20, 1)) * 60).astype(np.uint8) + np.array(colour, np.uint8) // 2
+        png(os.path.join(sys.argv[1], cls, f"{i}.png"), img)
+PYEOF
+"$LATENT" train --data "$T/rgb" --resize 16x16 --channels 3 --config '{"type": "conv_vae", "channels": [8, 16], "latent": 4}' \
+  --epochs 2 --batch-size 16 --out "$T/conv" --quiet >/dev/null 2>&1
+check "conv_vae trains on an RGB image folder" [ -s "$T/conv/model.safetensors" ]
+"$LATENT" sample "$T/conv/model.safetensors" -n 4 --npy "$T/conv.npy" >/dev/null
+check "conv_vae samples are RGB 16x16" [ "$($PY -c "import numpy as np; print(np.load('$T/conv.npy').shape)")" = "(4, 3, 16, 16)" ]
+check "conv_vae checkpoint keeps the class names" $PY -c "
+import json, struct; raw = open('$T/conv/model.safetensors', 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
+assert json.loads(json.loads(raw[8:8 + n])['__metadata__']['classes']) == ['blue', 'red']"
+
 # --- resume -----------------------------------------------------------------------------------
 "$LATENT" train --resume "$C" --epochs 6 --quiet >/dev/null 2>&1
 check "resume adds an epoch" [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 6 ]
