@@ -45,4 +45,15 @@ at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior
 /// The K-sample importance-weighted bound log (1/K) sum_k w_k per example: [K, B] -> [B].
 at::Tensor iwae_bound(const at::Tensor& log_weights);
 
+/// The KL term with free bits (Kingma et al. 2016): sum_i max(lambda, mean_B KL_i), a scalar.
+/// Dimensions whose batch-mean KL is under lambda nats get no gradient from the KL.
+at::Tensor kl_free_bits(const at::Tensor& mu, const at::Tensor& logvar, double lambda);
+
+/// The weight of the KL term at `epoch` (fractional: epoch + step / steps_per_epoch).
+///   warmup > 0: rises linearly from 0 to beta over `warmup` epochs, then stays at beta.
+///   cycle > 0: cyclical annealing (Fu et al. 2019): each cycle of `cycle` epochs rises linearly
+///              from 0 to beta over the first `ratio` of the cycle, then holds beta.
+///   both 0: beta.
+double kl_weight(double beta, double epoch, double warmup, double cycle, double ratio);
+
 }  // namespace latent

@@ -25,14 +25,19 @@ struct TrainOptions {
   int64_t batch_size = 128;
   AdamOptions adam;
   uint64_t seed = 0;
-  int threads = 0;        // 0: every core
-  bool binarize = false;  // dynamic binarization: each batch draws x ~ Bernoulli(pixel)
-  double beta = -1;       // KL weight; < 0: the model config's beta
-  double kl_warmup = 0;   // epochs over which the KL weight rises linearly from 0 to beta
-  int64_t limit = 0;      // train on the first `limit` training examples only (0: all)
-  bool fused = true;      // the fused step for mlp_vae models when it applies (same numbers, faster)
-  bool progress = true;   // progress bar on stderr
-  std::string out;        // output folder
+  int threads = 0;                 // 0: every core
+  bool binarize = false;           // dynamic binarization: each batch draws x ~ Bernoulli(pixel)
+  double beta = -1;                // KL weight; < 0: the model config's beta
+  double kl_warmup = 0;            // epochs over which the KL weight rises linearly from 0 to beta
+  double kl_cycle = 0;             // cyclical annealing: cycle length in epochs (0: off)
+  double kl_cycle_ratio = 0.5;     // fraction of each cycle spent rising from 0 to beta
+  double free_bits = 0;            // KL floor per latent dimension in nats (0: off)
+  std::string objective = "elbo";  // "elbo", or "iwae": the k-sample importance-weighted bound
+  int64_t iwae_k = 5;              // samples per example for objective "iwae"
+  int64_t limit = 0;               // train on the first `limit` training examples only (0: all)
+  bool fused = true;               // the fused step for mlp_vae models when it applies (same numbers, faster)
+  bool progress = true;            // progress bar on stderr
+  std::string out;                 // output folder
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);

@@ -58,6 +58,20 @@ at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior
   return log_px + log_standard_normal(z) - log_q;                                      // [K, B]
 }
 
+at::Tensor kl_free_bits(const at::Tensor& mu, const at::Tensor& logvar, double lambda) {
+  at::Tensor per_dim = kl_standard_normal_per_dim(mu, logvar).mean(0);  // [d]
+  return at::clamp_min(per_dim, lambda).sum();
+}
+
+double kl_weight(double beta, double epoch, double warmup, double cycle, double ratio) {
+  if (cycle > 0) {
+    const double phase = std::fmod(epoch, cycle) / cycle;  // [0, 1)
+    return beta * std::min(1.0, phase / std::max(ratio, 1e-12));
+  }
+  if (warmup > 0) return beta * std::min(1.0, epoch / warmup);
+  return beta;
+}
+
 at::Tensor iwae_bound(const at::Tensor& log_weights) {
   return at::logsumexp(log_weights, 0) - std::log(static_cast<double>(log_weights.size(0)));  // [B]
 }

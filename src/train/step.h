@@ -22,7 +22,12 @@ class TrainStep {
   virtual StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) = 0;
 };
 
-std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model);
+/// Autograd on the ELBO; free_bits > 0 floors each dimension's batch-mean KL (kl_free_bits).
+std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits = 0);
+
+/// Autograd on the negative K-sample IWAE bound, gradients through the normalized weights
+/// (Burda et al. 2015); eps is [K, B, d]; beta is not used. recon and kl report the first sample.
+std::unique_ptr<TrainStep> make_iwae_step(VaeImpl& model);
 
 /// The fused step for mlp_vae with ReLU on contiguous float32 CPU tensors, or null when the
 /// model does not qualify.

@@ -27,17 +27,42 @@ constexpr uint64_t kEvalSeedSalt = 0xe7a1ull;
 constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
 constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;
 
+void zero_gradients(VaeImpl& model) {
+  for (auto& p : model.parameters())
+    if (p.grad().defined()) p.mutable_grad().zero_();
+}
+
 class AutogradStep : public TrainStep {
  public:
-  explicit AutogradStep(VaeImpl& model) : model_(model) {}
+  AutogradStep(VaeImpl& model, double free_bits) : model_(model), free_bits_(free_bits) {}
   StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) override {
-    for (auto& p : model_.parameters())
-      if (p.grad().defined()) p.mutable_grad().zero_();
+    zero_gradients(model_);
     ElboTerms t = elbo_terms(model_, x, eps);
     at::Tensor recon = t.recon.mean(), kl = t.kl.mean();
-    at::Tensor loss = recon + beta * kl;
+    at::Tensor kl_term = free_bits_ > 0 ? kl_free_bits(t.q.mu, t.q.logvar, free_bits_) : kl;
+    at::Tensor loss = recon + beta * kl_term;
     loss.backward();
     return {loss.item<double>(), recon.item<double>(), kl.item<double>()};
+  }
+
+ private:
+  VaeImpl& model_;
+  double free_bits_;
+};
+
+class IwaeStep : public TrainStep {
+ public:
+  explicit IwaeStep(VaeImpl& model) : model_(model) {}
+  StepLoss run(const at::Tensor& x, const at::Tensor& eps, double /*beta*/) override {
+    zero_gradients(model_);
+    Posterior q = model_.encode(x);                          // [B, d]
+    at::Tensor log_w = iwae_log_weights(model_, x, q, eps);  // [K, B]
+    at::Tensor loss = -iwae_bound(log_w).mean();
+    loss.backward();
+    at::NoGradGuard no_grad;
+    const at::Tensor z0 = reparameterize(q.mu, q.logvar, eps[0]);  // [B, d]
+    const double recon = -model_.log_likelihood(model_.decode(z0), x).mean().item<double>();
+    return {loss.item<double>(), recon, kl_standard_normal(q.mu, q.logvar).mean().item<double>()};
   }
 
  private:
@@ -98,8 +123,13 @@ TrainResult run_loop(Run& run) {
   const int64_t batches = (n + bs - 1) / bs;
   const double beta = opt.beta >= 0 ? opt.beta : run.info.model.beta;
 
-  std::unique_ptr<TrainStep> step = opt.fused ? make_fused_mlp_step(model) : nullptr;
-  if (!step) step = make_autograd_step(model);
+  std::unique_ptr<TrainStep> step;
+  if (opt.objective == "iwae")
+    step = make_iwae_step(model);
+  else if (opt.fused && opt.free_bits == 0)
+    step = make_fused_mlp_step(model);
+  if (!step) step = make_autograd_step(model, opt.free_bits);
+  const bool iwae = opt.objective == "iwae";
 
   Dataset test = run.data.test;
   if (opt.binarize && test.size() > 0) test.x = binarize_fixed(test.x, kTestBinarizeSeed);
@@ -143,10 +173,9 @@ TrainResult run_loop(Run& run) {
       at::Tensor x = train.x.index_select(0, perm.narrow(0, start, len));
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
       if (opt.binarize) x = at::bernoulli(x, gen);
-      at::Tensor eps = at::randn({len, d}, gen, x.options());
-      double beta_t = beta;
-      if (opt.kl_warmup > 0)
-        beta_t = beta * std::min(1.0, (static_cast<double>(epoch) + static_cast<double>(b) / batches) / opt.kl_warmup);
+      at::Tensor eps = iwae ? at::randn({opt.iwae_k, len, d}, gen, x.options()) : at::randn({len, d}, gen, x.options());
+      const double beta_t = kl_weight(beta, static_cast<double>(epoch) + static_cast<double>(b) / static_cast<double>(batches),
+                                      opt.kl_warmup, opt.kl_cycle, opt.kl_cycle_ratio);
       StepLoss l = step->run(x, eps, beta_t);
       if (!std::isfinite(l.loss)) {
         throw TrainingDiverged("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) +
@@ -179,6 +208,7 @@ TrainResult run_loop(Run& run) {
     eo.seed = mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch));
     EvalResult ev = evaluate(model, test, eo);
     nlohmann::json m = {{"epoch", epoch + 1},
+                        {"objective", opt.objective},
                         {"beta", beta},
                         {"train_loss", sum_loss / seen},
                         {"train_elbo", -(sum_recon + sum_kl) / seen},
@@ -219,6 +249,17 @@ void check_data_fits(const Run& run) {
   if (run.opt.batch_size < 1) throw Error("batch size must be >= 1");
   if (run.opt.epochs < 0) throw Error("epochs must be >= 0");
   if (!(run.opt.adam.lr > 0)) throw Error("learning rate must be > 0");
+  const TrainOptions& o = run.opt;
+  if (o.objective != "elbo" && o.objective != "iwae") throw Error("objective must be elbo or iwae, got '" + o.objective + "'");
+  if (o.iwae_k < 1) throw Error("--k must be >= 1");
+  if (o.objective == "iwae" && (o.beta >= 0 || o.kl_warmup > 0 || o.kl_cycle > 0 || o.free_bits > 0))
+    throw Error(
+        "--beta, --kl-warmup, --kl-cycle and --free-bits shape the ELBO's KL term; they do not apply to --objective iwae");
+  if (o.objective == "iwae" && run.info.model.beta != 1.0)
+    throw Error("the model config's beta weights the ELBO's KL term; it does not apply to --objective iwae");
+  if (o.kl_warmup > 0 && o.kl_cycle > 0) throw Error("use either --kl-warmup or --kl-cycle, not both");
+  if (!(o.kl_cycle_ratio > 0 && o.kl_cycle_ratio <= 1)) throw Error("--kl-cycle-ratio must be in (0, 1]");
+  if (o.free_bits < 0) throw Error("--free-bits must be >= 0");
 }
 
 void set_threads(int threads) {
@@ -227,7 +268,11 @@ void set_threads(int threads) {
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model) { return std::make_unique<AutogradStep>(model); }
+std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits) {
+  return std::make_unique<AutogradStep>(model, free_bits);
+}
+
+std::unique_ptr<TrainStep> make_iwae_step(VaeImpl& model) { return std::make_unique<IwaeStep>(model); }
 
 uint64_t mix_seed(uint64_t seed, uint64_t step) {
   auto splitmix = [](uint64_t x) {
@@ -243,11 +288,12 @@ void request_stop() { g_stop.store(true); }
 void clear_stop_request() { g_stop.store(false); }
 
 nlohmann::json TrainOptions::to_json() const {
-  return {{"epochs", epochs},    {"batch_size", batch_size}, {"lr", adam.lr},
-          {"beta1", adam.beta1}, {"beta2", adam.beta2},      {"adam_eps", adam.eps},
-          {"seed", seed},        {"threads", threads},       {"binarize", binarize},
-          {"beta", beta},        {"kl_warmup", kl_warmup},   {"limit", limit},
-          {"fused", fused}};
+  return {{"epochs", epochs},       {"batch_size", batch_size}, {"lr", adam.lr},
+          {"beta1", adam.beta1},    {"beta2", adam.beta2},      {"adam_eps", adam.eps},
+          {"seed", seed},           {"threads", threads},       {"binarize", binarize},
+          {"beta", beta},           {"kl_warmup", kl_warmup},   {"limit", limit},
+          {"fused", fused},         {"kl_cycle", kl_cycle},     {"kl_cycle_ratio", kl_cycle_ratio},
+          {"free_bits", free_bits}, {"objective", objective},   {"iwae_k", iwae_k}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
@@ -265,6 +311,11 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
   o.kl_warmup = j.value("kl_warmup", o.kl_warmup);
   o.limit = j.value("limit", o.limit);
   o.fused = j.value("fused", o.fused);
+  o.kl_cycle = j.value("kl_cycle", o.kl_cycle);
+  o.kl_cycle_ratio = j.value("kl_cycle_ratio", o.kl_cycle_ratio);
+  o.free_bits = j.value("free_bits", o.free_bits);
+  o.objective = j.value("objective", o.objective);
+  o.iwae_k = j.value("iwae_k", o.iwae_k);
   return o;
 }
 

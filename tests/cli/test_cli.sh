@@ -94,6 +94,12 @@ check "conv_vae checkpoint keeps the class names" $PY -c "
 import json, struct; raw = open('$T/conv/model.safetensors', 'rb').read(); n = struct.unpack('<Q', raw[:8])[0]
 assert json.loads(json.loads(raw[8:8 + n])['__metadata__']['classes']) == ['blue', 'red']"
 
+# --- IWAE objective and free bits from the command line ---------------------------------------
+"$LATENT" train --limit 2000 --epochs 1 --objective iwae --k 5 --binarize --out "$T/iw" --quiet >/dev/null 2>&1
+check "train --objective iwae --k 5" grep -q '"objective":"iwae"' "$T/iw/metrics.jsonl"
+"$LATENT" train --limit 2000 --epochs 1 --free-bits 0.25 --kl-cycle 1 --out "$T/fb" --quiet >/dev/null 2>&1
+check "train --free-bits --kl-cycle" [ -s "$T/fb/model.safetensors" ]
+
 # --- resume -----------------------------------------------------------------------------------
 "$LATENT" train --resume "$C" --epochs 6 --quiet >/dev/null 2>&1
 check "resume adds an epoch" [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 6 ]
@@ -140,6 +146,7 @@ echo "junk" >"$T/junk.png"
 expect_error "junk.png" "$LATENT" encode "$C" "$T/junk.png" -o "$T/x.npy"
 expect_error "latent --help" "$LATENT" frobnicate
 expect_error "--iwae-k" "$LATENT" eval "$C" --iwae-k -3
+expect_error "do not apply to --objective iwae" "$LATENT" train --objective iwae --beta 4 --out "$T/x"
 for cmd in train eval sample reconstruct interpolate encode decode; do
   "$LATENT" "$cmd" --help >"$T/help" 2>&1
   check "$cmd --help has an example" grep -q "Example" "$T/help"

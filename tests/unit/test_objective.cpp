@@ -132,3 +132,34 @@ TEST(Gradients, ConvVaeElboMatchesFiniteDifferences) {
 
 }  // namespace
 }  // namespace latent
+
+namespace latent {
+namespace {
+
+TEST(FreeBits, FloorsEachDimensionsBatchMeanKlAndStopsItsGradient) {
+  // Dim 0 has batch-mean KL 0.125 (under lambda = 0.5), dim 1 has 2.0 (over it).
+  at::Tensor mu = at::tensor({0.5, 2.0, -0.5, -2.0}, at::kDouble).reshape({2, 2}).requires_grad_();
+  at::Tensor logvar = at::zeros({2, 2}, at::kDouble).requires_grad_();
+  at::Tensor v = kl_free_bits(mu, logvar, 0.5);
+  EXPECT_NEAR(v.item<double>(), 0.5 + 2.0, 1e-12);
+  v.backward();
+  EXPECT_EQ(mu.grad()[0][0].item<double>(), 0.0);               // floored: no gradient
+  EXPECT_NEAR(mu.grad()[0][1].item<double>(), 2.0 / 2, 1e-12);  // d/dmu of mean_B(mu^2 / 2)
+  EXPECT_NEAR(kl_free_bits(mu, logvar, 0).item<double>(), kl_standard_normal(mu, logvar).mean().item<double>(), 1e-12);
+}
+
+TEST(KlWeight, LinearWarmupAndCyclicalAnnealing) {
+  EXPECT_DOUBLE_EQ(kl_weight(2.0, 0.5, 0, 0, 0.5), 2.0);
+  EXPECT_DOUBLE_EQ(kl_weight(2.0, 0.0, 4, 0, 0.5), 0.0);
+  EXPECT_DOUBLE_EQ(kl_weight(2.0, 1.0, 4, 0, 0.5), 0.5);
+  EXPECT_DOUBLE_EQ(kl_weight(2.0, 9.0, 4, 0, 0.5), 2.0);
+  // Cycles of 4 epochs, rising over the first half of each.
+  EXPECT_DOUBLE_EQ(kl_weight(1.0, 0.0, 0, 4, 0.5), 0.0);
+  EXPECT_DOUBLE_EQ(kl_weight(1.0, 1.0, 0, 4, 0.5), 0.5);
+  EXPECT_DOUBLE_EQ(kl_weight(1.0, 3.0, 0, 4, 0.5), 1.0);
+  EXPECT_DOUBLE_EQ(kl_weight(1.0, 4.0, 0, 4, 0.5), 0.0);  // the next cycle starts again at 0
+  EXPECT_DOUBLE_EQ(kl_weight(1.0, 5.0, 0, 4, 0.5), 0.5);
+}
+
+}  // namespace
+}  // namespace latent

@@ -89,3 +89,19 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, ReferenceTest,
 
 }  // namespace
 }  // namespace latent
+
+namespace latent {
+namespace {
+
+TEST_P(ReferenceTest, IwaeTrainingStepGradientsMatchPyTorch) {
+  // The --objective iwae step: -mean(IWAE bound) with the fixture's eps_k, float64, 1e-8 relative.
+  Reference r = load_reference(GetParam(), at::kDouble);
+  auto step = make_iwae_step(*r.model);
+  StepLoss l = step->run(r.t("input.x"), r.t("input.eps_k"), 1.0);
+  EXPECT_NEAR(l.loss, -r.t("expect.iwae").mean().item<double>(), 1e-9 * std::abs(l.loss));
+  for (auto& [name, p] : named_parameters(*r.model))
+    EXPECT_TRUE(test::all_close(p.grad(), r.t("iwae_grad." + name), 1e-8, 1e-11)) << name;
+}
+
+}  // namespace
+}  // namespace latent

@@ -137,3 +137,46 @@ TEST(Train, RejectsDataThatDoesNotFitTheLikelihood) {
 
 }  // namespace
 }  // namespace latent
+
+namespace latent {
+namespace {
+
+TEST(Train, IwaeObjectiveAndFreeBitsTrainAndRecordTheirSettings) {
+  TempDir dir;
+  DataSpec data = make_data(dir);
+  TrainOptions o = options(dir / "iwae", 3);
+  o.kl_warmup = 0;
+  o.objective = "iwae";
+  o.iwae_k = 4;
+  TrainResult r = train(small_model(), data, o);
+  const nlohmann::json m = checkpoint_load(r.checkpoint).info.metrics;
+  ASSERT_EQ(m.size(), 3u);
+  EXPECT_EQ(m[0]["objective"], "iwae");
+  EXPECT_GT(m[2]["train_elbo"].get<double>(), m[0]["train_elbo"].get<double>());
+  // The IWAE bound is at least as tight as the ELBO: its loss is below the one-sample -ELBO on average.
+  EXPECT_LT(m[2]["train_loss"].get<double>(), -m[2]["train_elbo"].get<double>() + 1.0);
+
+  TrainOptions f = options(dir / "fb", 2);
+  f.free_bits = 0.5;
+  f.kl_warmup = 0;
+  f.kl_cycle = 1;
+  EXPECT_NO_THROW(train(small_model(), data, f));
+  EXPECT_EQ(checkpoint_load(dir / "fb/model.safetensors").info.train["free_bits"], 0.5);
+}
+
+TEST(Train, RejectsOptionsThatDoNotApplyTogether) {
+  TempDir dir;
+  DataSpec data = make_data(dir);
+  TrainOptions o = options(dir / "x", 1);
+  o.objective = "iwae";
+  EXPECT_ERROR_WITH(train(small_model(), data, o), "do not apply to --objective iwae");  // kl_warmup is set
+  o = options(dir / "x", 1);
+  o.kl_cycle = 2;
+  EXPECT_ERROR_WITH(train(small_model(), data, o), "either --kl-warmup or --kl-cycle");
+  o = options(dir / "x", 1);
+  o.objective = "vq";
+  EXPECT_ERROR_WITH(train(small_model(), data, o), "objective must be elbo or iwae");
+}
+
+}  // namespace
+}  // namespace latent

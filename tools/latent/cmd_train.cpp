@@ -82,6 +82,19 @@ void add_train(CLI::App& app) {
   cmd->add_option("--beta", args->opt.beta, "KL weight (default: the config's beta, 1)")->check(CLI::NonNegativeNumber);
   cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kl-cycle", args->opt.kl_cycle, "cyclical KL annealing: cycle length in epochs (Fu et al. 2019)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--kl-cycle-ratio", args->opt.kl_cycle_ratio, "fraction of each cycle spent rising from 0 to beta")
+      ->capture_default_str()
+      ->check(CLI::Range(0.01, 1.0));
+  cmd->add_option("--free-bits", args->opt.free_bits, "KL floor per latent dimension in nats (Kingma et al. 2016)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--objective", args->opt.objective, "elbo, or iwae: the k-sample importance-weighted bound (Burda et al. 2015)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"elbo", "iwae"}));
+  cmd->add_option("--k", args->opt.iwae_k, "importance samples per example for --objective iwae")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--limit", args->opt.limit, "train on the first N training examples only")->check(CLI::NonNegativeNumber);
   cmd->add_option("--test-data", args->test_data, "separate test data (same format as --data)");
   cmd->add_option("--labels", args->labels, "labels file (IDX or NPY) for --data");
@@ -99,7 +112,8 @@ void add_train(CLI::App& app) {
   cmd->footer(
       "Example:\n  latent train --data fashion-mnist --config '{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}' "
       "--epochs 10 --out runs/fmnist\n"
-      "  latent train --resume runs/fmnist/model.safetensors --epochs 20");
+      "  latent train --resume runs/fmnist/model.safetensors --epochs 20\n"
+      "  latent train --objective iwae --k 50 --binarize --out runs/iwae50");
   cmd->callback([args, cmd]() { run_train(*args, *cmd); });
 }
 
