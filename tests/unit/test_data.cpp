@@ -1,6 +1,8 @@
 // Every loader on crafted good files and on truncated, corrupt and mismatched ones.
 #include <zlib.h>
 
+#include <stb_image_write.h>
+
 #include "latent/data.h"
 #include "latent/error.h"
 #include "latent/image.h"
@@ -142,6 +144,21 @@ TEST(ImageFolder, ReadsClassesFromSubfoldersAndResizes) {
   EXPECT_NEAR(d.x[0][0][0][0].item<float>(), 1.0f, 1e-6);
   Dataset g = image_folder_load(dir.str(), 1, 3, 2);
   EXPECT_EQ(g.x.sizes(), at::IntArrayRef({3, 1, 3, 2}));
+}
+
+TEST(ImageFolder, ReadsJpegAndBmpBesidePng) {
+  TempDir dir;
+  std::vector<uint8_t> gray(6 * 4 * 3, 128);  // 4x6 RGB mid-gray
+  auto sink = [](void* ctx, void* data, int size) { static_cast<std::string*>(ctx)->append(static_cast<char*>(data), size); };
+  std::string jpg, bmp;
+  ASSERT_TRUE(stbi_write_jpg_to_func(sink, &jpg, 4, 6, 3, gray.data(), 95));
+  ASSERT_TRUE(stbi_write_bmp_to_func(sink, &bmp, 4, 6, 3, gray.data()));
+  write_bytes(dir / "a.JPG", jpg);
+  write_bytes(dir / "b.bmp", bmp);
+  write_bytes(dir / "c.png", png_encode(at::full({3, 6, 4}, 128.0f / 255)));
+  Dataset d = image_folder_load(dir.str(), 3, 0, 0);
+  ASSERT_EQ(d.x.sizes(), at::IntArrayRef({3, 3, 6, 4}));
+  EXPECT_TRUE(test::all_close(d.x, at::full({3, 3, 6, 4}, 128.0f / 255), 0, 2.0 / 255));  // JPEG is lossy
 }
 
 TEST(ImageFolder, RejectsMixedSizesAndCorruptImages) {
