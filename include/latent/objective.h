@@ -42,6 +42,9 @@ ElboTerms elbo_terms(VaeImpl& model, const at::Tensor& x, const at::Tensor& eps)
 /// With q already computed (pass q = model.encode(x)) so callers can chunk over K.
 at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior& q, const at::Tensor& eps);
 
+/// log p(z) - log q(z | x) for z = mu + sigma * eps: z and eps [K, B, d], q [B, d] -> [K, B].
+at::Tensor log_prior_ratio(const Posterior& q, const at::Tensor& z, const at::Tensor& eps);
+
 /// The K-sample importance-weighted bound log (1/K) sum_k w_k per example: [K, B] -> [B].
 at::Tensor iwae_bound(const at::Tensor& log_weights);
 

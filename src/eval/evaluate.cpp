@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 
+#include "eval/fused_decoder.h"
 #include "latent/eval.h"
 #include "latent/objective.h"
 #include "latent/progress.h"
@@ -37,17 +38,33 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
   at::Tensor out = at::empty({n}, at::kDouble);
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   ProgressBar bar("iwae k=" + std::to_string(k), n, "images", progress);
+  // mlp_vae with ReLU and Bernoulli: the decoder as fused products and kernels (no temporaries).
+  std::unique_ptr<FusedMlpDecoder> fused = x.scalar_type() == at::kFloat ? FusedMlpDecoder::make(model) : nullptr;
+  const at::Tensor xc = x.contiguous();
+  const int64_t D = model.data_dim();
+  std::vector<const float*> x_rows;
   for (int64_t start = 0; start < n; start += images) {
     const int64_t b = std::min(images, n - start);
-    at::Tensor xb = x.narrow(0, start, b);
+    at::Tensor xb = xc.narrow(0, start, b);
     Posterior q = model.encode(xb);  // [b, d]
     at::Tensor running_max = at::full({b}, -INFINITY, at::kDouble);
     at::Tensor running_sum = at::zeros({b}, at::kDouble);
     for (int64_t k0 = 0; k0 < k; k0 += k_chunk) {
       const int64_t kc = std::min(k_chunk, k - k0);
       at::Tensor eps = at::randn({kc, b, d}, gen, x.options());
-      at::Tensor lw = iwae_log_weights(model, xb, q, eps).to(at::kDouble);  // [kc, b]
-      at::Tensor chunk_max = std::get<0>(lw.max(0));                        // [b]
+      at::Tensor lw;  // [kc, b] float64
+      if (fused) {
+        at::Tensor z = (q.mu.unsqueeze(0) + at::exp(0.5 * q.logvar).unsqueeze(0) * eps).contiguous();  // [kc, b, d]
+        at::Tensor log_px = at::empty({kc, b}, at::kDouble);
+        x_rows.resize(kc * b);
+        for (int64_t j = 0; j < kc; ++j)
+          for (int64_t i = 0; i < b; ++i) x_rows[j * b + i] = xb.data_ptr<float>() + i * D;
+        fused->log_likelihood(z.view({kc * b, d}), x_rows, log_px.data_ptr<double>());
+        lw = log_px + log_prior_ratio(q, z, eps).to(at::kDouble);
+      } else {
+        lw = iwae_log_weights(model, xb, q, eps).to(at::kDouble);
+      }
+      at::Tensor chunk_max = std::get<0>(lw.max(0));  // [b]
       at::Tensor new_max = at::maximum(running_max, chunk_max);
       running_sum = running_sum * at::exp(running_max - new_max) + at::exp(lw - new_max).sum(0);
       running_max = new_max;

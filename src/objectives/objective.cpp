@@ -53,9 +53,13 @@ at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior
   xs.insert(xs.end(), x.sizes().begin() + 1, x.sizes().end());
   at::Tensor x_rep = x.unsqueeze(0).expand(xs).reshape(params.sizes());     // [K*B, D...]
   at::Tensor log_px = model.log_likelihood(params, x_rep).reshape({K, B});  // [K, B]
+  return log_px + log_prior_ratio(q, z, eps);                               // [K, B]
+}
+
+at::Tensor log_prior_ratio(const Posterior& q, const at::Tensor& z, const at::Tensor& eps) {
   // log q(z|x) with z - mu = sigma * eps: -0.5 * sum(log 2pi + logvar + eps^2)
   at::Tensor log_q = -0.5 * (kLog2Pi + q.logvar.unsqueeze(0) + eps.square()).sum(-1);  // [K, B]
-  return log_px + log_standard_normal(z) - log_q;                                      // [K, B]
+  return log_standard_normal(z) - log_q;                                               // [K, B]
 }
 
 at::Tensor kl_free_bits(const at::Tensor& mu, const at::Tensor& logvar, double lambda) {

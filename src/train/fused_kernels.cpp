@@ -74,6 +74,14 @@ LATENT_VECTORIZED void bernoulli_row(const float* __restrict l, const float* __r
   }
 }
 
+LATENT_VECTORIZED void bernoulli_log_prob_row(const float* __restrict l, const float* __restrict x, float* __restrict r,
+                                              int64_t D) {
+  for (int64_t k = 0; k < D; ++k) {
+    const float lk = l[k];
+    r[k] = x[k] * lk - (std::max(lk, 0.0f) + log1p_u(exp_np(-std::fabs(lk))));
+  }
+}
+
 LATENT_VECTORIZED void gaussian_row(const float* __restrict m, const float* __restrict x, const float* __restrict lv,
                                     const float* __restrict inv_var, float* __restrict g, float* __restrict glv,
                                     float* __restrict r, int64_t D, float scale) {
@@ -96,6 +104,14 @@ void bernoulli_nll_grad(const float* logits, const float* x, float* grad, double
   for (int64_t r = r0; r < r1; ++r) {
     bernoulli_row(logits + r * D, x + r * D, grad + r * D, scratch, D, scale);
     nll[r] = lane_sum(scratch, D);
+  }
+}
+
+void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, float* scratch, int64_t r0, int64_t r1,
+                             int64_t D) {
+  for (int64_t r = r0; r < r1; ++r) {
+    bernoulli_log_prob_row(logits + r * D, x_rows[r], scratch, D);
+    out[r] = lane_sum(scratch, D);
   }
 }
 

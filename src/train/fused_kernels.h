@@ -56,3 +56,12 @@ namespace latent::kernels {
 void bias_act(float* c, const float* bias, int64_t rows, int64_t cols, bool relu);
 
 }  // namespace latent::kernels
+
+namespace latent::kernels {
+
+/// log Bernoulli(x | sigmoid(l)) summed per row for rows [r0, r1) of logits [R, D]; row r's
+/// target is x_rows[r] (rows may share one image). `scratch` holds D floats.
+void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, float* scratch, int64_t r0, int64_t r1,
+                             int64_t D);
+
+}  // namespace latent::kernels
