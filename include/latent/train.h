@@ -67,6 +67,9 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
 void request_stop();
 void clear_stop_request();
 
+/// Sets LibTorch's (and so oneDNN's and BLAS's) thread count; 0 means every core.
+void set_num_threads(int threads);
+
 /// The seed of step `step` of a run seeded with `seed` (splitmix64 mixing).
 uint64_t mix_seed(uint64_t seed, uint64_t step);
 

@@ -262,10 +262,6 @@ void check_data_fits(const Run& run) {
   if (o.free_bits < 0) throw Error("--free-bits must be >= 0");
 }
 
-void set_threads(int threads) {
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-}
-
 }  // namespace
 
 std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits) {
@@ -282,6 +278,10 @@ uint64_t mix_seed(uint64_t seed, uint64_t step) {
     return x ^ (x >> 31);
   };
   return splitmix(seed ^ splitmix(step));
+}
+
+void set_num_threads(int threads) {
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }
 
 void request_stop() { g_stop.store(true); }
@@ -321,7 +321,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
 
 TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options) {
   if (options.out.empty()) throw Error("no output folder given (--out)");
-  set_threads(options.threads);
+  set_num_threads(options.threads);
   Run run;
   run.opt = options;
   run.data = load_data(data);
@@ -352,7 +352,7 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   if (run.opt.out.empty()) run.opt.out = ".";
   run.opt.progress = progress;
   run.info.train = run.opt.to_json();
-  set_threads(run.opt.threads);
+  set_num_threads(run.opt.threads);
   run.data = load_data(run.info.data);
   if (run.opt.limit > 0) run.data.train = run.data.train.head(run.opt.limit);
   if (run.data.train.example_shape() != run.info.data_shape)

@@ -1,7 +1,6 @@
 // Every loader on crafted good files and on truncated, corrupt and mismatched ones.
-#include <zlib.h>
-
 #include <stb_image_write.h>
+#include <zlib.h>
 
 #include "latent/data.h"
 #include "latent/error.h"

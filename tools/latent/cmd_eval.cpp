@@ -3,6 +3,7 @@
 
 #include "common.h"
 #include "latent/eval.h"
+#include "latent/train.h"
 
 namespace latent::cli {
 namespace {
@@ -16,7 +17,7 @@ struct EvalArgs {
 };
 
 void run_eval(const EvalArgs& a) {
-  set_threads(a.threads);
+  set_num_threads(a.threads);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
   Dataset d = checkpoint_data(ck, a.data, a.split, a.limit);
   EvalOptions o;

@@ -99,10 +99,6 @@ int& exit_status() {
   return status;
 }
 
-void set_threads(int threads) {
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-}
-
 void parse_size(const std::string& text, int* height, int* width) {
   std::smatch m;
   if (!std::regex_match(text, m, std::regex("([0-9]{1,5})x([0-9]{1,5})")) || std::stoi(m[1]) < 1 || std::stoi(m[2]) < 1)

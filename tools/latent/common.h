@@ -34,9 +34,6 @@ bool is_image_model(const LoadedCheckpoint& ck);
 /// main returns it: commands never call exit(), so every destructor runs in order.
 int& exit_status();
 
-/// Sets the LibTorch thread count (0: every core).
-void set_threads(int threads);
-
 /// "--resize 64x64" -> (64, 64)
 void parse_size(const std::string& text, int* height, int* width);
 
