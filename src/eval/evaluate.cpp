@@ -54,11 +54,12 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
       at::Tensor eps = at::randn({kc, b, d}, gen, x.options());
       at::Tensor lw;  // [kc, b] float64
       if (fused) {
-        at::Tensor z = (q.mu.unsqueeze(0) + at::exp(0.5 * q.logvar).unsqueeze(0) * eps).contiguous();  // [kc, b, d]
+        at::Tensor z = reparameterize(q.mu.unsqueeze(0), q.logvar.unsqueeze(0), eps).contiguous();  // [kc, b, d]
         at::Tensor log_px = at::empty({kc, b}, at::kDouble);
+        const float* xp = xb.data_ptr<float>();
         x_rows.resize(kc * b);
         for (int64_t j = 0; j < kc; ++j)
-          for (int64_t i = 0; i < b; ++i) x_rows[j * b + i] = xb.data_ptr<float>() + i * D;
+          for (int64_t i = 0; i < b; ++i) x_rows[j * b + i] = xp + i * D;
         fused->log_likelihood(z.view({kc * b, d}), x_rows, log_px.data_ptr<double>());
         lw = log_px + log_prior_ratio(q, z, eps).to(at::kDouble);
       } else {

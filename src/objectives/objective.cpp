@@ -47,8 +47,8 @@ ElboTerms elbo_terms(VaeImpl& model, const at::Tensor& x, const at::Tensor& eps)
 
 at::Tensor iwae_log_weights(VaeImpl& model, const at::Tensor& x, const Posterior& q, const at::Tensor& eps) {
   const int64_t K = eps.size(0), B = eps.size(1), d = eps.size(2);
-  at::Tensor z = q.mu.unsqueeze(0) + at::exp(0.5 * q.logvar).unsqueeze(0) * eps;  // [K, B, d]
-  at::Tensor params = model.decode(z.reshape({K * B, d}));                        // [K*B, D...]
+  at::Tensor z = reparameterize(q.mu.unsqueeze(0), q.logvar.unsqueeze(0), eps);  // [K, B, d]
+  at::Tensor params = model.decode(z.reshape({K * B, d}));                       // [K*B, D...]
   std::vector<int64_t> xs{K, B};
   xs.insert(xs.end(), x.sizes().begin() + 1, x.sizes().end());
   at::Tensor x_rep = x.unsqueeze(0).expand(xs).reshape(params.sizes());     // [K*B, D...]

@@ -84,7 +84,6 @@ class FusedMlpStep : public TrainStep {
     float* dp = dout.data_ptr<float>();
     const bool bernoulli = model_.config().likelihood == Likelihood::kBernoulli;
     at::Tensor glv_rows = dec_logvar_.defined() ? rows(glv_rows_buf_) : at::Tensor();
-    if (!bernoulli && !dec_logvar_.defined()) fixed_logvar_.fill_(2.0 * std::log(model_.config().sigma));
     const float* lvp = dec_logvar_.defined() ? dec_logvar_.data_ptr<float>() : fixed_logvar_.data_ptr<float>();
     at::parallel_for(0, B, 16, [&](int64_t r0, int64_t r1) {
       std::vector<float> scratch(2 * D);
@@ -185,7 +184,7 @@ class FusedMlpStep : public TrainStep {
     out_buf_ = f(D);
     dout_buf_ = f(D);
     if (dec_logvar_.defined()) glv_rows_buf_ = f(D);
-    fixed_logvar_ = at::empty({D}, at::kFloat);
+    fixed_logvar_ = at::full({D}, 2.0 * std::log(model_.config().sigma), at::kFloat);  // Gaussian, fixed variance
     nll_rows_ = at::empty({B}, at::kDouble);
     kl_rows_ = at::empty({B}, at::kDouble);
   }

@@ -160,6 +160,11 @@ TrainResult run_loop(Run& run) {
     checkpoint_save(run.checkpoint_path, run.info, model, run.adam.get());
   };
 
+  auto running_means = [&]() {
+    return "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
+           fmt("%.2f", sum_kl / seen);
+  };
+
   for (; epoch < opt.epochs; ++epoch) {
     model.train();
     at::Generator shuffle_gen =
@@ -191,8 +196,7 @@ TrainResult run_loop(Run& run) {
       seen_now += len;
       step_in_epoch = b + 1;
       ++global_step;
-      bar.update(start + len, "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
-                                  fmt("%.2f", sum_kl / seen));
+      bar.update(start + len, running_means());
       if (g_stop.load()) {
         wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         save_state(epoch);
@@ -202,8 +206,7 @@ TrainResult run_loop(Run& run) {
     }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     wall += train_seconds;
-    bar.finish("loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
-               fmt("%.2f", sum_kl / seen));
+    bar.finish(running_means());
     EvalOptions eo;
     eo.seed = mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch));
     EvalResult ev = evaluate(model, test, eo);
