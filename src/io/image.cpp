@@ -17,13 +17,14 @@
 
 namespace latent {
 
-at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels, int height, int width) {
+at::Tensor image_decode(const std::string& bytes, const std::string& origin, int channels, int height, int width,
+                        int64_t max_pixels) {
   if (channels != 0 && channels != 1 && channels != 3) throw Error("image channels must be 1 or 3");
   if (bytes.size() > static_cast<size_t>(INT32_MAX)) throw Error(origin + ": image file too large");
   int w = 0, h = 0, stored = 0;
   if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored))
     throw Error(origin + ": not a readable PNG, JPEG or BMP image (" + stbi_failure_reason() + ")");
-  if (static_cast<int64_t>(w) * h > (1ll << 28))
+  if (static_cast<int64_t>(w) * h > max_pixels)
     throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " is too large");
   const int want = channels != 0 ? channels : (stored >= 3 ? 3 : 1);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),

@@ -59,6 +59,24 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
 
 }  // namespace
 
+std::string train_default_model(const std::string& out) {
+  const TrainArgs defaults;
+  DataSpec spec;
+  spec.source = defaults.data;
+  TrainOptions opt = defaults.opt;
+  opt.out = out;
+  set_graceful_stop(true);
+  const TrainResult r = train(ModelConfig::from_text_or_file(defaults.config), spec, opt);
+  set_graceful_stop(false);
+  if (r.interrupted) {
+    std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(),
+                 r.checkpoint.c_str());
+    exit_status() = 130;
+    return "";
+  }
+  return r.checkpoint;
+}
+
 void add_train(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand(

@@ -22,10 +22,12 @@ int main(int argc, char** argv) {
   app.footer(
       "Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval "
       "runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
+      "  latent serve runs/fmnist/model.safetensors\n"
       "Run 'latent COMMAND --help' for a command's options.");
   latent::cli::add_train(app);
   latent::cli::add_eval(app);
   latent::cli::add_generate(app);
+  latent::cli::add_serve(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,74 @@
+#include "base64.h"
+
+#include <array>
+#include <cstdint>
+
+#include "latent/error.h"
+
+namespace latent::server {
+namespace {
+
+constexpr char kAlphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::array<int8_t, 256> decode_table() {
+  std::array<int8_t, 256> t{};
+  t.fill(-1);
+  for (int i = 0; i < 64; ++i) t[static_cast<unsigned char>(kAlphabet[i])] = static_cast<int8_t>(i);
+  return t;
+}
+
+}  // namespace
+
+std::string base64_encode(const std::string& bytes) {
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    const uint32_t v =
+        static_cast<uint8_t>(bytes[i]) << 16 | static_cast<uint8_t>(bytes[i + 1]) << 8 | static_cast<uint8_t>(bytes[i + 2]);
+    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], kAlphabet[v >> 6 & 63], kAlphabet[v & 63]};
+  }
+  if (i + 1 == bytes.size()) {
+    const uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
+    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], '=', '='};
+  } else if (i + 2 == bytes.size()) {
+    const uint32_t v = static_cast<uint8_t>(bytes[i]) << 16 | static_cast<uint8_t>(bytes[i + 1]) << 8;
+    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], kAlphabet[v >> 6 & 63], '='};
+  }
+  return out;
+}
+
+std::string base64_decode(const std::string& text, const std::string& what) {
+  static const std::array<int8_t, 256> table = decode_table();
+  size_t start = 0;
+  if (text.rfind("data:", 0) == 0) {
+    const size_t comma = text.find(";base64,");
+    if (comma == std::string::npos) throw Error(what + ": a data URL must be base64 (';base64,')");
+    start = comma + 8;
+  }
+  const size_t n = text.size() - start;
+  if (n % 4 != 0) throw Error(what + ": not base64 (length " + std::to_string(n) + " is not a multiple of 4)");
+  std::string out;
+  out.reserve(n / 4 * 3);
+  for (size_t i = start; i < text.size(); i += 4) {
+    int v[4];
+    int pad = 0;
+    for (int k = 0; k < 4; ++k) {
+      const char c = text[i + k];
+      const bool last_group = i + 4 == text.size();
+      if (c == '=' && last_group && k >= 2 && (k == 3 || text[i + 3] == '=')) {
+        v[k] = 0;
+        ++pad;
+      } else if ((v[k] = table[static_cast<unsigned char>(c)]) < 0 || pad > 0) {
+        throw Error(what + ": not base64 (bad character at offset " + std::to_string(i + k - start) + ")");
+      }
+    }
+    const uint32_t w = v[0] << 18 | v[1] << 12 | v[2] << 6 | v[3];
+    out += static_cast<char>(w >> 16);
+    if (pad < 2) out += static_cast<char>(w >> 8 & 255);
+    if (pad < 1) out += static_cast<char>(w & 255);
+  }
+  return out;
+}
+
+}  // namespace latent::server

@@ -1,0 +1,318 @@
+#include "explorer_api.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+#include <c10/core/InferenceMode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include <cmath>
+#include <random>
+
+#include "base64.h"
+#include "latent/checkpoint_data.h"
+#include "latent/error.h"
+#include "latent/image.h"
+#include "latent/interpolate.h"
+#include "latent/objective.h"
+
+namespace latent::server {
+namespace {
+
+using nlohmann::json;
+
+// Four decimals are far below what a plot or a decoder can tell apart, and keep replies small.
+double rounded(float v) { return std::round(static_cast<double>(v) * 1e4) / 1e4; }
+
+json vector_json(const at::Tensor& v) {  // [d] -> [..]
+  at::Tensor c = v.detach().to(at::kFloat).contiguous();
+  json out = json::array();
+  const float* p = c.data_ptr<float>();
+  for (int64_t i = 0; i < c.numel(); ++i) out.push_back(rounded(p[i]));
+  return out;
+}
+
+json rows_json(const at::Tensor& m) {  // [N, d] -> [[..], ..]
+  json out = json::array();
+  for (int64_t i = 0; i < m.size(0); ++i) out.push_back(vector_json(m[i]));
+  return out;
+}
+
+const json& field(const json& body, const std::string& key) {
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  if (!body.contains(key)) throw ApiError(400, "missing field '" + key + "'");
+  return body.at(key);
+}
+
+int64_t integer_field(const json& body, const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  if (!body.contains(key)) return fallback;
+  const json& v = body.at(key);
+  if (!v.is_number_integer()) throw ApiError(400, "'" + key + "' must be an integer");
+  const int64_t n = v.get<int64_t>();
+  if (n < lo || n > hi)
+    throw ApiError(
+        400, "'" + key + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(n));
+  return n;
+}
+
+double number_field(const json& body, const std::string& key, double fallback, double lo, double hi) {
+  if (!body.contains(key)) return fallback;
+  const json& v = body.at(key);
+  if (!v.is_number() || !std::isfinite(v.get<double>())) throw ApiError(400, "'" + key + "' must be a finite number");
+  const double x = v.get<double>();
+  if (x <= lo || x > hi)
+    throw ApiError(400, "'" + key + "' must be in (" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
+  return x;
+}
+
+std::string string_field(const json& body, const std::string& key, const std::string& fallback) {
+  if (!body.contains(key)) return fallback;
+  if (!body.at(key).is_string()) throw ApiError(400, "'" + key + "' must be a string");
+  return body.at(key).get<std::string>();
+}
+
+// One code: an array of d finite numbers -> [d].
+at::Tensor code_json(const json& v, const std::string& where, int64_t d) {
+  if (!v.is_array()) throw ApiError(400, where + " must be an array of " + std::to_string(d) + " numbers");
+  if (static_cast<int64_t>(v.size()) != d)
+    throw ApiError(400, where + " has " + std::to_string(v.size()) + " values; this model's latent size is " + std::to_string(d));
+  at::Tensor z = at::empty({d}, at::kFloat);
+  float* p = z.data_ptr<float>();
+  for (int64_t i = 0; i < d; ++i) {
+    const json& x = v[i];
+    if (!x.is_number() || !std::isfinite(x.get<double>()) || std::abs(x.get<double>()) > 1e6)
+      throw ApiError(400, where + "[" + std::to_string(i) + "] must be a finite number of magnitude at most 1e6");
+    p[i] = static_cast<float>(x.get<double>());
+  }
+  return z;
+}
+
+}  // namespace
+
+ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits)
+    : ck_(std::move(checkpoint)), path_(std::move(checkpoint_path)), limits_(limits) {
+  if (!is_image_model(ck_))
+    throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
+  if (ck_.model->latent_dim() < 2) throw Error(path_ + ": the explorer needs a latent space of at least 2 dimensions");
+  ck_.model->eval();
+  Dataset test = checkpoint_data(ck_, "", "test", 0);
+  x_ = test.x;
+  y_ = test.y;
+  c10::InferenceMode guard;
+  std::vector<at::Tensor> mus;
+  for (int64_t i = 0; i < x_.size(0); i += 1000)
+    mus.push_back(ck_.model->encode(x_.narrow(0, i, std::min<int64_t>(1000, x_.size(0) - i))).mu);
+  mu_ = at::cat(mus);  // [N, d]
+  // The principal plane of the encoded means: the two leading eigenvectors of their covariance.
+  at::Tensor centered = (mu_ - mu_.mean(0, true)).to(at::kDouble);                     // [N, d]
+  at::Tensor cov = centered.t().mm(centered) / std::max<int64_t>(1, mu_.size(0) - 1);  // [d, d]
+  auto [values, vectors] = at::linalg_eigh(cov);                                       // ascending
+  const int64_t d = mu_.size(1);
+  at::Tensor axes = vectors.narrow(1, d - 2, 2).flip({1}).t().contiguous();  // [2, d], leading first
+  // An eigenvector's sign is arbitrary: make each axis's largest component positive, so the plane
+  // is the same on every start.
+  at::Tensor largest = axes.abs().argmax(1, true);
+  axes = axes * axes.gather(1, largest).sign();
+  pca_axes_ = axes.to(at::kFloat);
+  pca_explained_ = (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat);
+}
+
+int64_t ExplorerApi::latent_dim() const { return ck_.model->latent_dim(); }
+
+json ExplorerApi::info() const {
+  const auto& s = ck_.info.data_shape;
+  json last = ck_.info.metrics.empty() ? json(nullptr) : ck_.info.metrics.back();
+  return {{"checkpoint", path_},
+          {"model", ck_.info.model.to_json()},
+          {"latent", latent_dim()},
+          {"data_shape", s},
+          {"data", ck_.info.data.to_json()},
+          {"classes", ck_.info.classes},
+          {"test_size", x_.size(0)},
+          {"labelled", y_.defined()},
+          {"binarized", ck_.info.train.value("binarize", false)},
+          {"epochs", ck_.info.metrics.size()},
+          {"last_epoch", last},
+          {"pca", {{"axes", rows_json(pca_axes_)}, {"explained", vector_json(pca_explained_)}}},
+          {"limits",
+           {{"decode", limits_.max_decode},
+            {"items", limits_.max_items},
+            {"kl_steps", limits_.max_kl_steps},
+            {"scatter", limits_.scatter}}}};
+}
+
+json ExplorerApi::images_json(const at::Tensor& x) const {
+  at::Tensor u8 = to_data_space(ck_, x).clamp(0, 1).mul(255).round().to(at::kByte).contiguous();  // [N, C, H, W]
+  const std::string bytes(reinterpret_cast<const char*>(u8.data_ptr<uint8_t>()), static_cast<size_t>(u8.numel()));
+  return {{"shape", u8.sizes().vec()}, {"pixels", base64_encode(bytes)}};
+}
+
+json ExplorerApi::images_of(const at::Tensor& z) const {
+  c10::InferenceMode guard;
+  return images_json(ck_.model->likelihood_mean(ck_.model->decode(z)));  // [N, C, H, W]
+}
+
+json ExplorerApi::items(int64_t offset, int64_t limit) const {
+  const int64_t n = x_.size(0);
+  if (offset < 0 || offset >= n)
+    throw ApiError(
+        404, "offset " + std::to_string(offset) + " is out of range: the test split has " + std::to_string(n) + " examples");
+  if (limit < 1 || limit > limits_.max_items)
+    throw ApiError(400, "limit must be between 1 and " + std::to_string(limits_.max_items) + ", got " + std::to_string(limit));
+  limit = std::min(limit, n - offset);
+  json labels = y_.defined()
+                    ? json(std::vector<int64_t>(y_.data_ptr<int64_t>() + offset, y_.data_ptr<int64_t>() + offset + limit))
+                    : json(nullptr);
+  return {{"offset", offset},
+          {"count", limit},
+          {"total", n},
+          {"labels", labels},
+          {"images", images_json(x_.narrow(0, offset, limit))}};
+}
+
+json ExplorerApi::scatter(int64_t limit) const {
+  if (limit < 1 || limit > x_.size(0))
+    throw ApiError(400, "limit must be between 1 and " + std::to_string(x_.size(0)) + ", got " + std::to_string(limit));
+  json labels = y_.defined() ? json(std::vector<int64_t>(y_.data_ptr<int64_t>(), y_.data_ptr<int64_t>() + limit)) : json(nullptr);
+  return {{"count", limit}, {"labels", labels}, {"mu", rows_json(mu_.narrow(0, 0, limit))}};
+}
+
+json ExplorerApi::metrics() const { return {{"epochs", ck_.info.metrics}, {"train", ck_.info.train}}; }
+
+at::Tensor ExplorerApi::input_of(const json& body) const {
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  const bool has_index = body.contains("index"), has_png = body.contains("png");
+  if (has_index == has_png)
+    throw ApiError(400, "give exactly one of 'index' (a test example) or 'png' (an uploaded image, base64)");
+  if (has_index) {
+    const json& v = body.at("index");
+    if (!v.is_number_integer()) throw ApiError(400, "'index' must be an integer");
+    const int64_t i = v.get<int64_t>();
+    if (i < 0 || i >= x_.size(0))
+      throw ApiError(
+          404, "index " + std::to_string(i) + " is out of range: the test split has " + std::to_string(x_.size(0)) + " examples");
+    return x_.narrow(0, i, 1);
+  }
+  const json& v = body.at("png");
+  if (!v.is_string()) throw ApiError(400, "'png' must be a base64 string");
+  const auto& s = ck_.info.data_shape;
+  at::Tensor x;
+  try {
+    x = image_decode(base64_decode(v.get<std::string>(), "uploaded image"), "uploaded image", static_cast<int>(s[0]),
+                     static_cast<int>(s[1]), static_cast<int>(s[2]), limits_.max_upload_pixels);
+  } catch (const Error& e) {
+    throw ApiError(400, e.what());
+  }
+  x = x.unsqueeze(0);  // [1, C, H, W]
+  if (ck_.info.data_mean.defined()) x = (x - ck_.info.data_mean) / ck_.info.data_std;
+  return x;
+}
+
+at::Tensor ExplorerApi::codes_of(const json& value, const std::string& key, int64_t max_rows) const {
+  if (!value.is_array() || value.empty()) throw ApiError(400, "'" + key + "' must be a non-empty array of codes");
+  if (static_cast<int64_t>(value.size()) > max_rows)
+    throw ApiError(400, "'" + key + "' has " + std::to_string(value.size()) + " codes; at most " + std::to_string(max_rows) +
+                            " per request");
+  std::vector<at::Tensor> rows;
+  for (size_t i = 0; i < value.size(); ++i)
+    rows.push_back(code_json(value[i], key + "[" + std::to_string(i) + "]", latent_dim()));
+  return at::stack(rows);  // [N, d]
+}
+
+json ExplorerApi::encode(const json& body) const {
+  at::Tensor x = input_of(body);  // [1, D...]
+  c10::InferenceMode guard;
+  Posterior q = ck_.model->encode(x);                             // [1, d]
+  at::Tensor params = ck_.model->decode(q.mu);                    // [1, D...]
+  at::Tensor kl = kl_standard_normal_per_dim(q.mu, q.logvar)[0];  // [d]
+  const double recon = -ck_.model->log_likelihood(params, x).item<double>();
+  json out = {{"mu", vector_json(q.mu[0])},
+              {"logvar", vector_json(q.logvar[0])},
+              {"kl", kl.sum().item<double>()},
+              {"kl_per_dim", vector_json(kl)},
+              {"recon_nats", recon},
+              {"input", images_json(x)},
+              {"reconstruction", images_json(ck_.model->likelihood_mean(params))}};
+  if (body.contains("index") && y_.defined()) out["label"] = y_[body.at("index").get<int64_t>()].item<int64_t>();
+  return out;
+}
+
+json ExplorerApi::decode(const json& body) const {
+  at::Tensor z = codes_of(field(body, "z"), "z", limits_.max_decode);  // [N, d]
+  return {{"count", z.size(0)}, {"images", images_of(z)}};
+}
+
+json ExplorerApi::sample(const json& body) const {
+  const int64_t count = integer_field(body, "count", 8, 1, limits_.max_decode);
+  const int64_t seed = integer_field(body, "seed", static_cast<int64_t>(std::random_device{}() >> 1), 0, INT64_MAX);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(static_cast<uint64_t>(seed));
+  at::Tensor z = at::randn({count, latent_dim()}, gen, at::kFloat);  // [count, d] ~ N(0, I)
+  return {{"seed", seed}, {"z", rows_json(z)}, {"images", images_of(z)}};
+}
+
+json ExplorerApi::kl_steps(const json& body) const {
+  at::Tensor x = input_of(body);  // [1, D...]
+  const int64_t steps = integer_field(body, "steps", 100, 1, limits_.max_kl_steps);
+  const double lr = number_field(body, "lr", 0.1, 0.0, 1.0);
+  Posterior q0;
+  {
+    c10::InferenceMode guard;
+    q0 = ck_.model->encode(x);
+  }
+  // Plain gradient descent on KL(q || N(0, I)) with respect to the encoder's outputs (mu, logvar):
+  // only the KL term acts, so the trajectory shows what the KL alone asks of q.
+  at::Tensor mu = q0.mu.clone().requires_grad_(true), logvar = q0.logvar.clone().requires_grad_(true);  // [1, d]
+  std::vector<at::Tensor> mus{mu.detach().clone()}, logvars{logvar.detach().clone()};
+  for (int64_t s = 0; s < steps; ++s) {
+    at::Tensor kl = kl_standard_normal(mu, logvar).sum();
+    auto grads = torch::autograd::grad({kl}, {mu, logvar});
+    {
+      at::NoGradGuard no_grad;
+      mu.sub_(grads[0] * lr);
+      logvar.sub_(grads[1] * lr);
+    }
+    mus.push_back(mu.detach().clone());
+    logvars.push_back(logvar.detach().clone());
+  }
+  c10::InferenceMode guard;
+  at::Tensor all_mu = at::cat(mus), all_logvar = at::cat(logvars);             // [S + 1, d]
+  at::Tensor params = ck_.model->decode(all_mu);                               // [S + 1, D...]
+  at::Tensor recon = -ck_.model->log_likelihood(params, x.expand_as(params));  // [S + 1]
+  at::Tensor kl = kl_standard_normal_per_dim(all_mu, all_logvar);              // [S + 1, d]
+  json trajectory = json::array();
+  for (int64_t s = 0; s <= steps; ++s)
+    trajectory.push_back({{"step", s},
+                          {"mu", vector_json(all_mu[s])},
+                          {"logvar", vector_json(all_logvar[s])},
+                          {"kl", kl[s].sum().item<double>()},
+                          {"kl_per_dim", vector_json(kl[s])},
+                          {"recon_nats", recon[s].item<double>()}});
+  return {{"lr", lr}, {"trajectory", trajectory}, {"images", images_json(ck_.model->likelihood_mean(params))}};
+}
+
+json ExplorerApi::interpolate(const json& body) const {
+  const int64_t d = latent_dim();
+  at::Tensor a = code_json(field(body, "a"), "'a'", d), b = code_json(field(body, "b"), "'b'", d);
+  const std::string method = string_field(body, "method", "linear");
+  if (method != "linear" && method != "slerp") throw ApiError(400, "'method' must be linear or slerp, got '" + method + "'");
+  at::Tensor t;
+  if (body.contains("t")) {
+    if (body.contains("steps")) throw ApiError(400, "give 'steps' or 't', not both");
+    const json& v = body.at("t");
+    if (!v.is_array() || v.empty() || static_cast<int64_t>(v.size()) > limits_.max_decode)
+      throw ApiError(400, "'t' must be an array of 1 to " + std::to_string(limits_.max_decode) + " numbers in [0, 1]");
+    std::vector<float> ts;
+    for (const json& x : v) {
+      if (!x.is_number() || !(x.get<double>() >= 0 && x.get<double>() <= 1))
+        throw ApiError(400, "every 't' must be a number in [0, 1]");
+      ts.push_back(static_cast<float>(x.get<double>()));
+    }
+    t = at::tensor(ts);
+  } else {
+    t = at::linspace(0, 1, integer_field(body, "steps", 8, 2, limits_.max_decode), at::kFloat);
+  }
+  at::Tensor z = interpolate_at(a, b, t, method);  // [T, d]
+  return {{"method", method}, {"t", vector_json(t)}, {"z", rows_json(z)}, {"images", images_of(z)}};
+}
+
+}  // namespace latent::server

@@ -1,0 +1,64 @@
+// The explorer's JSON API, apart from HTTP: each request body or query in, a JSON reply out.
+//
+// Images travel as {"shape": [N, C, H, W], "pixels": base64 of uint8 values in C, H, W order}: a
+// 20x20 grid of 28x28 decodings is 314 KB of pixels, against megabytes as JSON numbers. Every
+// input is validated; a bad one throws ApiError with the HTTP status and a one-line message.
+#pragma once
+
+#include <ATen/Tensor.h>
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+
+#include "latent/checkpoint.h"
+
+namespace latent::server {
+
+struct ApiError : std::runtime_error {
+  ApiError(int status, const std::string& message) : std::runtime_error(message), status(status) {}
+  int status;
+};
+
+struct ApiLimits {
+  int64_t max_decode = 1024;   // codes per decode request (a 32x32 grid)
+  int64_t max_items = 256;     // dataset items per request
+  int64_t max_kl_steps = 500;  // gradient steps per KL request
+  int64_t scatter = 2000;      // encoded test examples drawn over the manifold
+  int64_t max_upload_pixels = int64_t{4096} * 4096;
+};
+
+class ExplorerApi {
+ public:
+  /// Loads the checkpoint's test split, encodes it, and finds the principal plane of the means.
+  ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits = {});
+
+  nlohmann::json info() const;                                   // GET /api/info
+  nlohmann::json items(int64_t offset, int64_t limit) const;     // GET /api/items
+  nlohmann::json scatter(int64_t limit) const;                   // GET /api/scatter
+  nlohmann::json metrics() const;                                // GET /api/metrics
+  nlohmann::json encode(const nlohmann::json& body) const;       // POST /api/encode
+  nlohmann::json decode(const nlohmann::json& body) const;       // POST /api/decode
+  nlohmann::json sample(const nlohmann::json& body) const;       // POST /api/sample
+  nlohmann::json kl_steps(const nlohmann::json& body) const;     // POST /api/kl_steps
+  nlohmann::json interpolate(const nlohmann::json& body) const;  // POST /api/interpolate
+
+  int64_t latent_dim() const;
+
+ private:
+  at::Tensor input_of(const nlohmann::json& body) const;  // {"index": i} or {"png": base64} -> [1, D...]
+  at::Tensor codes_of(const nlohmann::json& value, const std::string& key, int64_t max_rows) const;  // -> [N, d]
+  nlohmann::json images_of(const at::Tensor& z) const;                                               // decoded means of z [N, d]
+  nlohmann::json images_json(const at::Tensor& x) const;  // model-space examples [N, D...] -> image JSON
+
+  LoadedCheckpoint ck_;
+  std::string path_;
+  ApiLimits limits_;
+  at::Tensor x_, y_;          // test split [N, D...], labels [N] (or undefined)
+  at::Tensor mu_;             // encoded means of the test split [N, d]
+  at::Tensor pca_axes_;       // [2, d], unit rows
+  at::Tensor pca_explained_;  // [2], fraction of the means' variance along each axis
+};
+
+}  // namespace latent::server

@@ -1,0 +1,140 @@
+#include "explorer_server.h"
+
+#include <c10/util/Exception.h>
+#include <httplib.h>
+
+#include <charconv>
+#include <functional>
+
+#include "latent/error.h"
+#include "web_assets.h"
+
+namespace latent::server {
+namespace {
+
+using nlohmann::json;
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  res.status = status;
+  res.set_content(json{{"error", message}}.dump(), "application/json");
+}
+
+std::string first_line(const std::string& s) { return s.substr(0, s.find('\n')); }
+
+int64_t query_int(const httplib::Request& req, const std::string& key, int64_t fallback) {
+  if (!req.has_param(key.c_str())) return fallback;
+  const std::string v = req.get_param_value(key.c_str());
+  int64_t n = 0;
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc() || end != v.data() + v.size() || v.empty())
+    throw ApiError(400, "query parameter '" + key + "' must be an integer");
+  return n;
+}
+
+json body_json(const httplib::Request& req) {
+  if (req.body.empty()) return json::object();
+  try {
+    return json::parse(req.body);
+  } catch (const json::exception& e) {  // parse errors, and numbers beyond double's range
+    std::string what = e.what();
+    const size_t bracket = what.find("] ");
+    throw ApiError(400, "malformed JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
+  }
+}
+
+}  // namespace
+
+struct ExplorerServer::Impl {
+  ExplorerApi api;
+  httplib::Server http;
+  std::string host;
+  int port = 0;
+
+  Impl(LoadedCheckpoint ck, const std::string& path, const ServeOptions& opt)
+      : api(std::move(ck), path, opt.limits), host(opt.host) {}
+
+  // Every handler answers JSON; whatever a request does, the worst it gets is a 4xx/5xx reply.
+  httplib::Server::Handler route(std::function<json(const httplib::Request&)> fn) {
+    return [fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+      try {
+        res.set_content(fn(req).dump(), "application/json");
+        res.set_header("Cache-Control", "no-store");
+      } catch (const ApiError& e) {
+        send_error(res, e.status, e.what());
+      } catch (const Error& e) {
+        send_error(res, 400, e.what());
+      } catch (const c10::Error& e) {
+        send_error(res, 500, first_line(e.what_without_backtrace()));
+      } catch (const std::exception& e) {
+        send_error(res, 500, first_line(e.what()));
+      }
+    };
+  }
+
+  void mount(const ServeOptions& opt) {
+    http.Get("/api/info", route([this](const auto&) { return api.info(); }));
+    http.Get("/api/metrics", route([this](const auto&) { return api.metrics(); }));
+    http.Get("/api/items",
+             route([this](const auto& req) { return api.items(query_int(req, "offset", 0), query_int(req, "limit", 32)); }));
+    const int64_t scatter = opt.limits.scatter;
+    http.Get("/api/scatter", route([this, scatter](const auto& req) { return api.scatter(query_int(req, "limit", scatter)); }));
+    http.Post("/api/encode", route([this](const auto& req) { return api.encode(body_json(req)); }));
+    http.Post("/api/decode", route([this](const auto& req) { return api.decode(body_json(req)); }));
+    http.Post("/api/sample", route([this](const auto& req) { return api.sample(body_json(req)); }));
+    http.Post("/api/kl_steps", route([this](const auto& req) { return api.kl_steps(body_json(req)); }));
+    http.Post("/api/interpolate", route([this](const auto& req) { return api.interpolate(body_json(req)); }));
+    http.Get("/.*", [](const httplib::Request& req, httplib::Response& res) {
+      const WebAsset* a = web_asset(req.path);
+      if (a == nullptr) return send_error(res, 404, "not found: " + req.path);
+      res.set_content(reinterpret_cast<const char*>(a->data), a->size, a->content_type);
+      res.set_header("Cache-Control", "no-cache");
+    });
+    // Replies httplib makes itself (no route, 413 for an oversize body, 400 for a bad request line)
+    // get the same JSON shape as the API's own errors.
+    http.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      if (!res.body.empty()) return;
+      const std::string message = res.status == 404   ? "no such route: " + req.method + " " + req.path
+                                  : res.status == 413 ? "request body too large"
+                                                      : "bad request (HTTP " + std::to_string(res.status) + ")";
+      send_error(res, res.status, message);
+    });
+    http.set_payload_max_length(opt.max_body);
+    http.set_read_timeout(5);
+    http.set_write_timeout(5);
+    http.set_keep_alive_max_count(1000);
+    http.set_default_headers({{"X-Content-Type-Options", "nosniff"}});
+    const int threads = opt.threads;
+    http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
+  }
+};
+
+ExplorerServer::ExplorerServer(LoadedCheckpoint checkpoint, const std::string& checkpoint_path, const ServeOptions& options)
+    : impl_(std::make_unique<Impl>(std::move(checkpoint), checkpoint_path, options)) {
+  if (options.threads < 1) throw Error("--threads must be at least 1");
+  if (options.port < 0 || options.port > 65535) throw Error("--port must be between 0 and 65535");
+  impl_->mount(options);
+  if (options.port == 0) {
+    impl_->port = impl_->http.bind_to_any_port(options.host);
+    if (impl_->port < 0) throw Error("cannot listen on " + options.host + " (is it an address of this machine?)");
+  } else {
+    if (!impl_->http.bind_to_port(options.host, options.port))
+      throw Error("cannot listen on " + options.host + ":" + std::to_string(options.port) +
+                  " (in use by another program? try --port 0 for any free port)");
+    impl_->port = options.port;
+  }
+}
+
+ExplorerServer::~ExplorerServer() { stop(); }
+
+int ExplorerServer::port() const { return impl_->port; }
+
+std::string ExplorerServer::address() const {
+  const std::string host = impl_->host.find(':') != std::string::npos ? "[" + impl_->host + "]" : impl_->host;
+  return "http://" + host + ":" + std::to_string(impl_->port) + "/";
+}
+
+void ExplorerServer::run() { impl_->http.listen_after_bind(); }
+
+void ExplorerServer::stop() { impl_->http.stop(); }
+
+}  // namespace latent::server

@@ -1,0 +1,46 @@
+/// @brief The explorer's HTTP server: the JSON API of ExplorerApi and the page embedded at build time.
+///
+/// Routes: GET /api/info, /api/items?offset=&limit=, /api/scatter?limit=, /api/metrics;
+/// POST /api/encode, /api/decode, /api/sample, /api/kl_steps, /api/interpolate (JSON bodies);
+/// GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The page's files
+/// are looked up by exact name in a table compiled into the binary: nothing is read from disk.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "explorer_api.h"
+#include "latent/checkpoint.h"
+
+namespace latent::server {
+
+struct ServeOptions {
+  std::string host = "127.0.0.1";
+  int port = 8080;                    // 0: any free port (see ExplorerServer::port)
+  int threads = 64;                   // connections served at once (each keep-alive client holds one)
+  size_t max_body = size_t{8} << 20;  // larger request bodies get 413
+  ApiLimits limits;
+};
+
+class ExplorerServer {
+ public:
+  /// Builds the API for `checkpoint` and binds the socket; throws latent::Error when it cannot.
+  ExplorerServer(LoadedCheckpoint checkpoint, const std::string& checkpoint_path, const ServeOptions& options);
+  ~ExplorerServer();
+  ExplorerServer(const ExplorerServer&) = delete;
+  ExplorerServer& operator=(const ExplorerServer&) = delete;
+
+  int port() const;
+  /// "http://HOST:PORT/"
+  std::string address() const;
+  /// Serves until stop() is called from another thread.
+  void run();
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace latent::server

@@ -1,0 +1,46 @@
+#include "latent/checkpoint_data.h"
+
+#include <ATen/ATen.h>
+
+#include "latent/error.h"
+#include "latent/eval.h"
+
+namespace latent {
+
+bool is_image_model(const LoadedCheckpoint& ck) {
+  const auto& s = ck.info.data_shape;
+  return s.size() == 3 && (s[0] == 1 || s[0] == 3);
+}
+
+Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_override, const std::string& split, int64_t limit) {
+  if (split != "test" && split != "train") throw Error("the split must be test or train, got '" + split + "'");
+  DataSpec spec = ck.info.data;
+  if (!source_override.empty()) {
+    spec = DataSpec{};
+    spec.source = source_override;
+    spec.channels = static_cast<int>(ck.info.data_shape.size() == 3 ? ck.info.data_shape[0] : 0);
+    if (ck.info.data_shape.size() == 3) {
+      spec.height = static_cast<int>(ck.info.data_shape[1]);
+      spec.width = static_cast<int>(ck.info.data_shape[2]);
+    }
+    spec.test_fraction = ck.info.data.test_fraction;
+  }
+  // Standardization uses the checkpoint's statistics, never the new data's.
+  spec.standardize = false;
+  DataSplit data = load_data(spec);
+  Dataset d = split == "test" ? data.test : data.train;
+  if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");
+  if (d.example_shape() != ck.info.data_shape)
+    throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) +
+                "-D do not match the model's data shape");
+  if (limit > 0) d = d.head(limit);
+  if (ck.info.data_mean.defined()) d.x = (d.x - ck.info.data_mean) / ck.info.data_std;
+  if (ck.info.train.value("binarize", false)) d.x = binarize_fixed(d.x, kTestBinarizeSeed);
+  return d;
+}
+
+at::Tensor to_data_space(const LoadedCheckpoint& ck, const at::Tensor& x) {
+  return ck.info.data_mean.defined() ? x * ck.info.data_std + ck.info.data_mean : x;
+}
+
+}  // namespace latent

@@ -1,0 +1,206 @@
+// The explorer in a real browser: playwright-core driving Debian's chromium against `latent serve`.
+// Each test does what a person would and checks what they would see.
+//   LATENT_URL          the explorer's address (run.sh starts the server)
+//   LATENT_SCREENSHOTS  folder for one screenshot per view
+//   LATENT_UPLOAD_PNG   a PNG to upload
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { chromium } from 'playwright-core';
+
+const url = process.env.LATENT_URL;
+const shots = process.env.LATENT_SCREENSHOTS;
+const uploadPng = process.env.LATENT_UPLOAD_PNG;
+let browser, page;
+const pageErrors = [];
+
+before(async () => {
+  assert.ok(url, 'LATENT_URL must name the server');
+  fs.mkdirSync(shots, { recursive: true });
+  browser = await chromium.launch({ executablePath: process.env.CHROMIUM || '/usr/bin/chromium', args: ['--no-sandbox'] });
+  page = await browser.newPage({ viewport: { width: 1280, height: 800 }, acceptDownloads: true });
+  page.on('pageerror', (e) => pageErrors.push(e.message));
+  await page.goto(url);
+  await page.waitForSelector('body[data-ready="true"]', { timeout: 30000 });
+});
+
+after(async () => {
+  if (browser) await browser.close();
+});
+
+const shot = (name) => page.screenshot({ path: path.join(shots, `${name}.png`), fullPage: true });
+
+// Pixels of a canvas scaled down to the decoder's size (nearest neighbour): canvases of different
+// display sizes showing the same decoding compare equal.
+const pixelsOf = (selector, size) =>
+  page.$eval(selector, (c, n) => {
+    const small = document.createElement('canvas');
+    small.width = n;
+    small.height = n;
+    const ctx = small.getContext('2d');
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(c, 0, 0, n, n);
+    return Array.from(ctx.getImageData(0, 0, n, n).data);
+  }, size);
+
+const maxDiff = (a, b) => a.reduce((m, v, k) => Math.max(m, Math.abs(v - b[k])), 0);
+const number = async (selector) => parseFloat(await page.textContent(selector));
+
+async function openTab(name) {
+  await page.click(`#tab-${name}`);
+  await page.waitForSelector(`#view-${name}:not([hidden])`);
+}
+
+test('the page loads the model and draws the 20x20 manifold', async () => {
+  assert.match(await page.textContent('#model-summary'), /mlp_vae .* test ELBO -\d+\.\d+ nats/);
+  assert.equal(await page.getAttribute('#plane-grid', 'data-cells'), '400');
+  assert.equal(await page.isVisible('#error'), false);
+  const pixels = await pixelsOf('#plane-grid', 20);
+  assert.ok(new Set(pixels).size > 10, 'the grid is not blank');
+});
+
+test('"Sample N(0, I)" shows new decodings that differ from each other, marked on the plane', async () => {
+  await page.click('#sample-prior');
+  await page.waitForFunction(() => document.querySelectorAll('.sample-image').length === 8);
+  const images = await page.$$eval('.sample-image', (cs) => cs.map((c) => c.toDataURL()));
+  assert.equal(new Set(images).size, 8, 'eight different images');
+  assert.equal(await page.locator('#plane-overlay .prior-sample').count(), 8);
+  const before = images[0];
+  await page.click('#sample-prior');
+  await page.waitForFunction((old) => document.querySelector('.sample-image').toDataURL() !== old, before);
+  await page.hover('#plane', { position: { x: 100, y: 120 } });
+  await page.waitForFunction(() => document.getElementById('plane-preview-text').textContent.includes('z = ['));
+  await shot('manifold');
+});
+
+test('the plane can use two latent axes, with the other coordinates at a test image', async () => {
+  await page.selectOption('#plane-kind', 'axes');
+  await page.selectOption('#plane-axis-j', '2');
+  await page.waitForFunction(() => document.getElementById('plane-caption').textContent.includes('z₂'));
+  await page.selectOption('#plane-origin', 'item');
+  await page.waitForFunction(() => document.getElementById('plane-caption').textContent.includes('test image 0'));
+  await page.selectOption('#plane-kind', 'pca');
+  await page.selectOption('#plane-origin', 'zero');
+});
+
+const ellipse = async () => {
+  const mu = (await page.getAttribute('#kl-plot-q', 'data-mu')).split(',').map(Number);
+  const sigma = (await page.getAttribute('#kl-plot-q', 'data-sigma')).split(',').map(Number);
+  // How far the 1-sigma ellipse is from the prior's unit circle.
+  return Math.hypot(mu[0], mu[1]) + Math.abs(sigma[0] - 1) + Math.abs(sigma[1] - 1);
+};
+
+test('"Improve KL" lowers the KL and pulls the ellipse toward the unit circle; Reset undoes it', async () => {
+  await openTab('kl');
+  await page.waitForFunction(() => document.getElementById('kl-total').textContent.includes('nats'));
+  const kl0 = await number('#kl-total');
+  const far0 = await ellipse();
+  const recon0 = await number('#kl-recon');
+  await page.selectOption('#kl-steps', '100');
+  await page.click('#kl-improve');
+  await page.waitForSelector('#view-kl[data-state="done"]', { timeout: 20000 });
+  const kl1 = await number('#kl-total');
+  const far1 = await ellipse();
+  assert.ok(kl1 < kl0, `KL went from ${kl0} to ${kl1}`);
+  assert.ok(far1 < far0, `distance to the prior went from ${far0} to ${far1}`);
+  assert.ok((await number('#kl-recon')) > recon0, 'the reconstruction gets worse as q joins the prior');
+  assert.equal(await page.textContent('#kl-step'), '100');
+  await shot('kl');
+  await page.click('#kl-reset');
+  assert.equal(await number('#kl-total'), kl0);
+});
+
+test('uploading a PNG encodes it', async () => {
+  await page.setInputFiles('#view-kl .input-picker input[type="file"]', uploadPng);
+  await page.waitForFunction(() => document.querySelector('#view-kl .chosen').textContent.startsWith('uploaded'));
+  assert.ok((await number('#kl-total')) > 0);
+});
+
+test('an API error shows a message, not a blank page', async () => {
+  await page.setInputFiles('#view-kl .input-picker input[type="file"]', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('not an image at all') });
+  await page.waitForSelector('#error:not([hidden])');
+  assert.match(await page.textContent('#error-text'), /uploaded image: not a readable PNG, JPEG or BMP image/);
+  await page.click('#error-close');
+  assert.equal(await page.isVisible('#error'), false);
+  assert.ok(await page.isVisible('#kl-plot'), 'the view is still there');
+});
+
+test('reparameterization draws accumulate and show eps, sigma*eps and z', async () => {
+  await page.click('#view-kl .thumbs button[data-index="3"]');
+  await openTab('reparam');
+  for (let k = 0; k < 3; k++) {
+    await page.click('#rp-step');
+    await page.waitForFunction((n) => document.getElementById('rp-count').textContent === `${n} draw${n === 1 ? '' : 's'}`, k + 1);
+  }
+  assert.equal(await page.locator('#rp-plot .draw').count(), 3);
+  const rows = await page.$$eval('#rp-table tbody tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+  const value = (name) => rows.find((r) => r[0].startsWith(name)).slice(1).map(Number);
+  const [eps, sigma, mu, z] = [value('ε'), value('σ'), value('μ'), value('z =')];
+  for (const k of [0, 1]) assert.ok(Math.abs(mu[k] + sigma[k] * eps[k] - z[k]) < 2e-3, 'z = mu + sigma * eps');
+  assert.deepEqual(value('∂z/∂μ'), [1, 1]);
+  assert.deepEqual(value('∂z/∂σ'), eps);
+  await shot('reparameterization');
+});
+
+test('the walk shows the endpoints at t = 0 and t = 1, and exports its strip', async () => {
+  await openTab('walk');
+  await page.waitForFunction(() => document.getElementById('walk-strip').dataset.steps === '10');
+  await page.locator('#walk-t').fill('1');
+  await page.waitForFunction(() => document.getElementById('walk-now').dataset.t === '1');
+  assert.ok(maxDiff(await pixelsOf('#walk-now', 28), await pixelsOf('#walk-b', 28)) <= 1, 't = 1 is B');
+  await page.locator('#walk-t').fill('0');
+  await page.waitForFunction(() => document.getElementById('walk-now').dataset.t === '0');
+  assert.ok(maxDiff(await pixelsOf('#walk-now', 28), await pixelsOf('#walk-a', 28)) <= 1, 't = 0 is A');
+  assert.ok(maxDiff(await pixelsOf('#walk-a', 28), await pixelsOf('#walk-b', 28)) > 30, 'A and B differ');
+  await page.check('input[name="walk-method"][value="slerp"]');
+  await page.fill('#walk-steps', '6');
+  await page.press('#walk-steps', 'Enter');
+  await page.waitForFunction(() => document.getElementById('walk-strip').dataset.steps === '6');
+  const download = page.waitForEvent('download');
+  await page.click('#walk-export');
+  const file = await (await download).path();
+  const bytes = fs.readFileSync(file);
+  assert.equal(bytes.subarray(1, 4).toString(), 'PNG');
+  await shot('walk');
+});
+
+test('the training view draws ELBO, reconstruction and KL per epoch with axes', async () => {
+  await openTab('training');
+  await page.waitForSelector('#charts .chart svg path.test');
+  assert.equal(await page.locator('#charts .chart').count(), 3);
+  assert.match(await page.textContent('#charts'), /nats per example/);
+  await shot('training');
+});
+
+test('every view is reachable from the keyboard', async () => {
+  await page.focus('#tab-training');
+  await page.keyboard.press('Home');
+  assert.equal(await page.getAttribute('#tab-manifold', 'aria-selected'), 'true');
+  await page.keyboard.press('ArrowRight');
+  assert.equal(await page.getAttribute('#tab-kl', 'aria-selected'), 'true');
+  await page.keyboard.press('ArrowLeft');
+  await page.focus('#plane');
+  const at = async () => (await page.textContent('#plane-preview-text')).match(/plane \(([-\d.]+), ([-\d.]+)\)/).slice(1).map(Number);
+  const [u0, v0] = await at();
+  await page.keyboard.press('ArrowLeft');
+  await page.keyboard.press('ArrowDown');
+  await page.waitForFunction((old) => !document.getElementById('plane-preview-text').textContent.startsWith(old), `plane (${u0.toFixed(2)}, ${v0.toFixed(2)})`);
+  await page.waitForTimeout(100);
+  const [u1, v1] = await at();
+  assert.ok(Math.abs(u1 - (u0 - 0.3)) < 0.011 && Math.abs(v1 - (v0 - 0.3)) < 0.011, `cursor moved from ${u0}, ${v0} to ${u1}, ${v1}`);
+  await page.keyboard.press('Enter');
+  await openTab('walk');
+  await page.click('.endpoint[data-end="b"] button:has-text("Clicked plane point")');
+  await page.waitForFunction(() => document.querySelector('.endpoint[data-end="b"] .chosen').textContent.includes('point on the plane'));
+});
+
+test('a narrow window has no horizontal scrolling', async () => {
+  await page.setViewportSize({ width: 420, height: 800 });
+  await page.waitForTimeout(200);
+  const width = await page.evaluate(() => document.documentElement.scrollWidth);
+  assert.ok(width <= 420, `page is ${width}px wide`);
+  await shot('manifold-narrow');
+  await page.setViewportSize({ width: 1280, height: 800 });
+  assert.deepEqual(pageErrors, []);
+});

@@ -1,0 +1,271 @@
+// The explorer's HTTP API against a small model: every endpoint, and malformed and hostile requests.
+// Replies are checked against the library's own encode/decode run in the test, and the KL steps
+// against their closed form: grad_mu KL = mu, so mu_k = mu_0 (1 - lr)^k.
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "base64.h"
+#include "explorer_server.h"
+#include "latent/checkpoint.h"
+#include "latent/image.h"
+#include "latent/npy.h"
+#include "test_util.h"
+
+namespace latent::server {
+namespace {
+
+using nlohmann::json;
+
+constexpr int64_t kLatent = 3;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::TempDir();
+    at::manual_seed(3);
+    npy_save(*dir_ / "images.npy", at::randint(0, 256, {40, 1, 8, 8}, at::kByte));
+    CheckpointInfo info;
+    info.model =
+        ModelConfig::from_json(json::parse(R"({"type": "mlp_vae", "hidden": [16], "latent": 3, "likelihood": "bernoulli"})"));
+    info.data_shape = {1, 8, 8};
+    info.data.source = *dir_ / "images.npy";
+    info.data.test_fraction = 0.25;
+    info.metrics = json::array({{{"epoch", 1}, {"test_elbo", -40.0}}});
+    model_ = new Vae(make_model(info.model, info.data_shape));
+    checkpoint_save(*dir_ / "model.safetensors", info, **model_, nullptr);
+    ServeOptions opt;
+    opt.port = 0;
+    opt.threads = 8;
+    opt.max_body = 64 * 1024;
+    server_ = new ExplorerServer(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", opt);
+    thread_ = new std::thread([] { server_->run(); });
+  }
+  static void TearDownTestSuite() {
+    server_->stop();
+    thread_->join();
+    delete thread_;
+    delete server_;
+    delete model_;
+    delete dir_;
+  }
+
+  static httplib::Client client() {
+    httplib::Client c("127.0.0.1", server_->port());
+    c.set_read_timeout(10);
+    return c;
+  }
+  static std::pair<int, json> post(const std::string& path, const std::string& body) {
+    auto r = client().Post(path.c_str(), body, "application/json");
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body)};
+  }
+  static std::pair<int, json> get(const std::string& path) {
+    auto r = client().Get(path.c_str());
+    if (!r) return {0, json()};
+    return {r->status, json::parse(r->body)};
+  }
+  static at::Tensor pixels(const json& images) {  // -> uint8 [N, C, H, W]
+    const std::string bytes = base64_decode(images.at("pixels").get<std::string>(), "test");
+    auto shape = images.at("shape").get<std::vector<int64_t>>();
+    return at::from_blob(const_cast<char*>(bytes.data()), shape, at::kByte).clone();
+  }
+  static at::Tensor expected_pixels(const at::Tensor& z) {
+    c10::InferenceMode guard;
+    return (*model_)->likelihood_mean((*model_)->decode(z)).mul(255).round().to(at::kByte);
+  }
+  static void expect_error(const std::pair<int, json>& reply, int status, const std::string& fragment) {
+    EXPECT_EQ(reply.first, status) << reply.second.dump();
+    ASSERT_TRUE(reply.second.contains("error")) << reply.second.dump();
+    EXPECT_NE(reply.second["error"].get<std::string>().find(fragment), std::string::npos) << reply.second["error"];
+  }
+
+  static test::TempDir* dir_;
+  static Vae* model_;
+  static ExplorerServer* server_;
+  static std::thread* thread_;
+};
+
+test::TempDir* ServerTest::dir_ = nullptr;
+Vae* ServerTest::model_ = nullptr;
+ExplorerServer* ServerTest::server_ = nullptr;
+std::thread* ServerTest::thread_ = nullptr;
+
+TEST_F(ServerTest, InfoDescribesTheModelAndAnOrthonormalPrincipalPlane) {
+  auto [status, j] = get("/api/info");
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(j["latent"], kLatent);
+  EXPECT_EQ(j["data_shape"], json({1, 8, 8}));
+  EXPECT_EQ(j["test_size"], 10);
+  at::Tensor axes = at::tensor(j["pca"]["axes"][0].get<std::vector<float>>());
+  at::Tensor axes1 = at::tensor(j["pca"]["axes"][1].get<std::vector<float>>());
+  EXPECT_NEAR(axes.norm().item<double>(), 1.0, 1e-3);
+  EXPECT_NEAR(axes1.norm().item<double>(), 1.0, 1e-3);
+  EXPECT_NEAR(axes.dot(axes1).item<double>(), 0.0, 1e-3);
+  EXPECT_GE(j["pca"]["explained"][0].get<double>(), j["pca"]["explained"][1].get<double>());
+}
+
+TEST_F(ServerTest, DecodeReturnsTheModelsMeanAsPixels) {
+  auto [status, j] = post("/api/decode", R"({"z": [[0, 0, 0], [1.5, -2, 0.25]]})");
+  ASSERT_EQ(status, 200) << j.dump();
+  at::Tensor want = expected_pixels(at::tensor({0.f, 0.f, 0.f, 1.5f, -2.f, 0.25f}).reshape({2, 3}));
+  EXPECT_TRUE(at::equal(pixels(j["images"]), want));
+}
+
+TEST_F(ServerTest, DecodeRejectsBadCodes) {
+  expect_error(post("/api/decode", R"({"z": [[1, 2]]})"), 400, "z[0] has 2 values; this model's latent size is 3");
+  expect_error(post("/api/decode", R"({"z": [[1, "a", 2]]})"), 400, "z[0][1] must be a finite number");
+  expect_error(post("/api/decode", R"({"z": [[1, 1e999, 2]]})"), 400, "number overflow");
+  expect_error(post("/api/decode", R"({"z": [[1, 2e7, 2]]})"), 400, "magnitude at most 1e6");
+  expect_error(post("/api/decode", R"({"z": []})"), 400, "non-empty array");
+  expect_error(post("/api/decode", R"({"code": [[1, 2, 3]]})"), 400, "missing field 'z'");
+  expect_error(post("/api/decode", R"([1, 2, 3])"), 400, "must be a JSON object");
+  expect_error(post("/api/decode", R"({"z": [[1, 2, 3]])"), 400, "malformed JSON");
+  expect_error(post("/api/decode", "NaN"), 400, "malformed JSON");
+  json many = json::array();
+  for (int i = 0; i < 1025; ++i) many.push_back({0, 0, 0});
+  expect_error(post("/api/decode", json{{"z", many}}.dump()), 400, "at most 1024 per request");
+}
+
+TEST_F(ServerTest, OversizeAndDeeplyNestedBodiesGetErrorsNotCrashes) {
+  expect_error(post("/api/decode", std::string(100 * 1024, ' ')), 413, "too large");
+  expect_error(post("/api/decode", std::string(60000, '[')), 400, "malformed JSON");
+  EXPECT_EQ(get("/api/info").first, 200);
+}
+
+TEST_F(ServerTest, ItemsPageTheTestSplitWithValidation) {
+  auto [status, j] = get("/api/items?offset=8&limit=5");
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(j["count"], 2);  // 10 test examples: 8 and 9
+  EXPECT_EQ(pixels(j["images"]).sizes(), at::IntArrayRef({2, 1, 8, 8}));
+  expect_error(get("/api/items?offset=10"), 404, "out of range");
+  expect_error(get("/api/items?offset=-1"), 404, "out of range");
+  expect_error(get("/api/items?limit=0"), 400, "limit must be between 1 and 256");
+  expect_error(get("/api/items?limit=abc"), 400, "must be an integer");
+  expect_error(get("/api/items?limit=5x"), 400, "must be an integer");
+}
+
+TEST_F(ServerTest, EncodeTakesAnIndexOrAnUploadedImage) {
+  auto [status, j] = post("/api/encode", R"({"index": 2})");
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["mu"].size(), 3u);
+  double kl = 0;
+  for (const auto& k : j["kl_per_dim"]) kl += k.get<double>();
+  EXPECT_NEAR(j["kl"].get<double>(), kl, 1e-3);
+  EXPECT_GT(j["recon_nats"].get<double>(), 0);
+
+  const std::string png = png_encode(at::rand({1, 16, 16}));  // resized to 8x8 by the server
+  auto [s2, j2] = post("/api/encode", json{{"png", base64_encode(png)}}.dump());
+  ASSERT_EQ(s2, 200) << j2.dump();
+  EXPECT_EQ(pixels(j2["input"]).sizes(), at::IntArrayRef({1, 1, 8, 8}));
+
+  expect_error(post("/api/encode", R"({"index": 10})"), 404, "index 10 is out of range: the test split has 10 examples");
+  expect_error(post("/api/encode", R"({"index": 1.5})"), 400, "'index' must be an integer");
+  expect_error(post("/api/encode", R"({"index": 1, "png": "AAAA"})"), 400, "exactly one of");
+  expect_error(post("/api/encode", R"({})"), 400, "exactly one of");
+  expect_error(post("/api/encode", R"({"png": "!!!!"})"), 400, "not base64");
+  expect_error(post("/api/encode", json{{"png", base64_encode("hello, not an image")}}.dump()), 400, "not a readable PNG");
+  // A valid PNG header that claims 20000 x 20000 pixels is refused before anything is decoded.
+  std::string huge = png;
+  for (int k = 0; k < 2; ++k) {
+    const uint32_t v = 20000;
+    for (int b = 0; b < 4; ++b) huge[16 + 4 * k + b] = static_cast<char>(v >> (24 - 8 * b));
+  }
+  expect_error(post("/api/encode", json{{"png", base64_encode(huge)}}.dump()), 400, "too large");
+}
+
+TEST_F(ServerTest, SamplingIsSeededAndValidated) {
+  auto a = post("/api/sample", R"({"count": 4, "seed": 7})").second;
+  auto b = post("/api/sample", R"({"count": 4, "seed": 7})").second;
+  auto c = post("/api/sample", R"({"count": 4, "seed": 8})").second;
+  EXPECT_EQ(a["z"], b["z"]);
+  EXPECT_NE(a["z"], c["z"]);
+  EXPECT_EQ(a["z"].size(), 4u);
+  at::Tensor z = at::tensor(a["z"][1].get<std::vector<float>>()).unsqueeze(0);
+  EXPECT_LE((pixels(a["images"])[1].to(at::kInt) - expected_pixels(z)[0].to(at::kInt)).abs().max().item<int>(), 1);
+  expect_error(post("/api/sample", R"({"count": 0})"), 400, "'count' must be between 1 and 1024");
+  expect_error(post("/api/sample", R"({"count": "8"})"), 400, "'count' must be an integer");
+}
+
+TEST_F(ServerTest, KlStepsFollowTheClosedFormGradient) {
+  auto [status, j] = post("/api/kl_steps", R"({"index": 1, "steps": 20, "lr": 0.1})");
+  ASSERT_EQ(status, 200) << j.dump();
+  const auto& traj = j["trajectory"];
+  ASSERT_EQ(traj.size(), 21u);
+  EXPECT_EQ(pixels(j["images"]).size(0), 21);
+  for (size_t s = 1; s < traj.size(); ++s) EXPECT_LT(traj[s]["kl"].get<double>(), traj[s - 1]["kl"].get<double>());
+  for (int k = 0; k < 3; ++k) {
+    const double mu0 = traj[0]["mu"][k], mu20 = traj[20]["mu"][k];
+    EXPECT_NEAR(mu20, mu0 * std::pow(0.9, 20), 2e-4);
+    // d KL / d logvar = (exp(logvar) - 1) / 2
+    const double lv0 = traj[0]["logvar"][k], lv1 = traj[1]["logvar"][k];
+    EXPECT_NEAR(lv1, lv0 - 0.1 * 0.5 * (std::exp(lv0) - 1), 2e-4);
+  }
+  expect_error(post("/api/kl_steps", R"({"index": 1, "lr": 0})"), 400, "'lr' must be in");
+  expect_error(post("/api/kl_steps", R"({"index": 1, "steps": 501})"), 400, "'steps' must be between 1 and 500");
+}
+
+TEST_F(ServerTest, InterpolationHitsItsEndpoints) {
+  auto [status, j] = post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "t": [0, 1], "method": "slerp"})");
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_NEAR(j["z"][0][0].get<double>(), 1.0, 1e-4);
+  EXPECT_NEAR(j["z"][1][1].get<double>(), 2.0, 1e-4);
+  auto [s2, j2] = post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "steps": 5})");
+  ASSERT_EQ(s2, 200);
+  EXPECT_NEAR(j2["z"][2][0].get<double>(), 0.5, 1e-4);  // linear midpoint
+  EXPECT_NEAR(j2["z"][2][1].get<double>(), 1.0, 1e-4);
+  expect_error(post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "steps": 5, "t": [0.5]})"), 400, "not both");
+  expect_error(post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "t": [1.5]})"), 400, "in [0, 1]");
+  expect_error(post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "method": "cubic"})"), 400, "linear or slerp");
+  expect_error(post("/api/interpolate", R"({"a": [1, 0], "b": [0, 2, 0]})"), 400, "'a' has 2 values");
+}
+
+TEST_F(ServerTest, MetricsComeFromTheCheckpoint) {
+  auto [status, j] = get("/api/metrics");
+  ASSERT_EQ(status, 200);
+  EXPECT_EQ(j["epochs"][0]["test_elbo"], -40.0);
+}
+
+TEST_F(ServerTest, ThePageIsEmbeddedAndNothingElseIsServed) {
+  auto c = client();
+  auto r = c.Get("/");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  EXPECT_NE(r->body.find("latent explorer"), std::string::npos);
+  r = c.Get("/js/app.js");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_NE(r->get_header_value("Content-Type").find("text/javascript"), std::string::npos);
+  for (const char* path : {"/../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/js/../../CMakeLists.txt", "/index.html/"}) {
+    r = c.Get(path);
+    ASSERT_TRUE(r) << path;
+    EXPECT_EQ(r->status, 404) << path;
+  }
+  expect_error(get("/api/nothing"), 404, "not found");
+  expect_error(post("/api/info", "{}"), 404, "no such route: POST /api/info");
+}
+
+TEST_F(ServerTest, ConcurrentRequestsAllSucceed) {
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0};
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&ok, t] {
+      auto c = client();
+      for (int i = 0; i < 25; ++i) {
+        json body = {{"z", json::array({{t, i * 0.1, -1}})}};
+        auto r = c.Post("/api/decode", body.dump(), "application/json");
+        if (r && r->status == 200) ++ok;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(ok.load(), 200);
+}
+
+}  // namespace
+}  // namespace latent::server

@@ -1,0 +1,56 @@
+// latent serve: the explorer page on a trained model.
+#include <cstdio>
+#include <filesystem>
+
+#include "common.h"
+#include "explorer_server.h"
+#include "latent/error.h"
+#include "latent/train.h"
+#include "signals.h"
+
+namespace latent::cli {
+namespace {
+
+constexpr const char* kDefaultCheckpoint = "runs/fmnist/model.safetensors";
+
+struct ServeArgs {
+  std::string checkpoint;
+  server::ServeOptions opt;
+};
+
+void run_serve(const ServeArgs& a) {
+  std::string path = a.checkpoint;
+  if (path.empty()) {
+    path = kDefaultCheckpoint;
+    if (!std::filesystem::exists(path)) {
+      std::printf("no model at %s yet: training the default model (once; later starts reuse it)\n", path.c_str());
+      path = train_default_model(std::filesystem::path(path).parent_path().string());
+      if (path.empty()) return;  // interrupted
+    }
+  }
+  // One thread per request: concurrent requests run side by side instead of contending for a pool.
+  set_num_threads(1);
+  server::ExplorerServer server(checkpoint_load(path), path, a.opt);
+  std::printf("latent explorer: %s  (model %s; Ctrl-C stops)\n", server.address().c_str(), path.c_str());
+  std::fflush(stdout);
+  server.run();
+}
+
+}  // namespace
+
+void add_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* cmd =
+      app.add_subcommand("serve", "Serve the explorer: the manifold, KL, reparameterization, walk and training views");
+  cmd->add_option("checkpoint", a->checkpoint,
+                  std::string("checkpoint written by latent train (default: ") + kDefaultCheckpoint + ", trained on first use)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--port", a->opt.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
+  cmd->add_option("--host", a->opt.host, "address to bind (0.0.0.0 exposes the explorer to the network)")->capture_default_str();
+  cmd->add_option("--threads", a->opt.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->footer(
+      "Example:\n  latent serve runs/fmnist/model.safetensors --port 8080\n  then open http://127.0.0.1:8080/ in a browser");
+  cmd->callback([a] { run_serve(*a); });
+}
+
+}  // namespace latent::cli

@@ -1,0 +1,119 @@
+// Walk the manifold: a path through latent space between two endpoints, decoded step by step.
+import { post, guarded, fileToBase64 } from '../api.js';
+import { decodeImages, paint, el, fmt } from '../draw.js';
+import { state } from '../state.js';
+
+const ENDPOINT_DEFAULTS = { a: 0, b: 1 };
+
+export function initWalk() {
+  const ends = { a: null, b: null }; // {z, label}
+  const slider = document.getElementById('walk-t');
+  const stepsInput = document.getElementById('walk-steps');
+  const strip = document.getElementById('walk-strip');
+  const method = () => document.querySelector('input[name="walk-method"]:checked').value;
+  let sliderBusy = false;
+  let sliderAgain = false;
+
+  async function setEnd(which, source) {
+    let z, label;
+    if (source.z) {
+      z = source.z;
+      label = 'a point on the plane';
+    } else {
+      const e = await guarded(() => post('/api/encode', source.input));
+      if (!e) return;
+      z = e.mu;
+      label = source.input.index !== undefined ? `test image ${source.input.index}` : `uploaded ${source.name}`;
+    }
+    const reply = await guarded(() => post('/api/decode', { z: [z] }));
+    if (!reply) return;
+    ends[which] = { z, label };
+    paint(document.getElementById(`walk-${which}`), decodeImages(reply.images)[0]);
+    document.querySelector(`.endpoint[data-end="${which}"] .chosen`).textContent = `μ of ${label}`;
+    await update();
+  }
+
+  function buildEndpoint(which) {
+    const box = document.querySelector(`.endpoint[data-end="${which}"]`);
+    const upper = which.toUpperCase();
+    const row = el('div', { class: 'field row' }, box);
+    const index = el('input', { type: 'number', min: '0', max: String(state.info.test_size - 1), value: String(ENDPOINT_DEFAULTS[which]), 'aria-label': `Test image for ${upper}` }, row);
+    const use = el('button', { type: 'button' }, row, 'Use test image');
+    const row2 = el('div', { class: 'field row' }, box);
+    const upload = el('label', {}, row2, 'Upload ');
+    const file = el('input', { type: 'file', accept: 'image/png,image/jpeg,image/bmp', 'aria-label': `Upload an image for ${upper}` }, upload);
+    const fromPlane = el('button', { type: 'button', disabled: '' }, row2, 'Clicked plane point');
+    fromPlane.title = 'Click a point on the Manifold tab first';
+    el('p', { class: 'chosen hint' }, box);
+    use.addEventListener('click', () => setEnd(which, { input: { index: Number(index.value) } }));
+    index.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter') setEnd(which, { input: { index: Number(index.value) } });
+    });
+    file.addEventListener('change', async () => {
+      const f = file.files[0];
+      if (!f) return;
+      const png = await guarded(() => fileToBase64(f));
+      if (png !== undefined) await setEnd(which, { input: { png }, name: f.name });
+      file.value = '';
+    });
+    fromPlane.addEventListener('click', () => state.planePoint && setEnd(which, { z: state.planePoint }));
+    document.addEventListener('plane-point', () => fromPlane.removeAttribute('disabled'));
+  }
+
+  async function drawSlider() {
+    if (!ends.a || !ends.b) return;
+    if (sliderBusy) {
+      sliderAgain = true;
+      return;
+    }
+    sliderBusy = true;
+    const t = Number(slider.value);
+    const reply = await guarded(() => post('/api/interpolate', { a: ends.a.z, b: ends.b.z, t: [t], method: method() }));
+    if (reply) {
+      paint(document.getElementById('walk-now'), decodeImages(reply.images)[0]);
+      document.getElementById('walk-now-caption').textContent = `t = ${fmt(t)}`;
+      document.getElementById('walk-now').dataset.t = String(t);
+    }
+    sliderBusy = false;
+    if (sliderAgain) {
+      sliderAgain = false;
+      drawSlider();
+    }
+  }
+
+  async function drawStrip() {
+    if (!ends.a || !ends.b) return;
+    const steps = Math.max(2, Math.min(32, Math.round(Number(stepsInput.value)) || 10));
+    stepsInput.value = String(steps);
+    const reply = await guarded(() => post('/api/interpolate', { a: ends.a.z, b: ends.b.z, steps, method: method() }));
+    if (!reply) return;
+    const images = decodeImages(reply.images);
+    const cell = 56, gap = 4;
+    strip.width = steps * cell + (steps - 1) * gap;
+    strip.height = cell;
+    const ctx = strip.getContext('2d');
+    ctx.fillStyle = '#fff';
+    ctx.fillRect(0, 0, strip.width, strip.height);
+    images.forEach((image, k) => paint(strip, image, k * (cell + gap), 0, cell, cell));
+    strip.dataset.steps = String(steps);
+  }
+
+  async function update() {
+    await Promise.all([drawSlider(), drawStrip()]);
+  }
+
+  buildEndpoint('a');
+  buildEndpoint('b');
+  slider.addEventListener('input', drawSlider);
+  stepsInput.addEventListener('change', drawStrip);
+  for (const r of document.querySelectorAll('input[name="walk-method"]')) r.addEventListener('change', update);
+  document.getElementById('walk-export').addEventListener('click', () => {
+    strip.toBlob((blob) => {
+      const link = document.getElementById('walk-download');
+      if (link.href) URL.revokeObjectURL(link.href);
+      link.href = URL.createObjectURL(blob);
+      link.click();
+    }, 'image/png');
+  });
+  return Promise.all([setEnd('a', { input: { index: ENDPOINT_DEFAULTS.a } }), setEnd('b', { input: { index: ENDPOINT_DEFAULTS.b } })]);
+}
