@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job: install what is missing, build, and train the default VAE (784-400-20, Bernoulli)
-# on Fashion-MNIST. Writes runs/fmnist/{model.safetensors, metrics.jsonl, samples.png, reconstructions.png}.
+# The main job: install what is missing, build, train the default VAE (784-400-20, Bernoulli) on
+# Fashion-MNIST, evaluate it, and serve the explorer on it. Writes runs/fmnist/{model.safetensors,
+# metrics.jsonl, samples.png, reconstructions.png}; a second run reuses the model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -13,3 +14,4 @@ else
 fi
 build/latent eval runs/fmnist/model.safetensors --iwae-k 1000 --limit 1000
 echo "samples: runs/fmnist/samples.png  reconstructions: runs/fmnist/reconstructions.png  metrics: runs/fmnist/metrics.jsonl"
+exec build/latent serve runs/fmnist/model.safetensors --port "${LATENT_PORT:-8080}"

@@ -11,7 +11,12 @@ packages=(
   libgtest-dev            # unit tests
   dataset-fashion-mnist   # the default data
   python3-torch python3-numpy  # PyTorch references for test fixtures and benchmarks
+  chromium                # the browser the explorer's tests drive (headless)
 )
+# Node.js runs the browser tests (playwright-core needs Node >= 20). Machines that already have a
+# node (for instance from NodeSource, whose package includes npm) keep it; others get Debian's.
+command -v node > /dev/null || packages+=(nodejs)
+command -v npm > /dev/null || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,4 +28,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# playwright-core for the browser tests, at the version pinned in tests/browser/package-lock.json.
+here="$(cd "$(dirname "$0")/.." && pwd)"
+if [ ! -d "$here/tests/browser/node_modules/playwright-core" ]; then
+  echo "setup: installing playwright-core (npm) into tests/browser"
+  npm ci --prefix "$here/tests/browser" --no-audit --no-fund --loglevel=error
 fi

@@ -1,5 +1,6 @@
 #include "explorer_server.h"
 
+#include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <httplib.h>
 
@@ -56,6 +57,11 @@ struct ExplorerServer::Impl {
   // Every handler answers JSON; whatever a request does, the worst it gets is a 4xx/5xx reply.
   httplib::Server::Handler route(std::function<json(const httplib::Request&)> fn) {
     return [fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+      // Each worker thread takes LibTorch's thread count (and so OpenMP's, which BLAS reads) once:
+      // a new thread otherwise starts with one OpenMP thread per core, and 64 request threads would
+      // each wake a team of spinning threads for every matrix product.
+      static thread_local const bool threads_set = (at::init_num_threads(), true);
+      (void)threads_set;
       try {
         res.set_content(fn(req).dump(), "application/json");
         res.set_header("Cache-Control", "no-store");
@@ -102,6 +108,8 @@ struct ExplorerServer::Impl {
     http.set_read_timeout(5);
     http.set_write_timeout(5);
     http.set_keep_alive_max_count(1000);
+    // Small JSON replies: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
+    http.set_tcp_nodelay(true);
     http.set_default_headers({{"X-Content-Type-Options", "nosniff"}});
     const int threads = opt.threads;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
