@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
         const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
         if (!r || r->status != 200) {
           if (errors++ < 5)
-            std::fprintf(stderr, "error: %s\n", r ? ("HTTP " + std::to_string(r->status)).c_str() : httplib::to_string(r.error()).c_str());
+            std::fprintf(stderr, "error: %s\n",
+                         r ? ("HTTP " + std::to_string(r->status)).c_str() : httplib::to_string(r.error()).c_str());
         }
         latencies[t].push_back(ms);
       }

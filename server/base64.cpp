@@ -20,20 +20,23 @@ std::array<int8_t, 256> decode_table() {
 }  // namespace
 
 std::string base64_encode(const std::string& bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
+  const size_t n = bytes.size();
+  std::string out((n + 2) / 3 * 4, '=');
+  const auto* in = reinterpret_cast<const uint8_t*>(bytes.data());
+  char* o = out.data();
   size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    const uint32_t v =
-        static_cast<uint8_t>(bytes[i]) << 16 | static_cast<uint8_t>(bytes[i + 1]) << 8 | static_cast<uint8_t>(bytes[i + 2]);
-    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], kAlphabet[v >> 6 & 63], kAlphabet[v & 63]};
+  for (; i + 2 < n; i += 3, o += 4) {
+    const uint32_t v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
+    o[0] = kAlphabet[v >> 18];
+    o[1] = kAlphabet[v >> 12 & 63];
+    o[2] = kAlphabet[v >> 6 & 63];
+    o[3] = kAlphabet[v & 63];
   }
-  if (i + 1 == bytes.size()) {
-    const uint32_t v = static_cast<uint8_t>(bytes[i]) << 16;
-    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], '=', '='};
-  } else if (i + 2 == bytes.size()) {
-    const uint32_t v = static_cast<uint8_t>(bytes[i]) << 16 | static_cast<uint8_t>(bytes[i + 1]) << 8;
-    out += {kAlphabet[v >> 18], kAlphabet[v >> 12 & 63], kAlphabet[v >> 6 & 63], '='};
+  if (i < n) {  // one or two bytes left: the rest of the group stays '='
+    const uint32_t v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0);
+    o[0] = kAlphabet[v >> 18];
+    o[1] = kAlphabet[v >> 12 & 63];
+    if (i + 1 < n) o[2] = kAlphabet[v >> 6 & 63];
   }
   return out;
 }

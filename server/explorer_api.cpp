@@ -5,10 +5,12 @@
 #include <c10/core/InferenceMode.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "base64.h"
+#include "eval/fused_decoder.h"
 #include "latent/checkpoint_data.h"
 #include "latent/error.h"
 #include "latent/image.h"
@@ -115,6 +117,13 @@ ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_pat
   axes = axes * axes.gather(1, largest).sign();
   pca_axes_ = axes.to(at::kFloat);
   pca_explained_ = (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat);
+  fused_ = FusedMlpDecoder::make(*ck_.model);
+}
+
+ExplorerApi::~ExplorerApi() = default;
+
+at::Tensor ExplorerApi::decoder_params(const at::Tensor& z) const {
+  return fused_ ? fused_->logits(z) : ck_.model->decode(z);  // [N, D...]
 }
 
 int64_t ExplorerApi::latent_dim() const { return ck_.model->latent_dim(); }
@@ -142,14 +151,17 @@ json ExplorerApi::info() const {
 }
 
 json ExplorerApi::images_json(const at::Tensor& x) const {
-  at::Tensor u8 = to_data_space(ck_, x).clamp(0, 1).mul(255).round().to(at::kByte).contiguous();  // [N, C, H, W]
-  const std::string bytes(reinterpret_cast<const char*>(u8.data_ptr<uint8_t>()), static_cast<size_t>(u8.numel()));
-  return {{"shape", u8.sizes().vec()}, {"pixels", base64_encode(bytes)}};
+  at::Tensor v = to_data_space(ck_, x).to(at::kFloat).contiguous();  // [N, C, H, W]
+  const float* p = v.data_ptr<float>();
+  std::string bytes(static_cast<size_t>(v.numel()), '\0');
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<char>(static_cast<uint8_t>(std::clamp(p[i], 0.0f, 1.0f) * 255.0f + 0.5f));
+  return {{"shape", v.sizes().vec()}, {"pixels", base64_encode(bytes)}};
 }
 
 json ExplorerApi::images_of(const at::Tensor& z) const {
   c10::InferenceMode guard;
-  return images_json(ck_.model->likelihood_mean(ck_.model->decode(z)));  // [N, C, H, W]
+  return images_json(ck_.model->likelihood_mean(decoder_params(z)));  // [N, C, H, W]
 }
 
 json ExplorerApi::items(int64_t offset, int64_t limit) const {

@@ -8,11 +8,16 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 
 #include "latent/checkpoint.h"
+
+namespace latent {
+class FusedMlpDecoder;
+}
 
 namespace latent::server {
 
@@ -33,6 +38,7 @@ class ExplorerApi {
  public:
   /// Loads the checkpoint's test split, encodes it, and finds the principal plane of the means.
   ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits = {});
+  ~ExplorerApi();
 
   nlohmann::json info() const;                                   // GET /api/info
   nlohmann::json items(int64_t offset, int64_t limit) const;     // GET /api/items
@@ -49,7 +55,8 @@ class ExplorerApi {
  private:
   at::Tensor input_of(const nlohmann::json& body) const;  // {"index": i} or {"png": base64} -> [1, D...]
   at::Tensor codes_of(const nlohmann::json& value, const std::string& key, int64_t max_rows) const;  // -> [N, d]
-  nlohmann::json images_of(const at::Tensor& z) const;                                               // decoded means of z [N, d]
+  at::Tensor decoder_params(const at::Tensor& z) const;   // z [N, d] -> likelihood parameters [N, D...]
+  nlohmann::json images_of(const at::Tensor& z) const;    // decoded means of z [N, d]
   nlohmann::json images_json(const at::Tensor& x) const;  // model-space examples [N, D...] -> image JSON
 
   LoadedCheckpoint ck_;
@@ -59,6 +66,9 @@ class ExplorerApi {
   at::Tensor mu_;             // encoded means of the test split [N, d]
   at::Tensor pca_axes_;       // [2, d], unit rows
   at::Tensor pca_explained_;  // [2], fraction of the means' variance along each axis
+  // The mlp_vae decoder without autograd's per-op costs (null for other models): decoding is what
+  // the page asks for most, 16 to 1024 codes at a time.
+  std::unique_ptr<FusedMlpDecoder> fused_;
 };
 
 }  // namespace latent::server

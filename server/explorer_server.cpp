@@ -3,9 +3,11 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <charconv>
 #include <functional>
+#include <vector>
 
 #include "latent/error.h"
 #include "web_assets.h"
@@ -43,6 +45,40 @@ json body_json(const httplib::Request& req) {
   }
 }
 
+// json::dump() checks every byte of a string for escapes; a decode reply is mostly base64 pixels,
+// which never need one. They are moved out before dumping and spliced back in after.
+void move_pixels_out(json& j, std::vector<std::string>& blobs) {
+  if (j.is_object()) {
+    auto it = j.find("pixels");
+    if (it != j.end() && it->is_string()) {
+      blobs.push_back(std::move(it->get_ref<std::string&>()));
+      *it = "\u0001" + std::to_string(blobs.size() - 1);
+    }
+    for (auto& [key, value] : j.items()) move_pixels_out(value, blobs);
+  } else if (j.is_array()) {
+    for (auto& value : j) move_pixels_out(value, blobs);
+  }
+}
+
+std::string to_body(json j) {
+  std::vector<std::string> blobs;
+  move_pixels_out(j, blobs);
+  std::string text = j.dump();
+  if (blobs.empty()) return text;
+  std::string out;
+  size_t size = text.size();
+  for (const auto& b : blobs) size += b.size();
+  out.reserve(size);
+  size_t pos = 0;
+  for (size_t k = 0; k < blobs.size(); ++k) {
+    const std::string mark = "\"\\u0001" + std::to_string(k) + "\"";  // how dump() writes "\x01<k>"
+    const size_t at = text.find(mark, pos);
+    out.append(text, pos, at - pos).append("\"").append(blobs[k]).append("\"");
+    pos = at + mark.size();
+  }
+  return out.append(text, pos, std::string::npos);
+}
+
 }  // namespace
 
 struct ExplorerServer::Impl {
@@ -50,6 +86,7 @@ struct ExplorerServer::Impl {
   httplib::Server http;
   std::string host;
   int port = 0;
+  socket_t listen_fd = -1;
 
   Impl(LoadedCheckpoint ck, const std::string& path, const ServeOptions& opt)
       : api(std::move(ck), path, opt.limits), host(opt.host) {}
@@ -63,7 +100,7 @@ struct ExplorerServer::Impl {
       static thread_local const bool threads_set = (at::init_num_threads(), true);
       (void)threads_set;
       try {
-        res.set_content(fn(req).dump(), "application/json");
+        res.set_content(to_body(fn(req)), "application/json");
         res.set_header("Cache-Control", "no-store");
       } catch (const ApiError& e) {
         send_error(res, e.status, e.what());
@@ -111,6 +148,13 @@ struct ExplorerServer::Impl {
     // Small JSON replies: without TCP_NODELAY, Nagle and delayed ACKs add ~40 ms to each.
     http.set_tcp_nodelay(true);
     http.set_default_headers({{"X-Content-Type-Options", "nosniff"}});
+    // httplib's default socket options set SO_REUSEPORT, which would let a second server bind the
+    // same port and silently take half of its connections. Only SO_REUSEADDR (quick restarts).
+    http.set_socket_options([this](socket_t sock) {
+      int yes = 1;
+      setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+      listen_fd = sock;
+    });
     const int threads = opt.threads;
     http.new_task_queue = [threads] { return new httplib::ThreadPool(static_cast<size_t>(threads)); };
   }
@@ -130,6 +174,10 @@ ExplorerServer::ExplorerServer(LoadedCheckpoint checkpoint, const std::string& c
                   " (in use by another program? try --port 0 for any free port)");
     impl_->port = options.port;
   }
+  // httplib listens with a backlog of 5: a burst of new connections (a page opening, 50 clients
+  // starting at once) then waits out SYN retransmits of 1 s and more. Listening again on the bound
+  // socket raises the backlog (Linux keeps the socket and applies the new value).
+  if (impl_->listen_fd >= 0) ::listen(impl_->listen_fd, SOMAXCONN);
 }
 
 ExplorerServer::~ExplorerServer() { stop(); }

@@ -108,6 +108,19 @@ TEST(FusedMlpDecoder, LogLikelihoodMatchesTheModel) {
       ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian"})"), {4})));
 }
 
+TEST(FusedMlpDecoder, LogitsMatchTheModelsDecoder) {
+  // The explorer's decode path: float32 both ways, different summation order: 1e-5 absolute.
+  at::manual_seed(5);
+  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})"), {1, 6, 5});
+  auto fused = FusedMlpDecoder::make(*m);
+  ASSERT_TRUE(fused);
+  at::NoGradGuard ng;
+  at::Tensor z = at::randn({9, 5});
+  at::Tensor got = fused->logits(z);
+  EXPECT_EQ(got.sizes(), at::IntArrayRef({9, 1, 6, 5}));
+  EXPECT_TRUE(test::all_close(got, m->decode(z), 0, 1e-5));
+}
+
 TEST(FusedMlpDecoder, IwaeEstimateEqualsTheGenericPath) {
   // Same noise stream, so the fused and generic estimates agree to float rounding (1e-4 nats).
   at::manual_seed(6);

@@ -12,6 +12,7 @@
 #include "base64.h"
 #include "explorer_server.h"
 #include "latent/checkpoint.h"
+#include "latent/error.h"
 #include "latent/image.h"
 #include "latent/npy.h"
 #include "test_util.h"
@@ -94,6 +95,26 @@ test::TempDir* ServerTest::dir_ = nullptr;
 Vae* ServerTest::model_ = nullptr;
 ExplorerServer* ServerTest::server_ = nullptr;
 std::thread* ServerTest::thread_ = nullptr;
+
+TEST(Base64, MatchesTheRfc4648VectorsAndRejectsMalformedText) {
+  const std::vector<std::pair<std::string, std::string>> vectors = {{"", ""},
+                                                                    {"f", "Zg=="},
+                                                                    {"fo", "Zm8="},
+                                                                    {"foo", "Zm9v"},
+                                                                    {"foob", "Zm9vYg=="},
+                                                                    {"fooba", "Zm9vYmE="},
+                                                                    {"foobar", "Zm9vYmFy"}};
+  for (const auto& [plain, coded] : vectors) {
+    EXPECT_EQ(base64_encode(plain), coded);
+    EXPECT_EQ(base64_decode(coded, "test"), plain);
+  }
+  std::string all;
+  for (int c = 0; c < 256; ++c) all += static_cast<char>(c);
+  EXPECT_EQ(base64_decode(base64_encode(all), "test"), all);
+  EXPECT_EQ(base64_decode("data:image/png;base64,Zm9v", "test"), "foo");
+  for (const char* bad : {"Zg=", "Z===", "Zm9v!A==", "=Zm9", "Zg==Zm9v", "Zm=v"})
+    EXPECT_THROW(base64_decode(bad, "test"), Error) << bad;
+}
 
 TEST_F(ServerTest, InfoDescribesTheModelAndAnOrthonormalPrincipalPlane) {
   auto [status, j] = get("/api/info");
