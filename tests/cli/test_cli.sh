@@ -147,7 +147,21 @@ expect_error "junk.png" "$LATENT" encode "$C" "$T/junk.png" -o "$T/x.npy"
 expect_error "latent --help" "$LATENT" frobnicate
 expect_error "--iwae-k" "$LATENT" eval "$C" --iwae-k -3
 expect_error "do not apply to --objective iwae" "$LATENT" train --objective iwae --beta 4 --out "$T/x"
-for cmd in train eval sample reconstruct interpolate encode decode; do
+expect_error "does not exist" "$LATENT" serve "$T/missing.safetensors"
+expect_error "--port" "$LATENT" serve "$C" --port 70000
+$PY -c "import numpy as np; np.save('$T/table.npy', np.random.rand(300, 6).astype(np.float32))"
+"$LATENT" train --data "$T/table.npy" --config '{"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian"}' \
+  --epochs 1 --quiet --out "$T/table" >/dev/null 2>&1
+expect_error "the explorer shows image models" "$LATENT" serve "$T/table/model.safetensors" --port 0
+# The explorer answers from any folder: its page is inside the binary.
+(cd / && exec "$LATENT" serve "$C" --port 0 >"$T/serve.log" 2>&1) &
+serve_pid=$!
+for _ in $(seq 100); do grep -q "http://" "$T/serve.log" && break; sleep 0.1; done
+url="$(grep -o 'http://[^ ]*' "$T/serve.log" | head -1)"
+check "serve prints its address" [ -n "$url" ]
+check "serve answers the page from another folder" bash -c "$PY -c \"import urllib.request,sys; sys.exit(0 if b'latent explorer' in urllib.request.urlopen('$url').read() else 1)\""
+kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
+for cmd in train eval sample reconstruct interpolate encode decode serve; do
   "$LATENT" "$cmd" --help >"$T/help" 2>&1
   check "$cmd --help has an example" grep -q "Example" "$T/help"
 done

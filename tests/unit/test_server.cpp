@@ -271,6 +271,19 @@ TEST_F(ServerTest, ThePageIsEmbeddedAndNothingElseIsServed) {
   expect_error(post("/api/info", "{}"), 404, "no such route: POST /api/info");
 }
 
+TEST_F(ServerTest, ASecondServerOnTheSamePortIsRefused) {
+  ServeOptions opt;
+  opt.port = server_->port();
+  try {
+    ExplorerServer second(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", opt);
+    FAIL() << "a second server bound port " << opt.port;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot listen on 127.0.0.1:" + std::to_string(opt.port)), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(get("/api/info").first, 200);
+}
+
 TEST_F(ServerTest, ConcurrentRequestsAllSucceed) {
   std::vector<std::thread> threads;
   std::atomic<int> ok{0};
