@@ -58,7 +58,9 @@ export function initKl() {
     improve.disabled = true;
     view.dataset.state = 'animating';
     const steps = Number(document.getElementById('kl-steps').value);
-    const reply = await guarded(() => post('/api/kl_steps', { ...inputOnly(state.input), steps, lr: 0.1 }));
+    const input = state.input;
+    const reply = await guarded(() => post('/api/kl_steps', { ...inputOnly(input), steps, lr: 0.1 }));
+    if (input !== state.input) return; // another input was chosen meanwhile; its view is showing
     if (!reply) {
       stop();
       view.dataset.state = 'idle';

@@ -30,6 +30,7 @@ export function initManifold() {
   let scatter = null; // {labels, mu}
   let samples = []; // z of the last prior samples
   let cursor = null; // [u, v]
+  let gridRequest = 0; // only the newest grid request may paint: replies can arrive out of order
   let hoverBusy = false;
   let hoverNext = null;
 
@@ -78,8 +79,9 @@ export function initManifold() {
     const step = (2 * extent()) / n;
     const z = [];
     for (let r = 0; r < n; r++) for (let c = 0; c < n; c++) z.push(lift(-extent() + (c + 0.5) * step, extent() - (r + 0.5) * step));
+    const request = ++gridRequest;
     const reply = await guarded(() => post('/api/decode', { z }));
-    if (!reply) return;
+    if (!reply || request !== gridRequest) return;
     const ctx = gridCanvas.getContext('2d');
     ctx.fillStyle = '#fff';
     ctx.fillRect(0, 0, SIZE, SIZE);

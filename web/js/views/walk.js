@@ -11,6 +11,7 @@ export function initWalk() {
   const stepsInput = document.getElementById('walk-steps');
   const strip = document.getElementById('walk-strip');
   const method = () => document.querySelector('input[name="walk-method"]:checked').value;
+  let stripRequest = 0; // only the newest strip request may paint: replies can arrive out of order
   let sliderBusy = false;
   let sliderAgain = false;
 
@@ -85,8 +86,9 @@ export function initWalk() {
     if (!ends.a || !ends.b) return;
     const steps = Math.max(2, Math.min(32, Math.round(Number(stepsInput.value)) || 10));
     stepsInput.value = String(steps);
+    const request = ++stripRequest;
     const reply = await guarded(() => post('/api/interpolate', { a: ends.a.z, b: ends.b.z, steps, method: method() }));
-    if (!reply) return;
+    if (!reply || request !== stripRequest) return;
     const images = decodeImages(reply.images);
     const cell = 56, gap = 4;
     strip.width = steps * cell + (steps - 1) * gap;
