@@ -19,11 +19,14 @@ struct TrainArgs {
   TrainOptions opt;
 };
 
-void run_train(const TrainArgs& a, const CLI::App& cmd) {
+/// Trains (or resumes) as `a` says and prints the outcome; returns the checkpoint's path, or ""
+/// when Ctrl-C interrupted it (the exit status is then 130). `epochs_given`: --epochs was on the
+/// command line (with --resume it is the new total; otherwise the checkpoint's count stands).
+std::string run_train(const TrainArgs& a, bool epochs_given) {
   set_graceful_stop(true);  // the first Ctrl-C saves a checkpoint; a second one exits at once
   TrainResult r;
   if (!a.resume.empty()) {
-    r = train_resume(a.resume, cmd.count("--epochs") ? a.opt.epochs : 0, a.opt.out, !a.quiet);
+    r = train_resume(a.resume, epochs_given ? a.opt.epochs : 0, a.opt.out, !a.quiet);
   } else {
     if (a.opt.out.empty()) throw Error("--out is required: the folder for the checkpoint and metrics");
     DataSpec spec;
@@ -45,7 +48,7 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
     std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(),
                  r.checkpoint.c_str());
     exit_status() = 130;
-    return;
+    return "";
   }
   std::string summary = "saved " + r.checkpoint;
   if (r.last_metrics.is_object() && r.last_metrics.contains("test_elbo")) {
@@ -55,26 +58,15 @@ void run_train(const TrainArgs& a, const CLI::App& cmd) {
     summary += buf;
   }
   std::printf("%s\n", summary.c_str());
+  return r.checkpoint;
 }
 
 }  // namespace
 
 std::string train_default_model(const std::string& out) {
-  const TrainArgs defaults;
-  DataSpec spec;
-  spec.source = defaults.data;
-  TrainOptions opt = defaults.opt;
-  opt.out = out;
-  set_graceful_stop(true);
-  const TrainResult r = train(ModelConfig::from_text_or_file(defaults.config), spec, opt);
-  set_graceful_stop(false);
-  if (r.interrupted) {
-    std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(),
-                 r.checkpoint.c_str());
-    exit_status() = 130;
-    return "";
-  }
-  return r.checkpoint;
+  TrainArgs defaults;
+  defaults.opt.out = out;
+  return run_train(defaults, false);
 }
 
 void add_train(CLI::App& app) {
@@ -132,7 +124,7 @@ void add_train(CLI::App& app) {
       "--epochs 10 --out runs/fmnist\n"
       "  latent train --resume runs/fmnist/model.safetensors --epochs 20\n"
       "  latent train --objective iwae --k 50 --binarize --out runs/iwae50");
-  cmd->callback([args, cmd]() { run_train(*args, *cmd); });
+  cmd->callback([args, cmd]() { run_train(*args, cmd->count("--epochs") > 0); });
 }
 
 }  // namespace latent::cli

@@ -48,12 +48,18 @@ export async function guarded(fn) {
   }
 }
 
-/** A File -> base64 of its bytes (for {"png": ...}). */
-export function fileToBase64(file) {
-  return new Promise((resolve, reject) => {
-    const reader = new FileReader();
-    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
-    reader.onerror = () => reject(new Error(`cannot read ${file.name}`));
-    reader.readAsDataURL(file);
+/** Calls `fn(base64, fileName)` with each image chosen in the file input (for {"png": ...}). */
+export function onImageUpload(input, fn) {
+  input.addEventListener('change', async () => {
+    const file = input.files[0];
+    if (!file) return;
+    const png = await guarded(() => new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
+      reader.onerror = () => reject(new Error(`cannot read ${file.name}`));
+      reader.readAsDataURL(file);
+    }));
+    input.value = '';
+    if (png !== undefined) await fn(png, file.name);
   });
 }

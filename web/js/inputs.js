@@ -1,5 +1,5 @@
 // Choosing an input: a page of test images (with labels), or an uploaded PNG.
-import { get, guarded, fileToBase64 } from './api.js';
+import { get, guarded, onImageUpload } from './api.js';
 import { decodeImages, paint, el } from './draw.js';
 import { state, setInput, onInput, className } from './state.js';
 
@@ -55,13 +55,7 @@ export function createInputPicker(container) {
     const o = Number(container.dataset.offset) + PER_PAGE;
     if (o < total) showPage(container, o);
   });
-  file.addEventListener('change', async () => {
-    const f = file.files[0];
-    if (!f) return;
-    const png = await guarded(() => fileToBase64(f));
-    if (png !== undefined) await setInput({ png, name: f.name });
-    file.value = '';
-  });
+  onImageUpload(file, (png, name) => setInput({ png, name }));
   pickers.push(container);
   showPage(container, 0);
 }

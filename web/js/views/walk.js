@@ -1,5 +1,5 @@
 // Walk the manifold: a path through latent space between two endpoints, decoded step by step.
-import { post, guarded, fileToBase64 } from '../api.js';
+import { post, guarded, onImageUpload } from '../api.js';
 import { decodeImages, paint, el, fmt } from '../draw.js';
 import { state } from '../state.js';
 
@@ -50,13 +50,7 @@ export function initWalk() {
     index.addEventListener('keydown', (e) => {
       if (e.key === 'Enter') setEnd(which, { input: { index: Number(index.value) } });
     });
-    file.addEventListener('change', async () => {
-      const f = file.files[0];
-      if (!f) return;
-      const png = await guarded(() => fileToBase64(f));
-      if (png !== undefined) await setEnd(which, { input: { png }, name: f.name });
-      file.value = '';
-    });
+    onImageUpload(file, (png, name) => setEnd(which, { input: { png }, name }));
     fromPlane.addEventListener('click', () => state.planePoint && setEnd(which, { z: state.planePoint }));
     document.addEventListener('plane-point', () => fromPlane.removeAttribute('disabled'));
   }
