@@ -17,12 +17,17 @@ wait_for() {  # log file
 port_of() { grep -o 'http://[^ ]*' "$1" | head -1 | sed 's|.*:\([0-9]*\)/.*|\1|'; }
 
 log="$(mktemp)"
-build/latent serve "$checkpoint" --port 0 > "$log" 2>&1 &
-pid=$!
-trap 'kill $pid 2>/dev/null || true' EXIT
-wait_for "$log"
-build/bench/serve_load --port "$(port_of "$log")" --name latent | tee "$log.latent"
-kill $pid; wait $pid 2>/dev/null || true
+pid=""
+trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT
+# latent as it starts by default (bf16 decoding where the CPU has AMX or AVX512-BF16), then in fp32.
+for precision in auto fp32; do
+  build/latent serve "$checkpoint" --port 0 --precision $precision > "$log" 2>&1 &
+  pid=$!
+  wait_for "$log"
+  head -1 "$log"
+  build/bench/serve_load --port "$(port_of "$log")" --name "latent-$precision" | tee "$log.latent-$precision"
+  kill $pid; wait $pid 2>/dev/null || true
+done
 
 /usr/bin/python3 bench/serve_pytorch.py "$checkpoint" --port 0 > "$log" 2>&1 &
 pid=$!
@@ -30,7 +35,7 @@ wait_for "$log"
 build/bench/serve_load --port "$(port_of "$log")" --name pytorch | tee "$log.pytorch"
 kill $pid; wait $pid 2>/dev/null || true
 
-/usr/bin/python3 - "$log.latent" "$log.pytorch" <<'PY'
+/usr/bin/python3 - "$log.latent-auto" "$log.pytorch" <<'PY'
 import sys
 def result(path):
     line = [l for l in open(path) if l.startswith("RESULT")][0].split()
@@ -41,4 +46,4 @@ print(f"p99: latent {l['p99_ms']:.2f} ms vs pytorch {p['p99_ms']:.2f} ms ({p['p9
       f"grid {l['grid_median_ms']:.2f} vs {p['grid_median_ms']:.2f} ms")
 print(f"target p99 < 5 ms, 0 errors, grid < 50 ms: {'met' if l['p99_ms'] < 5 and l['errors'] == 0 and l['grid_median_ms'] < 50 else 'NOT met'}")
 PY
-rm -f "$log" "$log.latent" "$log.pytorch"
+rm -f "$log" "$log.latent-auto" "$log.latent-fp32" "$log.pytorch"

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 
 #include "latent/error.h"
 
@@ -17,20 +18,34 @@ std::array<int8_t, 256> decode_table() {
   return t;
 }
 
+// Two output characters for each 12-bit value: a 3-byte group becomes two lookups.
+std::array<uint16_t, 4096> pair_table() {
+  std::array<uint16_t, 4096> t{};
+  for (int v = 0; v < 4096; ++v) {
+    const char pair[2] = {kAlphabet[v >> 6], kAlphabet[v & 63]};
+    std::memcpy(&t[v], pair, 2);
+  }
+  return t;
+}
+
 }  // namespace
 
 std::string base64_encode(const std::string& bytes) {
-  const size_t n = bytes.size();
-  std::string out((n + 2) / 3 * 4, '=');
-  const auto* in = reinterpret_cast<const uint8_t*>(bytes.data());
-  char* o = out.data();
+  std::string out;
+  base64_append(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), out);
+  return out;
+}
+
+void base64_append(const uint8_t* in, size_t n, std::string& out) {
+  const size_t at = out.size();
+  out.resize(at + (n + 2) / 3 * 4, '=');
+  char* o = out.data() + at;
   size_t i = 0;
+  static const std::array<uint16_t, 4096> pairs = pair_table();
   for (; i + 2 < n; i += 3, o += 4) {
     const uint32_t v = in[i] << 16 | in[i + 1] << 8 | in[i + 2];
-    o[0] = kAlphabet[v >> 18];
-    o[1] = kAlphabet[v >> 12 & 63];
-    o[2] = kAlphabet[v >> 6 & 63];
-    o[3] = kAlphabet[v & 63];
+    std::memcpy(o, &pairs[v >> 12], 2);
+    std::memcpy(o + 2, &pairs[v & 4095], 2);
   }
   if (i < n) {  // one or two bytes left: the rest of the group stays '='
     const uint32_t v = in[i] << 16 | (i + 1 < n ? in[i + 1] << 8 : 0);
@@ -38,7 +53,6 @@ std::string base64_encode(const std::string& bytes) {
     o[1] = kAlphabet[v >> 12 & 63];
     if (i + 1 < n) o[2] = kAlphabet[v >> 6 & 63];
   }
-  return out;
 }
 
 std::string base64_decode(const std::string& text, const std::string& what) {

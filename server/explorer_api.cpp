@@ -10,12 +10,14 @@
 #include <random>
 
 #include "base64.h"
+#include "code_parser.h"
 #include "eval/fused_decoder.h"
 #include "latent/checkpoint_data.h"
 #include "latent/error.h"
 #include "latent/image.h"
 #include "latent/interpolate.h"
 #include "latent/objective.h"
+#include "train/fused_kernels.h"
 
 namespace latent::server {
 namespace {
@@ -73,25 +75,26 @@ std::string string_field(const json& body, const std::string& key, const std::st
   return body.at(key).get<std::string>();
 }
 
-// One code: an array of d finite numbers -> [d].
-at::Tensor code_json(const json& v, const std::string& where, int64_t d) {
+// The largest magnitude a code's value may have: far outside anything a decoder was trained on,
+// yet small enough that no product inside it overflows.
+constexpr double kMaxCode = 1e6;
+
+// One code: an array of d finite numbers -> p[0 .. d).
+void code_json(const json& v, const std::string& where, int64_t d, float* p) {
   if (!v.is_array()) throw ApiError(400, where + " must be an array of " + std::to_string(d) + " numbers");
   if (static_cast<int64_t>(v.size()) != d)
     throw ApiError(400, where + " has " + std::to_string(v.size()) + " values; this model's latent size is " + std::to_string(d));
-  at::Tensor z = at::empty({d}, at::kFloat);
-  float* p = z.data_ptr<float>();
   for (int64_t i = 0; i < d; ++i) {
     const json& x = v[i];
-    if (!x.is_number() || !std::isfinite(x.get<double>()) || std::abs(x.get<double>()) > 1e6)
+    if (!x.is_number() || !std::isfinite(x.get<double>()) || std::abs(x.get<double>()) > kMaxCode)
       throw ApiError(400, where + "[" + std::to_string(i) + "] must be a finite number of magnitude at most 1e6");
     p[i] = static_cast<float>(x.get<double>());
   }
-  return z;
 }
 
 }  // namespace
 
-ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits)
+ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
     : ck_(std::move(checkpoint)), path_(std::move(checkpoint_path)), limits_(limits) {
   if (!is_image_model(ck_))
     throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
@@ -117,7 +120,16 @@ ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_pat
   axes = axes * axes.gather(1, largest).sign();
   pca_axes_ = axes.to(at::kFloat);
   pca_explained_ = (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat);
-  fused_ = FusedMlpDecoder::make(*ck_.model);
+  if (precision == "auto") {
+    try {
+      fused_ = FusedMlpDecoder::make(*ck_.model, Precision::kBFloat16);
+    } catch (const Error&) {  // no bfloat16 units here (or no oneDNN): float32
+      fused_ = FusedMlpDecoder::make(*ck_.model, Precision::kFloat32);
+    }
+  } else {
+    fused_ = FusedMlpDecoder::make(*ck_.model, parse_precision(precision));
+    if (!fused_ && precision != "fp32") throw Error("--precision " + precision + " needs an mlp_vae with a Bernoulli likelihood");
+  }
 }
 
 ExplorerApi::~ExplorerApi() = default;
@@ -127,6 +139,8 @@ at::Tensor ExplorerApi::decoder_params(const at::Tensor& z) const {
 }
 
 int64_t ExplorerApi::latent_dim() const { return ck_.model->latent_dim(); }
+
+std::string ExplorerApi::precision() const { return fused_ ? precision_name(fused_->precision()) : "fp32"; }
 
 json ExplorerApi::info() const {
   const auto& s = ck_.info.data_shape;
@@ -142,6 +156,7 @@ json ExplorerApi::info() const {
           {"binarized", ck_.info.train.value("binarize", false)},
           {"epochs", ck_.info.metrics.size()},
           {"last_epoch", last},
+          {"precision", precision()},
           {"pca", {{"axes", rows_json(pca_axes_)}, {"explained", vector_json(pca_explained_)}}},
           {"limits",
            {{"decode", limits_.max_decode},
@@ -150,18 +165,53 @@ json ExplorerApi::info() const {
             {"scatter", limits_.scatter}}}};
 }
 
-json ExplorerApi::images_json(const at::Tensor& x) const {
+std::string ExplorerApi::pixels_of(const at::Tensor& x) const {
   at::Tensor v = to_data_space(ck_, x).to(at::kFloat).contiguous();  // [N, C, H, W]
   const float* p = v.data_ptr<float>();
   std::string bytes(static_cast<size_t>(v.numel()), '\0');
-  for (size_t i = 0; i < bytes.size(); ++i)
-    bytes[i] = static_cast<char>(static_cast<uint8_t>(std::clamp(p[i], 0.0f, 1.0f) * 255.0f + 0.5f));
-  return {{"shape", v.sizes().vec()}, {"pixels", base64_encode(bytes)}};
+  kernels::to_u8(p, v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
+  return bytes;
+}
+
+json ExplorerApi::images_json(const at::Tensor& x) const {
+  return {{"shape", x.sizes().vec()}, {"pixels", base64_encode(pixels_of(x))}};
+}
+
+std::string ExplorerApi::decoded_pixels(const float* z, int64_t n) const {
+  if (fused_ && !ck_.info.data_mean.defined()) {  // Bernoulli means straight from the logits
+    const int64_t D = ck_.model->data_dim();
+    thread_local std::vector<float> logits;
+    logits.resize(static_cast<size_t>(n * D));
+    fused_->logits_into(z, n, logits.data());
+    std::string bytes(static_cast<size_t>(n * D), '\0');
+    kernels::sigmoid_to_u8(logits.data(), n * D, reinterpret_cast<uint8_t*>(bytes.data()));
+    return bytes;
+  }
+  c10::InferenceMode guard;
+  at::Tensor zt = at::from_blob(const_cast<float*>(z), {n, latent_dim()}, at::kFloat);
+  return pixels_of(ck_.model->likelihood_mean(decoder_params(zt)));
 }
 
 json ExplorerApi::images_of(const at::Tensor& z) const {
-  c10::InferenceMode guard;
-  return images_json(ck_.model->likelihood_mean(decoder_params(z)));  // [N, C, H, W]
+  at::Tensor zc = z.to(at::kFloat).contiguous();  // [N, d]
+  std::vector<int64_t> shape{zc.size(0)};
+  for (int64_t s : ck_.info.data_shape) shape.push_back(s);
+  return {{"shape", shape}, {"pixels", base64_encode(decoded_pixels(zc.data_ptr<float>(), zc.size(0)))}};
+}
+
+std::optional<std::string> ExplorerApi::decode_text(std::string_view body) const {
+  thread_local std::vector<float> codes;
+  const int64_t d = latent_dim();
+  if (!parse_code_rows(body, "z", d, limits_.max_decode, kMaxCode, codes)) return std::nullopt;
+  const int64_t n = static_cast<int64_t>(codes.size()) / d;
+  const std::string pixels = decoded_pixels(codes.data(), n);
+  std::string shape = std::to_string(n);
+  for (int64_t s : ck_.info.data_shape) shape += "," + std::to_string(s);
+  // As json::dump() writes decode()'s reply: members in key order, no spaces.
+  std::string out = "{\"count\":" + std::to_string(n) + ",\"images\":{\"pixels\":\"";
+  out.reserve(out.size() + pixels.size() / 3 * 4 + 64);
+  base64_append(reinterpret_cast<const uint8_t*>(pixels.data()), pixels.size(), out);
+  return out.append("\",\"shape\":[").append(shape).append("]}}");
 }
 
 json ExplorerApi::items(int64_t offset, int64_t limit) const {
@@ -225,10 +275,11 @@ at::Tensor ExplorerApi::codes_of(const json& value, const std::string& key, int6
   if (static_cast<int64_t>(value.size()) > max_rows)
     throw ApiError(400, "'" + key + "' has " + std::to_string(value.size()) + " codes; at most " + std::to_string(max_rows) +
                             " per request");
-  std::vector<at::Tensor> rows;
-  for (size_t i = 0; i < value.size(); ++i)
-    rows.push_back(code_json(value[i], key + "[" + std::to_string(i) + "]", latent_dim()));
-  return at::stack(rows);  // [N, d]
+  const int64_t d = latent_dim();
+  at::Tensor z = at::empty({static_cast<int64_t>(value.size()), d}, at::kFloat);  // [N, d]
+  float* p = z.data_ptr<float>();
+  for (size_t i = 0; i < value.size(); ++i) code_json(value[i], key + "[" + std::to_string(i) + "]", d, p + i * d);
+  return z;
 }
 
 json ExplorerApi::encode(const json& body) const {
@@ -304,7 +355,9 @@ json ExplorerApi::kl_steps(const json& body) const {
 
 json ExplorerApi::interpolate(const json& body) const {
   const int64_t d = latent_dim();
-  at::Tensor a = code_json(field(body, "a"), "'a'", d), b = code_json(field(body, "b"), "'b'", d);
+  at::Tensor a = at::empty({d}, at::kFloat), b = at::empty({d}, at::kFloat);
+  code_json(field(body, "a"), "'a'", d, a.data_ptr<float>());
+  code_json(field(body, "b"), "'b'", d, b.data_ptr<float>());
   const std::string method = string_field(body, "method", "linear");
   if (method != "linear" && method != "slerp") throw ApiError(400, "'method' must be linear or slerp, got '" + method + "'");
   at::Tensor t;

@@ -10,8 +10,11 @@
 #include <cstdint>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "latent/checkpoint.h"
 
@@ -37,27 +40,38 @@ struct ApiLimits {
 class ExplorerApi {
  public:
   /// Loads the checkpoint's test split, encodes it, and finds the principal plane of the means.
-  ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits = {});
+  /// `precision` ("fp32", "bf16" or "auto") is that of the decoder's matrix products for images
+  /// (decode, sample, interpolate): bf16 runs them on the CPU's bfloat16 units (an error where it
+  /// has none); auto is bf16 where it can run. On the Fashion-MNIST model bf16 moved 8% of pixels,
+  /// nearly all by one level of 255, the worst by 10 (bench/RESULTS.md).
+  ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits = {},
+              const std::string& precision = "fp32");
   ~ExplorerApi();
 
-  nlohmann::json info() const;                                   // GET /api/info
-  nlohmann::json items(int64_t offset, int64_t limit) const;     // GET /api/items
-  nlohmann::json scatter(int64_t limit) const;                   // GET /api/scatter
-  nlohmann::json metrics() const;                                // GET /api/metrics
-  nlohmann::json encode(const nlohmann::json& body) const;       // POST /api/encode
-  nlohmann::json decode(const nlohmann::json& body) const;       // POST /api/decode
+  nlohmann::json info() const;                                // GET /api/info
+  nlohmann::json items(int64_t offset, int64_t limit) const;  // GET /api/items
+  nlohmann::json scatter(int64_t limit) const;                // GET /api/scatter
+  nlohmann::json metrics() const;                             // GET /api/metrics
+  nlohmann::json encode(const nlohmann::json& body) const;    // POST /api/encode
+  nlohmann::json decode(const nlohmann::json& body) const;    // POST /api/decode
+  /// The reply text of decode() for a body of the usual shape {"z": [[..], ..]} with valid codes,
+  /// read without a JSON tree; nothing for any other body (decode() then answers, or names the error).
+  std::optional<std::string> decode_text(std::string_view body) const;
   nlohmann::json sample(const nlohmann::json& body) const;       // POST /api/sample
   nlohmann::json kl_steps(const nlohmann::json& body) const;     // POST /api/kl_steps
   nlohmann::json interpolate(const nlohmann::json& body) const;  // POST /api/interpolate
 
   int64_t latent_dim() const;
+  std::string precision() const;  // "fp32" or "bf16": of the decoder's products for images
 
  private:
   at::Tensor input_of(const nlohmann::json& body) const;  // {"index": i} or {"png": base64} -> [1, D...]
   at::Tensor codes_of(const nlohmann::json& value, const std::string& key, int64_t max_rows) const;  // -> [N, d]
-  at::Tensor decoder_params(const at::Tensor& z) const;   // z [N, d] -> likelihood parameters [N, D...]
-  nlohmann::json images_of(const at::Tensor& z) const;    // decoded means of z [N, d]
-  nlohmann::json images_json(const at::Tensor& x) const;  // model-space examples [N, D...] -> image JSON
+  at::Tensor decoder_params(const at::Tensor& z) const;         // z [N, d] -> likelihood parameters [N, D...]
+  nlohmann::json images_of(const at::Tensor& z) const;          // decoded means of z [N, d]
+  nlohmann::json images_json(const at::Tensor& x) const;        // model-space examples [N, D...] -> image JSON
+  std::string pixels_of(const at::Tensor& x) const;             // model-space examples [N, D...] -> uint8, data space
+  std::string decoded_pixels(const float* z, int64_t n) const;  // decoded means of z [n, d] as pixels
 
   LoadedCheckpoint ck_;
   std::string path_;

@@ -20,6 +20,7 @@ struct ServeOptions {
   int port = 8080;                    // 0: any free port (see ExplorerServer::port)
   int threads = 64;                   // connections served at once (each keep-alive client holds one)
   size_t max_body = size_t{8} << 20;  // larger request bodies get 413
+  std::string precision = "auto";     // of the decoder's products for images: "fp32", "bf16" or "auto"
   ApiLimits limits;
 };
 
@@ -32,6 +33,7 @@ class ExplorerServer {
   ExplorerServer& operator=(const ExplorerServer&) = delete;
 
   int port() const;
+  const ExplorerApi& api() const;
   /// "http://HOST:PORT/"
   std::string address() const;
   /// Serves until stop() is called from another thread.

@@ -7,13 +7,16 @@
 #include <vector>
 
 #include "latent/model.h"
+#include "train/packed_mlp.h"
 
 namespace latent {
 
 class FusedMlpDecoder {
  public:
   /// Null when the model is not an mlp_vae with ReLU, Bernoulli likelihood and float32 CPU weights.
-  static std::unique_ptr<FusedMlpDecoder> make(VaeImpl& model);
+  /// With oneDNN the products run on weights packed once (PackedMlp), in `precision`; bf16 throws
+  /// latent::Error where the CPU or the build cannot run it.
+  static std::unique_ptr<FusedMlpDecoder> make(VaeImpl& model, Precision precision = Precision::kFloat32);
 
   /// out[r] = log p(x_rows[r] | z[r]) for z [R, d] (contiguous float32); x_rows[r] points at D floats.
   void log_likelihood(const at::Tensor& z, const std::vector<const float*>& x_rows, double* out);
@@ -21,6 +24,10 @@ class FusedMlpDecoder {
   /// The decoder's logits for z [R, d]: [R, D...] in the model's data shape. Uses no shared
   /// buffers, so any number of threads may call it at once (the explorer's request threads do).
   at::Tensor logits(const at::Tensor& z) const;
+  /// The same into out [R, D] for z [R, d], both row-major float32 (no tensors made with oneDNN).
+  void logits_into(const float* z, int64_t R, float* out) const;
+
+  Precision precision() const { return packed_ ? packed_->precision() : Precision::kFloat32; }
 
  private:
   struct Layer {
@@ -30,6 +37,7 @@ class FusedMlpDecoder {
   /// h [R, in] through every layer into `outs` ([R, out] each); returns the last.
   const at::Tensor& forward(const at::Tensor& z, std::vector<at::Tensor>& outs) const;
   std::vector<Layer> layers_;
+  std::unique_ptr<PackedMlp> packed_;  // null without oneDNN
   int64_t data_dim_ = 0;
   std::vector<int64_t> data_shape_;
   std::vector<at::Tensor> buffers_;  // per layer output, [capacity, out]

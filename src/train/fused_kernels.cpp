@@ -8,7 +8,7 @@
 #include <xmmintrin.h>
 #endif
 
-#define LATENT_VECTORIZED __attribute__((target_clones("avx512f", "avx2", "default")))
+#define LATENT_VECTORIZED __attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
 
 namespace latent::kernels {
 namespace {
@@ -204,6 +204,34 @@ LATENT_VECTORIZED void bias_act(float* __restrict c, const float* __restrict bia
       for (int64_t k = 0; k < cols; ++k) row[k] = std::max(row[k] + bias[k], 0.0f);
     else
       for (int64_t k = 0; k < cols; ++k) row[k] += bias[k];
+  }
+}
+
+}  // namespace latent::kernels
+
+namespace latent::kernels {
+
+namespace {
+inline uint8_t u8_of(float x) {
+  float v = x * 255.0f;
+  v = v > 0.0f ? v : 0.0f;  // NaN compares false: 0
+  v = v < 255.0f ? v : 255.0f;
+  return static_cast<uint8_t>(static_cast<int32_t>(v + 0.5f));
+}
+}  // namespace
+
+LATENT_VECTORIZED void to_u8(const float* __restrict x, int64_t n, uint8_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = u8_of(x[i]);
+}
+
+LATENT_VECTORIZED void sigmoid_to_u8(const float* __restrict logits, int64_t n, uint8_t* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float l = logits[i];
+    // Beyond |l| = 80 the pixel is 0 or 255 either way, and exp(-87) would make a subnormal
+    // (each one a microcode assist: a sharp decoder's background is full of such logits).
+    const float e = exp_np(std::max(-std::fabs(l), -80.0f));
+    const float q = 1.0f / (1.0f + e);  // sigmoid(|l|)
+    out[i] = u8_of(l >= 0.0f ? q : 1.0f - q);
   }
 }
 

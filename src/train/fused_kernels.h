@@ -65,3 +65,13 @@ void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, do
                              int64_t D);
 
 }  // namespace latent::kernels
+
+namespace latent::kernels {
+
+/// out[i] = round(255 x[i]) with x clamped to [0, 1] (NaN -> 0): image values to 8-bit pixels.
+void to_u8(const float* x, int64_t n, uint8_t* out);
+
+/// out[i] = round(255 sigmoid(logits[i])): a Bernoulli decoder's means as 8-bit pixels, in one pass.
+void sigmoid_to_u8(const float* logits, int64_t n, uint8_t* out);
+
+}  // namespace latent::kernels

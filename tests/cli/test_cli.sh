@@ -149,6 +149,7 @@ expect_error "--iwae-k" "$LATENT" eval "$C" --iwae-k -3
 expect_error "do not apply to --objective iwae" "$LATENT" train --objective iwae --beta 4 --out "$T/x"
 expect_error "does not exist" "$LATENT" serve "$T/missing.safetensors"
 expect_error "--port" "$LATENT" serve "$C" --port 70000
+expect_error "--precision" "$LATENT" serve "$C" --precision fp16
 $PY -c "import numpy as np; np.save('$T/table.npy', np.random.rand(300, 6).astype(np.float32))"
 "$LATENT" train --data "$T/table.npy" --config '{"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian"}' \
   --epochs 1 --quiet --out "$T/table" >/dev/null 2>&1
@@ -159,6 +160,7 @@ serve_pid=$!
 for _ in $(seq 100); do grep -q "http://" "$T/serve.log" && break; sleep 0.1; done
 url="$(grep -o 'http://[^ ]*' "$T/serve.log" | head -1)"
 check "serve prints its address" [ -n "$url" ]
+check "serve says how it decodes" grep -Eq "(fp32|bf16) decoding" "$T/serve.log"
 check "serve answers the page from another folder" bash -c "$PY -c \"import urllib.request,sys; sys.exit(0 if b'latent explorer' in urllib.request.urlopen('$url').read() else 1)\""
 kill "$serve_pid" 2>/dev/null; wait "$serve_pid" 2>/dev/null
 for cmd in train eval sample reconstruct interpolate encode decode serve; do

@@ -6,10 +6,14 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <cstdio>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <thread>
 
 #include "base64.h"
+#include "code_parser.h"
+#include "explorer_api.h"
 #include "explorer_server.h"
 #include "latent/checkpoint.h"
 #include "latent/error.h"
@@ -43,6 +47,7 @@ class ServerTest : public ::testing::Test {
     opt.port = 0;
     opt.threads = 8;
     opt.max_body = 64 * 1024;
+    opt.precision = "fp32";  // replies are checked against the model's own float32 decoder
     server_ = new ExplorerServer(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", opt);
     thread_ = new std::thread([] { server_->run(); });
   }
@@ -116,12 +121,111 @@ TEST(Base64, MatchesTheRfc4648VectorsAndRejectsMalformedText) {
     EXPECT_THROW(base64_decode(bad, "test"), Error) << bad;
 }
 
+TEST(CodeParser, ReadsWhatTheJsonParserReadsForAnyNumberSpelling) {
+  // Each body has numbers in many spellings; every value must equal the general parser's double,
+  // rounded to float, exactly.
+  std::mt19937 rng(7);
+  std::normal_distribution<double> normal(0.0, 3.0);
+  const char* formats[] = {"%.17g", "%g", "%.3e", "%.9E", "%.0f", "%.1f", "%.6e"};
+  for (int trial = 0; trial < 300; ++trial) {
+    const int rows = 1 + trial % 7, d = 1 + trial % 5;
+    std::string body = trial % 2 ? "{\"z\":[" : " {\n \"z\" :\t[ ";
+    for (int r = 0; r < rows; ++r) {
+      body += r ? ", [" : "[";
+      for (int k = 0; k < d; ++k) {
+        char num[64];
+        const double v = trial % 11 == 0 ? (k % 2 ? -0.0 : 1e-320) : normal(rng) * std::pow(10.0, (trial % 9) - 4);
+        std::snprintf(num, sizeof(num), formats[(trial + k) % 7], v);
+        body += (k ? " , " : "") + std::string(num);
+      }
+      body += "]";
+    }
+    body += "] }\r\n";
+    std::vector<float> got;
+    const json j = json::parse(body);
+    bool small = true;
+    for (const auto& row : j["z"])
+      for (const auto& x : row) small = small && std::abs(x.get<double>()) <= 1e6;
+    ASSERT_EQ(parse_code_rows(body, "z", d, 1024, 1e6, got), small) << body;
+    if (!small) continue;
+    ASSERT_EQ(got.size(), static_cast<size_t>(rows * d));
+    for (int r = 0; r < rows; ++r)
+      for (int k = 0; k < d; ++k) EXPECT_EQ(got[r * d + k], static_cast<float>(j["z"][r][k].get<double>())) << body;
+  }
+}
+
+TEST(CodeParser, GivesUpOnAnythingButTheOneShape) {
+  std::vector<float> out;
+  for (const char* body : {R"({"z": [[1, 2]]})",
+                           R"({"z": [[01, 2, 3]]})",
+                           R"({"z": [[+1, 2, 3]]})",
+                           R"({"z": [[.5, 2, 3]]})",
+                           R"({"z": [[1., 2, 3]]})",
+                           R"({"z": [[1e, 2, 3]]})",
+                           R"({"z": [[NaN, 2, 3]]})",
+                           R"({"z": [[Infinity, 2, 3]]})",
+                           R"({"z": [[1e400, 2, 3]]})",
+                           R"({"z": [[2e6, 2, 3]]})",
+                           R"({"z": [[1, 2, 3]], "seed": 1})",
+                           R"({"z": [[1, 2, 3],]})",
+                           R"({"z": [[1, 2, 3]]} x)",
+                           R"({"z": [[1, 2, 3]])",
+                           R"({"z": [[1, 2, 3, 4]]})",
+                           R"({"z": []})",
+                           R"({"\u007a": [[1, 2, 3]]})",
+                           R"({"z": [[1, "2", 3]]})",
+                           R"({"z": [1, 2, 3]})",
+                           R"([[1, 2, 3]])",
+                           "",
+                           R"({"z": [[1, 2, 3], [4, 5, 6], [7, 8, 9]]})"})
+    EXPECT_FALSE(parse_code_rows(body, "z", 3, 2, 1e6, out)) << body;
+  EXPECT_TRUE(parse_code_rows(R"({"z": [[1, 2, 3], [4, 5, 6]]})", "z", 3, 2, 1e6, out));
+  EXPECT_EQ(out, std::vector<float>({1, 2, 3, 4, 5, 6}));
+}
+
+TEST_F(ServerTest, TheFastDecodeReplyIsTheGeneralOne) {
+  ExplorerApi api(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors");
+  std::mt19937 rng(8);
+  std::normal_distribution<float> normal;
+  for (int rows : {1, 2, 16, 1024}) {
+    json z = json::array();
+    for (int r = 0; r < rows; ++r) z.push_back({normal(rng), normal(rng), normal(rng)});
+    const std::string body = json{{"z", z}}.dump();
+    const auto text = api.decode_text(body);
+    ASSERT_TRUE(text.has_value()) << rows;
+    EXPECT_EQ(json::parse(*text), api.decode(json::parse(body))) << rows;
+  }
+  EXPECT_FALSE(api.decode_text(R"({"z": [[1, 2]]})").has_value());
+}
+
+TEST_F(ServerTest, Bf16DecodingStaysWithinAFewPixelLevelsOfFloat32) {
+  // bfloat16 rounds inputs and weights to 8 significant bits; on this small model the pixels move
+  // by at most 2 of 255 levels (on the Fashion-MNIST model at most 10, nearly all by 1).
+  std::unique_ptr<ExplorerApi> bf16;
+  try {
+    bf16 = std::make_unique<ExplorerApi>(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", ApiLimits{},
+                                         "bf16");
+  } catch (const Error& e) {
+    GTEST_SKIP() << e.what();
+  }
+  EXPECT_EQ(bf16->info()["precision"], "bf16");
+  at::manual_seed(9);
+  at::Tensor z = at::randn({500, kLatent}) * 2;
+  json body = {{"z", json::array()}};
+  for (int64_t r = 0; r < z.size(0); ++r)
+    body["z"].push_back(std::vector<float>(z[r].data_ptr<float>(), z[r].data_ptr<float>() + kLatent));
+  const at::Tensor got = pixels(bf16->decode(body)["images"]).to(at::kInt), want = expected_pixels(z).to(at::kInt);
+  EXPECT_LE((got - want).abs().max().item<int>(), 2);
+  EXPECT_GT((got - want).abs().sum().item<int>(), 0) << "bf16 gave float32's pixels: was it used?";
+}
+
 TEST_F(ServerTest, InfoDescribesTheModelAndAnOrthonormalPrincipalPlane) {
   auto [status, j] = get("/api/info");
   ASSERT_EQ(status, 200);
   EXPECT_EQ(j["latent"], kLatent);
   EXPECT_EQ(j["data_shape"], json({1, 8, 8}));
   EXPECT_EQ(j["test_size"], 10);
+  EXPECT_EQ(j["precision"], "fp32");
   at::Tensor axes = at::tensor(j["pca"]["axes"][0].get<std::vector<float>>());
   at::Tensor axes1 = at::tensor(j["pca"]["axes"][1].get<std::vector<float>>());
   EXPECT_NEAR(axes.norm().item<double>(), 1.0, 1e-3);

@@ -31,7 +31,8 @@ void run_serve(const ServeArgs& a) {
   // One thread per request: concurrent requests run side by side instead of contending for a pool.
   set_num_threads(1);
   server::ExplorerServer server(checkpoint_load(path), path, a.opt);
-  std::printf("latent explorer: %s  (model %s; Ctrl-C stops)\n", server.address().c_str(), path.c_str());
+  std::printf("latent explorer: %s  (model %s, %s decoding; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
+              server.api().precision().c_str());
   std::fflush(stdout);
   server.run();
 }
@@ -48,6 +49,11 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--port", a->opt.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--host", a->opt.host, "address to bind (0.0.0.0 exposes the explorer to the network)")->capture_default_str();
   cmd->add_option("--threads", a->opt.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--precision", a->opt.precision,
+                  "decoder products for images: fp32, bf16 (CPUs with AMX or AVX512-BF16: ~2x the requests/s; "
+                  "8% of pixels move, nearly all by 1 of 255 levels), or auto: bf16 where the CPU has it")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->footer(
       "Example:\n  latent serve runs/fmnist/model.safetensors --port 8080\n  then open http://127.0.0.1:8080/ in a browser");
   cmd->callback([a] { run_serve(*a); });

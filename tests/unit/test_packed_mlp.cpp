@@ -1,0 +1,126 @@
+// The packed oneDNN MLP against a plain ATen reference: every row count the explorer can send,
+// float32 and bfloat16, and many threads calling one instance at once.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "latent/error.h"
+#include "train/fused_kernels.h"
+#include "train/packed_mlp.h"
+
+namespace latent {
+namespace {
+
+std::vector<PackedMlp::Layer> random_layers(const std::vector<int64_t>& sizes) {
+  std::vector<PackedMlp::Layer> layers;
+  for (size_t j = 0; j + 1 < sizes.size(); ++j)
+    layers.push_back({at::randn({sizes[j + 1], sizes[j]}) / std::sqrt(static_cast<double>(sizes[j])), at::randn({sizes[j + 1]}),
+                      j + 2 < sizes.size()});
+  return layers;
+}
+
+at::Tensor reference(const std::vector<PackedMlp::Layer>& layers, at::Tensor x) {  // float64
+  x = x.to(at::kDouble);
+  for (const auto& l : layers) {
+    x = at::linear(x, l.weight.to(at::kDouble), l.bias.to(at::kDouble));
+    if (l.relu) x = x.relu();
+  }
+  return x;
+}
+
+at::Tensor run(const PackedMlp& mlp, const at::Tensor& x) {
+  at::Tensor y = at::empty({x.size(0), mlp.out_features()}, at::kFloat);
+  mlp.forward(x.data_ptr<float>(), x.size(0), y.data_ptr<float>());
+  return y;
+}
+
+std::unique_ptr<PackedMlp> make_or_skip(const std::vector<PackedMlp::Layer>& layers, Precision p) {
+  try {
+    return PackedMlp::make(layers, p);
+  } catch (const Error&) {  // bf16 on a CPU or build without it
+    return nullptr;
+  }
+}
+
+TEST(PackedMlp, Float32MatchesTheReferenceForEveryRowCount) {
+  // float32 products in another order than float64: 1e-4 absolute on outputs of magnitude ~1-3.
+  at::manual_seed(1);
+  const auto layers = random_layers({20, 64, 48, 30});
+  auto mlp = PackedMlp::make(layers, Precision::kFloat32);
+  if (!mlp) GTEST_SKIP() << "built without oneDNN";
+  EXPECT_EQ(mlp->in_features(), 20);
+  EXPECT_EQ(mlp->out_features(), 30);
+  for (int64_t rows : {1, 2, 15, 16, 17, 100, 1024}) {
+    at::Tensor x = at::randn({rows, 20});
+    const double err = (run(*mlp, x).to(at::kDouble) - reference(layers, x)).abs().max().item<double>();
+    EXPECT_LT(err, 1e-4) << rows << " rows";
+  }
+}
+
+TEST(PackedMlp, BFloat16StaysWithinItsRounding) {
+  // bfloat16 keeps 8 significant bits: inputs and weights are rounded by up to 2^-9 relative, the
+  // sums run in float32. On these sizes the outputs (magnitude ~1-3) move by at most 0.05.
+  at::manual_seed(2);
+  const auto layers = random_layers({20, 64, 48, 30});
+  auto mlp = make_or_skip(layers, Precision::kBFloat16);
+  if (!mlp) GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
+  EXPECT_EQ(mlp->precision(), Precision::kBFloat16);
+  for (int64_t rows : {1, 16, 333}) {
+    at::Tensor x = at::randn({rows, 20});
+    at::Tensor expect = reference(layers, x), got = run(*mlp, x).to(at::kDouble);
+    EXPECT_LT((got - expect).abs().max().item<double>(), 0.05) << rows << " rows";
+    EXPECT_GT((got - expect).abs().max().item<double>(), 0) << "bf16 gave float32's numbers: was it used?";
+  }
+}
+
+TEST(PackedMlp, ManyThreadsAtOnceGetTheirOwnResults) {
+  at::manual_seed(3);
+  const auto layers = random_layers({8, 32, 12});
+  auto mlp = PackedMlp::make(layers, Precision::kFloat32);
+  if (!mlp) GTEST_SKIP() << "built without oneDNN";
+  std::vector<at::Tensor> inputs, expects;
+  for (int t = 0; t < 8; ++t) {
+    inputs.push_back(at::randn({1 + t * 5, 8}));
+    expects.push_back(run(*mlp, inputs.back()));
+  }
+  std::vector<int> wrong(8, 0);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      for (int rep = 0; rep < 200; ++rep)
+        if (!run(*mlp, inputs[t]).equal(expects[t])) ++wrong[t];
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 8; ++t) EXPECT_EQ(wrong[t], 0) << "thread " << t;
+}
+
+TEST(PackedMlp, RejectsLayersThatDoNotChain) {
+  at::manual_seed(4);
+  auto layers = random_layers({4, 6, 3});
+  layers[1].weight = at::randn({3, 5});
+  try {
+    auto mlp = PackedMlp::make(layers, Precision::kFloat32);
+    if (mlp) FAIL() << "accepted a 6 -> 5 chain";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("do not chain"), std::string::npos) << e.what();
+  }
+}
+
+TEST(PackedMlp, PrecisionNames) {
+  EXPECT_EQ(parse_precision("fp32"), Precision::kFloat32);
+  EXPECT_EQ(parse_precision("bf16"), Precision::kBFloat16);
+  EXPECT_STREQ(precision_name(Precision::kBFloat16), "bf16");
+  EXPECT_THROW(parse_precision("fp16"), Error);
+}
+
+TEST(Kernels, ToU8RoundsAndClamps) {
+  const float x[] = {0.0f, 1.0f, 0.5f, -3.0f, 7.0f, std::nanf(""), 1.0f / 255 * 10.49f, 1.0f / 255 * 10.51f, 0.999f};
+  uint8_t out[9];
+  kernels::to_u8(x, 9, out);
+  const uint8_t expect[] = {0, 255, 128, 0, 255, 0, 10, 11, 255};
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(out[i], expect[i]) << i;
+}
+
+}  // namespace
+}  // namespace latent
