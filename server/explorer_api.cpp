@@ -96,6 +96,7 @@ void code_json(const json& v, const std::string& where, int64_t d, float* p) {
 
 ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
     : ck_(std::move(checkpoint)), path_(std::move(checkpoint_path)), limits_(limits) {
+  require_vae(ck_, path_ + ": the explorer");
   if (!is_image_model(ck_))
     throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
   if (ck_.model->latent_dim() < 2) throw Error(path_ + ": the explorer needs a latent space of at least 2 dimensions");

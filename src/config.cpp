@@ -49,13 +49,49 @@ double positive_number(const nlohmann::json& v, const std::string& key, bool all
   return v.get<double>();
 }
 
+void activation_and_likelihood(const nlohmann::json& j, ModelConfig& c) {
+  if (j.contains("activation")) c.activation = one_of(j["activation"], "activation", activations());
+  if (j.contains("likelihood"))
+    c.likelihood = one_of(j["likelihood"], "likelihood", {"bernoulli", "gaussian"}) == "gaussian" ? Likelihood::kGaussian
+                                                                                                  : Likelihood::kBernoulli;
+}
+
+// vq_vae: channels, codebook, code_dim, commitment, decay, activation, likelihood, sigma.
+ModelConfig vq_from_json(const nlohmann::json& j) {
+  static const std::set<std::string> allowed = {"type",  "channels",   "codebook",   "code_dim", "commitment",
+                                                "decay", "activation", "likelihood", "sigma"};
+  for (auto it = j.begin(); it != j.end(); ++it)
+    if (!allowed.count(it.key())) throw Error("model config: unknown key '" + it.key() + "' for type vq_vae");
+  ModelConfig c;
+  c.type = "vq_vae";
+  if (!j.contains("channels")) throw Error("model config: vq_vae needs 'channels', e.g. [32, 64]");
+  c.channels = int_list(j["channels"], "channels");
+  if (c.channels.empty()) throw Error("model config: 'channels' must list at least one conv layer");
+  if (j.contains("codebook")) c.codebook = positive_int(j["codebook"], "codebook");
+  if (c.codebook < 2) throw Error("model config: 'codebook' must be at least 2");
+  if (j.contains("code_dim")) c.code_dim = positive_int(j["code_dim"], "code_dim");
+  c.latent = c.code_dim;
+  if (j.contains("commitment")) c.commitment = positive_number(j["commitment"], "commitment", true);
+  if (j.contains("decay")) {
+    c.decay = positive_number(j["decay"], "decay", true);
+    if (c.decay >= 1) throw Error("model config: 'decay' must be in [0, 1), got " + j["decay"].dump());
+  }
+  activation_and_likelihood(j, c);
+  if (j.contains("sigma")) {
+    if (c.likelihood != Likelihood::kGaussian) throw Error("model config: 'sigma' applies only to likelihood gaussian");
+    c.sigma = positive_number(j["sigma"], "sigma", false);
+  }
+  return c;
+}
+
 }  // namespace
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw Error("model config: expected a JSON object, got " + j.dump());
   ModelConfig c;
-  if (!j.contains("type")) throw Error("model config: missing 'type' (mlp_vae or conv_vae)");
-  c.type = one_of(j["type"], "type", {"mlp_vae", "conv_vae"});
+  if (!j.contains("type")) throw Error("model config: missing 'type' (mlp_vae, conv_vae or vq_vae)");
+  c.type = one_of(j["type"], "type", {"mlp_vae", "conv_vae", "vq_vae"});
+  if (c.type == "vq_vae") return vq_from_json(j);
   std::set<std::string> allowed = common_keys();
   if (c.type == "conv_vae") allowed.insert("channels");
   for (auto it = j.begin(); it != j.end(); ++it)
@@ -72,10 +108,7 @@ ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
     c.channels = int_list(j["channels"], "channels");
     if (c.channels.empty()) throw Error("model config: 'channels' must list at least one conv layer");
   }
-  if (j.contains("activation")) c.activation = one_of(j["activation"], "activation", activations());
-  if (j.contains("likelihood"))
-    c.likelihood = one_of(j["likelihood"], "likelihood", {"bernoulli", "gaussian"}) == "gaussian" ? Likelihood::kGaussian
-                                                                                                  : Likelihood::kBernoulli;
+  activation_and_likelihood(j, c);
   if (j.contains("variance")) {
     if (c.likelihood != Likelihood::kGaussian) throw Error("model config: 'variance' applies only to likelihood gaussian");
     c.learned_variance = one_of(j["variance"], "variance", {"fixed", "learned"}) == "learned";
@@ -109,6 +142,14 @@ ModelConfig ModelConfig::from_text_or_file(const std::string& text_or_path) {
 }
 
 nlohmann::json ModelConfig::to_json() const {
+  if (type == "vq_vae") {
+    nlohmann::json v = {
+        {"type", type},   {"channels", channels},    {"codebook", codebook}, {"code_dim", code_dim}, {"commitment", commitment},
+        {"decay", decay}, {"activation", activation}};
+    v["likelihood"] = likelihood == Likelihood::kGaussian ? "gaussian" : "bernoulli";
+    if (likelihood == Likelihood::kGaussian) v["sigma"] = sigma;
+    return v;
+  }
   nlohmann::json j = {{"type", type}, {"latent", latent}, {"hidden", hidden}, {"activation", activation}};
   if (type == "conv_vae") j["channels"] = channels;
   j["likelihood"] = likelihood == Likelihood::kGaussian ? "gaussian" : "bernoulli";

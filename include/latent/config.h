@@ -1,7 +1,7 @@
 /// @brief Model configuration: JSON data, validated on load.
 ///
 /// Keys (defaults in brackets):
-///   type        "mlp_vae" | "conv_vae"                              (required)
+///   type        "mlp_vae" | "conv_vae" | "vq_vae"                   (required)
 ///   latent      latent size d >= 1                                    (required)
 ///   hidden      dense layer sizes; mlp_vae: the encoder's layers (the decoder mirrors them);
 ///               conv_vae: dense layers between the conv stack and the latent   [mlp: required, conv: []]
@@ -11,6 +11,12 @@
 ///   variance    gaussian only: "fixed" (sigma below) | "learned" (one log-variance per data dimension) ["fixed"]
 ///   sigma       gaussian fixed variance: the standard deviation        [0.1]
 ///   beta        weight of the KL term in the objective                 [1.0]
+/// vq_vae (include/latent/vq_vae.h) takes channels (required), activation, likelihood, sigma
+/// (gaussian: fixed variance only) and:
+///   codebook    number of codes K                                      [512]
+///   code_dim    size D of each code vector                             [64]
+///   commitment  weight of ||z_e - sg(z_q)||^2                          [0.25]
+///   decay       of the codebook's exponential moving averages          [0.99]
 /// Unknown keys, keys that do not belong to the type, and bad values are errors naming the key.
 #pragma once
 
@@ -33,6 +39,10 @@ struct ModelConfig {
   bool learned_variance = false;
   double sigma = 0.1;
   double beta = 1.0;
+  int64_t codebook = 512;    // vq_vae
+  int64_t code_dim = 64;     // vq_vae (latent is set to it)
+  double commitment = 0.25;  // vq_vae
+  double decay = 0.99;       // vq_vae
 
   /// Validates and converts; throws latent::Error naming the offending key.
   static ModelConfig from_json(const nlohmann::json& j);

@@ -23,6 +23,10 @@ std::string png_encode(const at::Tensor& image);
 /// Tiles images [N, C, H, W] into a grid of `columns` with a 2-pixel gap and writes a PNG atomically.
 void png_save_grid(const std::string& path, const at::Tensor& images, int64_t columns);
 
+/// Rows of `columns` images, each row of `top` [N, C, H, W] above the same images of `bottom` (inputs
+/// above their reconstructions), for png_save_grid with `columns`.
+at::Tensor interleave_rows(const at::Tensor& top, const at::Tensor& bottom, int64_t columns);
+
 /// The grid itself, [C, H', W'], for callers that compose further.
 at::Tensor image_grid(const at::Tensor& images, int64_t columns, int64_t gap = 2, float background = 1.0f);
 

@@ -75,4 +75,14 @@ void png_save_grid(const std::string& path, const at::Tensor& images, int64_t co
   atomic_write(path, png_encode(image_grid(images, columns)));
 }
 
+at::Tensor interleave_rows(const at::Tensor& top, const at::Tensor& bottom, int64_t columns) {
+  std::vector<at::Tensor> rows;
+  for (int64_t i = 0; i < top.size(0); i += columns) {
+    const int64_t m = std::min(columns, top.size(0) - i);
+    rows.push_back(top.narrow(0, i, m));
+    rows.push_back(bottom.narrow(0, i, m));
+  }
+  return at::cat(rows);
+}
+
 }  // namespace latent

@@ -26,15 +26,25 @@ nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, c
 
 }  // namespace
 
-std::vector<std::pair<std::string, at::Tensor>> named_parameters(VaeImpl& model) {
+std::vector<std::pair<std::string, at::Tensor>> named_parameters(torch::nn::Module& model) {
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& item : model.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
   return out;
 }
 
-void checkpoint_save(const std::string& path, const CheckpointInfo& info, VaeImpl& model, const Adam* adam) {
+std::vector<std::pair<std::string, at::Tensor>> named_state(torch::nn::Module& model) {
+  std::vector<std::pair<std::string, at::Tensor>> out = named_parameters(model);
+  for (const auto& item : model.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
+  return out;
+}
+
+void require_vae(const LoadedCheckpoint& ck, const std::string& what) {
+  if (!ck.model) throw Error(what + " applies to VAEs (mlp_vae, conv_vae); this checkpoint holds a " + ck.info.model.type);
+}
+
+void checkpoint_save(const std::string& path, const CheckpointInfo& info, torch::nn::Module& model, const Adam* adam) {
   SafetensorsFile file;
-  for (auto& [name, p] : named_parameters(model)) file.tensors.emplace_back(name, p.detach());
+  for (auto& [name, p] : named_state(model)) file.tensors.emplace_back(name, p.detach());
   if (info.data_mean.defined()) {
     file.tensors.emplace_back("data.mean", info.data_mean);
     file.tensors.emplace_back("data.std", info.data_std);
@@ -51,11 +61,11 @@ void checkpoint_save(const std::string& path, const CheckpointInfo& info, VaeImp
   safetensors_save(path, file);
 }
 
-void load_parameters(VaeImpl& model, const SafetensorsFile& file, const std::string& origin) {
+void load_parameters(torch::nn::Module& model, const SafetensorsFile& file, const std::string& origin) {
   std::vector<std::string> problems;
   std::set<std::string> known;
   at::NoGradGuard no_grad;
-  for (auto& [name, p] : named_parameters(model)) {
+  for (auto& [name, p] : named_state(model)) {
     known.insert(name);
     at::Tensor t = file.find(name);
     if (!t.defined()) {
@@ -99,8 +109,13 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   info.metrics = parse_meta(out.file, "metrics", path);
   info.data_mean = out.file.find("data.mean");
   info.data_std = out.file.find("data.std");
-  out.model = make_model(info.model, info.data_shape);
-  load_parameters(*out.model, out.file, path);
+  if (info.model.type == "vq_vae") {
+    out.vq = make_vq_vae(info.model, info.data_shape);
+    load_parameters(*out.vq, out.file, path);
+  } else {
+    out.model = make_model(info.model, info.data_shape);
+    load_parameters(*out.model, out.file, path);
+  }
   return out;
 }
 

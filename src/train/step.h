@@ -4,8 +4,15 @@
 #pragma once
 
 #include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
 
+#include "latent/checkpoint.h"
+#include "latent/data.h"
 #include "latent/model.h"
+#include "latent/train.h"
+#include "latent/vq_vae.h"
 
 namespace latent {
 
@@ -32,5 +39,17 @@ std::unique_ptr<TrainStep> make_iwae_step(VaeImpl& model);
 /// The fused step for mlp_vae with ReLU on contiguous float32 CPU tensors, or null when the
 /// model does not qualify.
 std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model);
+
+// Shared by the VAE loop (trainer.cpp) and the VQ-VAE loop (vq_trainer.cpp).
+constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;  // epoch e shuffles with mix_seed(seed, salt + e)
+bool is_image_shape(const std::vector<int64_t>& s);
+std::string fmt(const char* f, double v);  // printf of one number
+void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics);
+bool stop_requested();  // request_stop() was called (Ctrl-C)
+std::string diverged_message(int64_t epoch, int64_t step, double loss, const std::string& checkpoint);
+
+/// Trains (or, with `resume` holding a checkpoint's file, continues) a vq_vae: see vq_vae.h.
+TrainResult train_vq(CheckpointInfo info, VqVae model, DataSplit data, const TrainOptions& opt,
+                     const std::string& checkpoint_path, const SafetensorsFile* resume);
 
 }  // namespace latent

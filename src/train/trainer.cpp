@@ -25,7 +25,6 @@ std::atomic<bool> g_stop{false};
 
 constexpr uint64_t kEvalSeedSalt = 0xe7a1ull;
 constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
-constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;
 
 void zero_gradients(VaeImpl& model) {
   for (auto& p : model.parameters())
@@ -69,14 +68,6 @@ class IwaeStep : public TrainStep {
   VaeImpl& model_;
 };
 
-bool is_image_shape(const std::vector<int64_t>& s) { return s.size() == 3 && (s[0] == 1 || s[0] == 3); }
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
 // Everything a run needs, whether new or resumed.
 struct Run {
   CheckpointInfo info;
@@ -86,12 +77,6 @@ struct Run {
   TrainOptions opt;
   std::string checkpoint_path;
 };
-
-void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics) {
-  std::string text;
-  for (const auto& m : metrics) text += m.dump() + "\n";
-  atomic_write(path, text);
-}
 
 void write_pictures(Run& run) {
   if (!is_image_shape(run.info.data_shape)) return;
@@ -104,14 +89,7 @@ void write_pictures(Run& run) {
   const int64_t n = std::min<int64_t>(16, src.size());
   at::Tensor x = src.x.narrow(0, 0, n);
   at::Tensor recon = run.model->likelihood_mean(run.model->decode(run.model->encode(x).mu));
-  // Rows of 8: inputs above their reconstructions.
-  std::vector<at::Tensor> rows;
-  for (int64_t i = 0; i < n; i += 8) {
-    const int64_t m = std::min<int64_t>(8, n - i);
-    rows.push_back(x.narrow(0, i, m));
-    rows.push_back(recon.narrow(0, i, m));
-  }
-  png_save_grid(run.opt.out + "/reconstructions.png", at::cat(rows), 8);
+  png_save_grid(run.opt.out + "/reconstructions.png", interleave_rows(x, recon, 8), 8);
 }
 
 TrainResult run_loop(Run& run) {
@@ -183,10 +161,7 @@ TrainResult run_loop(Run& run) {
                                       opt.kl_warmup, opt.kl_cycle, opt.kl_cycle_ratio);
       StepLoss l = step->run(x, eps, beta_t);
       if (!std::isfinite(l.loss)) {
-        throw TrainingDiverged("training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) +
-                               ": the loss is " + (std::isnan(l.loss) ? "NaN" : "infinite") + "; the last good checkpoint is " +
-                               (std::filesystem::exists(run.checkpoint_path) ? run.checkpoint_path : std::string("(none yet)")) +
-                               "; try a lower --lr");
+        throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       }
       run.adam->step();
       sum_loss += l.loss * len;
@@ -263,9 +238,36 @@ void check_data_fits(const Run& run) {
   if (o.kl_warmup > 0 && o.kl_cycle > 0) throw Error("use either --kl-warmup or --kl-cycle, not both");
   if (!(o.kl_cycle_ratio > 0 && o.kl_cycle_ratio <= 1)) throw Error("--kl-cycle-ratio must be in (0, 1]");
   if (o.free_bits < 0) throw Error("--free-bits must be >= 0");
+  if (run.info.model.type == "vq_vae" &&
+      (o.objective != "elbo" || o.beta >= 0 || o.kl_warmup > 0 || o.kl_cycle > 0 || o.free_bits > 0))
+    throw Error(
+        "--objective, --beta, --kl-warmup, --kl-cycle and --free-bits apply to VAEs; a vq_vae trains on "
+        "reconstruction plus commitment (set \"commitment\" in the model config)");
 }
 
 }  // namespace
+
+bool is_image_shape(const std::vector<int64_t>& s) { return s.size() == 3 && (s[0] == 1 || s[0] == 3); }
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
+}
+
+void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics) {
+  std::string text;
+  for (const auto& m : metrics) text += m.dump() + "\n";
+  atomic_write(path, text);
+}
+
+bool stop_requested() { return g_stop.load(); }
+
+std::string diverged_message(int64_t epoch, int64_t step, double loss, const std::string& checkpoint) {
+  return "training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + ": the loss is " +
+         (std::isnan(loss) ? "NaN" : "infinite") + "; the last good checkpoint is " +
+         (std::filesystem::exists(checkpoint) ? checkpoint : std::string("(none yet)")) + "; try a lower --lr";
+}
 
 std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits) {
   return std::make_unique<AutogradStep>(model, free_bits);
@@ -338,9 +340,11 @@ TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOpt
   run.info.data_std = run.data.std;
   check_data_fits(run);
   at::manual_seed(options.seed);  // parameter initialization
+  run.checkpoint_path = options.out + "/model.safetensors";
+  if (model.type == "vq_vae")
+    return train_vq(run.info, make_vq_vae(model, run.info.data_shape), run.data, run.opt, run.checkpoint_path, nullptr);
   run.model = make_model(model, run.info.data_shape);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), options.adam);
-  run.checkpoint_path = options.out + "/model.safetensors";
   return run_loop(run);
 }
 
@@ -361,9 +365,10 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   if (run.data.train.example_shape() != run.info.data_shape)
     throw Error(checkpoint + ": the data's example shape no longer matches the checkpoint's");
   check_data_fits(run);
+  run.checkpoint_path = run.opt.out + "/model.safetensors";
+  if (ck.vq) return train_vq(run.info, ck.vq, run.data, run.opt, run.checkpoint_path, &ck.file);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), run.opt.adam);
   run.adam->load_state(ck.file);
-  run.checkpoint_path = run.opt.out + "/model.safetensors";
   return run_loop(run);
 }
 

@@ -100,6 +100,32 @@ check "train --objective iwae --k 5" grep -q '"objective":"iwae"' "$T/iw/metrics
 "$LATENT" train --limit 2000 --epochs 1 --free-bits 0.25 --kl-cycle 1 --out "$T/fb" --quiet >/dev/null 2>&1
 check "train --free-bits --kl-cycle" [ -s "$T/fb/model.safetensors" ]
 
+# --- VQ-VAE: EMA codebook, code statistics per epoch, prior sampling, resume ----------------------
+VQ='{"type": "vq_vae", "channels": [16, 32], "codebook": 64, "code_dim": 16}'
+"$LATENT" train --limit 4000 --epochs 2 --binarize --config "$VQ" --seed 3 --out "$T/vq" 2>"$T/vq.log"
+check "vq_vae trains" [ -s "$T/vq/model.safetensors" ]
+check "vq_vae starts its codebook with k-means" grep -q "k-means" "$T/vq.log"
+check "vq_vae reports usage and perplexity per epoch" $PY -c "
+import json; m = [json.loads(l) for l in open('$T/vq/metrics.jsonl')]; last = m[-1]
+assert len(m) == 2 and last['objective'] == 'vq', m
+assert last['test_codebook_usage'] > 0.5 and last['test_perplexity'] > 16, last  # most of 64 codes in use
+assert last['test_recon'] < m[0]['test_recon'] and last['test_recon'] < 300, m  # nats, binarized; measured 270"
+for f in samples.png reconstructions.png; do check "vq_vae wrote $f" [ -s "$T/vq/$f" ]; done
+"$LATENT" sample "$T/vq/model.safetensors" -n 6 --npy "$T/vq.npy" -o "$T/vq-samples.png" >/dev/null
+check "vq_vae samples from its prior" [ "$($PY -c "import numpy as np; x = np.load('$T/vq.npy'); print(x.shape, bool(x.std(0).mean() > 0.01))")" = "(6, 1, 28, 28) True" ]
+"$LATENT" reconstruct "$T/vq/model.safetensors" -n 8 -o "$T/vq-recon.png" >/dev/null
+check "vq_vae reconstructs" [ -s "$T/vq-recon.png" ]
+"$LATENT" eval "$T/vq/model.safetensors" --limit 500 --json >"$T/vq-eval.json"
+check "vq_vae eval gives perplexity" $PY -c "import json; j = json.load(open('$T/vq-eval.json')); assert j['perplexity'] > 1 and j['examples'] == 500, j"
+expect_error "applies to VAEs" "$LATENT" interpolate "$T/vq/model.safetensors" --from 0 --to 1 -o "$T/x.png"
+expect_error "commitment" "$LATENT" train --limit 100 --config "$VQ" --beta 2 --out "$T/x"
+"$LATENT" train --limit 4000 --epochs 1 --binarize --config "$VQ" --seed 3 --out "$T/vq1" --quiet >/dev/null 2>&1
+"$LATENT" train --resume "$T/vq1/model.safetensors" --epochs 2 --quiet >/dev/null 2>&1
+check "vq_vae resumed gives the uninterrupted run's metrics" $PY -c "
+import json; a = [json.loads(l) for l in open('$T/vq/metrics.jsonl')]; b = [json.loads(l) for l in open('$T/vq1/metrics.jsonl')]
+keys = ['train_loss', 'test_recon', 'perplexity', 'restarts']
+assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b], (a, b)"
+
 # --- resume -----------------------------------------------------------------------------------
 "$LATENT" train --resume "$C" --epochs 6 --quiet >/dev/null 2>&1
 check "resume adds an epoch" [ "$(wc -l <"$T/run/metrics.jsonl")" -eq 6 ]

@@ -20,6 +20,24 @@ void run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
   Dataset d = checkpoint_data(ck, a.data, a.split, a.limit);
+  if (ck.vq) {  // no continuous posterior: reconstruction, commitment and code statistics
+    nlohmann::json j = evaluate_vq(*ck.vq, d);
+    j["examples"] = d.size();
+    if (a.json) {
+      j["checkpoint"] = a.checkpoint;
+      j["split"] = a.split;
+      std::printf("%s\n", j.dump(2).c_str());
+      return;
+    }
+    std::printf("%s, %s split, %lld examples (vq_vae: no KL term or IWAE estimate)\n", a.checkpoint.c_str(), a.split.c_str(),
+                static_cast<long long>(d.size()));
+    std::printf("  recon         %10.3f nats\n", j["recon"].get<double>());
+    std::printf("  commitment    %10.3f\n", j["commitment"].get<double>());
+    std::printf("  codebook use  %9.1f%% of %lld codes\n", 100 * j["usage"].get<double>(),
+                static_cast<long long>(ck.vq->codebook_size()));
+    std::printf("  perplexity    %10.1f\n", j["perplexity"].get<double>());
+    return;
+  }
   EvalOptions o;
   o.batch_size = a.batch_size;
   o.seed = a.seed;

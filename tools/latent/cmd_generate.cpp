@@ -21,9 +21,12 @@ struct Args {
   uint64_t seed = 0;
 };
 
-LoadedCheckpoint load(const Args& a) {
+// `what` names the command for the error a vq_vae checkpoint gets when only VAEs apply (empty: both do).
+LoadedCheckpoint load(const Args& a, const std::string& what = "") {
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
-  ck.model->eval();
+  if (!what.empty()) require_vae(ck, what);
+  if (ck.model) ck.model->eval();
+  if (ck.vq) ck.vq->eval();
   return ck;
 }
 
@@ -52,6 +55,10 @@ void run_sample(Args& a) {
   LoadedCheckpoint ck = load(a);
   at::NoGradGuard ng;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(a.seed);
+  if (ck.vq) {  // index grids from the prior fitted over the training set's codes
+    at::Tensor x = ck.vq->likelihood_mean(ck.vq->decode_indices(ck.vq->sample_indices(a.n, gen)));
+    return write_outputs(ck, x, a.out, a.npy, a.columns);
+  }
   at::Tensor z = at::randn({a.n, ck.model->latent_dim()}, gen, at::kFloat) * a.temperature;  // [n, d]
   write_outputs(ck, decode_mean(ck, z), a.out, a.npy, a.columns);
 }
@@ -67,23 +74,18 @@ void run_reconstruct(Args& a) {
     if (a.start >= d.size()) throw Error("--start " + std::to_string(a.start) + " is past the end of the " + a.split + " split");
     x = d.x.narrow(0, a.start, std::min(a.n, d.size() - a.start));
   }
-  at::Tensor recon = decode_mean(ck, ck.model->encode(x).mu);  // [N, D...]
+  at::Tensor recon = ck.vq ? ck.vq->likelihood_mean(ck.vq->decode_indices(ck.vq->nearest(ck.vq->encode(x))))
+                           : decode_mean(ck, ck.model->encode(x).mu);  // [N, D...]
   if (!a.out.empty() && !is_image_model(ck)) throw Error("this model's examples are not images; use --npy");
   if (!a.out.empty()) {
-    std::vector<at::Tensor> rows;  // inputs above reconstructions, `columns` per row
-    for (int64_t i = 0; i < x.size(0); i += a.columns) {
-      const int64_t m = std::min(a.columns, x.size(0) - i);
-      rows.push_back(x.narrow(0, i, m));
-      rows.push_back(recon.narrow(0, i, m));
-    }
-    png_save_grid(a.out, at::cat(rows), a.columns);
+    png_save_grid(a.out, interleave_rows(x, recon, a.columns), a.columns);
     std::printf("wrote %s (inputs above their reconstructions)\n", a.out.c_str());
   }
   if (!a.npy.empty()) write_outputs(ck, recon, "", a.npy, a.columns);
 }
 
 void run_interpolate(Args& a) {
-  LoadedCheckpoint ck = load(a);
+  LoadedCheckpoint ck = load(a, "latent interpolate");
   at::NoGradGuard ng;
   at::Tensor x0 = load_one_input(ck, a.from, a.data), x1 = load_one_input(ck, a.to, a.data);
   at::Tensor z0 = ck.model->encode(x0).mu[0], z1 = ck.model->encode(x1).mu[0];  // [d]
@@ -92,7 +94,7 @@ void run_interpolate(Args& a) {
 }
 
 void run_encode(Args& a) {
-  LoadedCheckpoint ck = load(a);
+  LoadedCheckpoint ck = load(a, "latent encode");
   at::NoGradGuard ng;
   at::Tensor x = a.inputs.empty() ? checkpoint_data(ck, a.data, a.split, a.limit).x : load_inputs(ck, a.inputs);
   std::vector<at::Tensor> mus, logvars;
@@ -108,7 +110,7 @@ void run_encode(Args& a) {
 }
 
 void run_decode(Args& a) {
-  LoadedCheckpoint ck = load(a);
+  LoadedCheckpoint ck = load(a, "latent decode");
   at::NoGradGuard ng;
   at::Tensor z = npy_load(a.z_file).to(at::kFloat);
   const int64_t d = ck.model->latent_dim();

@@ -1,0 +1,203 @@
+// vq_vae: strided conv encoder, nearest-code quantizer with an EMA codebook, transposed conv decoder.
+//   encoder: Conv2d(C, c1, 4, stride 2, padding 1) act ... Conv2d(c_{L-1}, c_L, ...) act
+//   pre_quant: Conv2d(c_L, D, 1)                          -> z_e [B, D, H/2^L, W/2^L]
+//   decoder: Conv2d(D, c_L, 1) act ConvTranspose2d(c_L, c_{L-1}, 4, stride 2, padding 1) act ...
+//            ConvTranspose2d(c_1, C, ...)
+#include "latent/vq_vae.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/modules/container/functional.h>
+
+#include <cmath>
+
+#include "latent/error.h"
+#include "latent/objective.h"
+#include "models/architectures.h"
+
+namespace latent {
+namespace {
+
+struct Buffers : torch::nn::Module {};  // holds named buffers under a prefix ("quantizer.", "prior.")
+
+at::Tensor flat_vectors(const at::Tensor& z_e) {  // [B, D, h, w] -> [B h w, D]
+  return z_e.permute({0, 2, 3, 1}).reshape({-1, z_e.size(1)});
+}
+
+at::Tensor nearest_rows(const at::Tensor& v, const at::Tensor& embed) {        // v [N, D], embed [K, D] -> [N]
+  at::Tensor dist = embed.square().sum(1).unsqueeze(0) - 2 * v.mm(embed.t());  // ||v||^2 is the same for every code
+  return dist.argmin(1);
+}
+
+}  // namespace
+
+VqVaeImpl::VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape)
+    : config_(std::move(config)), data_shape_(std::move(data_shape)) {
+  const auto& s = data_shape_;
+  if (s.size() != 3 || (s[0] != 1 && s[0] != 3))
+    throw Error("vq_vae needs images [C, H, W] with 1 or 3 channels; the data has shape " + shape_text(s));
+  const int64_t levels = static_cast<int64_t>(config_.channels.size()), factor = int64_t{1} << levels;
+  if (s[1] % factor != 0 || s[2] % factor != 0)
+    throw Error("vq_vae with " + std::to_string(levels) + " stride-2 layers needs H and W divisible by " +
+                std::to_string(factor) + "; the images are " + std::to_string(s[1]) + "x" + std::to_string(s[2]));
+  grid_h_ = s[1] / factor;
+  grid_w_ = s[2] / factor;
+  const int64_t K = config_.codebook, D = config_.code_dim;
+
+  register_module("encoder", encoder_);
+  int64_t c_in = s[0];
+  for (int64_t c : config_.channels) {
+    encoder_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(c_in, c, 4).stride(2).padding(1)));
+    encoder_->push_back(activation_module(config_.activation));
+    c_in = c;
+  }
+  pre_quant_ = register_module("pre_quant", torch::nn::Conv2d(torch::nn::Conv2dOptions(c_in, D, 1)));
+  auto quantizer = register_module("quantizer", std::make_shared<Buffers>());
+  embed_ = quantizer->register_buffer("embed", at::randn({K, D}) * 0.1);
+  ema_count_ = quantizer->register_buffer("ema_count", at::ones({K}));
+  ema_sum_ = quantizer->register_buffer("ema_sum", embed_.clone());
+  register_module("decoder", decoder_);
+  decoder_->push_back(torch::nn::Conv2d(torch::nn::Conv2dOptions(D, c_in, 1)));
+  decoder_->push_back(activation_module(config_.activation));
+  for (int64_t i = levels - 1; i >= 0; --i) {
+    const int64_t c_out = i > 0 ? config_.channels[i - 1] : s[0];
+    decoder_->push_back(
+        torch::nn::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(config_.channels[i], c_out, 4).stride(2).padding(1)));
+    if (i > 0) decoder_->push_back(activation_module(config_.activation));
+  }
+  auto prior = register_module("prior", std::make_shared<Buffers>());
+  prior_counts_ = prior->register_buffer("counts", at::zeros({grid_h_ * grid_w_, K}));
+}
+
+at::Tensor VqVaeImpl::encode(const at::Tensor& x) { return pre_quant_->forward(encoder_->forward(x)); }
+
+at::Tensor VqVaeImpl::nearest(const at::Tensor& z_e) const {
+  at::NoGradGuard no_grad;
+  return nearest_rows(flat_vectors(z_e), embed_).view({z_e.size(0), z_e.size(2), z_e.size(3)});
+}
+
+at::Tensor VqVaeImpl::lookup(const at::Tensor& indices) const {
+  if (indices.numel() > 0 && (indices.min().item<int64_t>() < 0 || indices.max().item<int64_t>() >= config_.codebook))
+    throw Error("code indices must be in [0, " + std::to_string(config_.codebook) + ")");
+  return embed_.index_select(0, indices.reshape({-1}))
+      .view({indices.size(0), indices.size(1), indices.size(2), -1})
+      .permute({0, 3, 1, 2});
+}
+
+at::Tensor VqVaeImpl::decode(const at::Tensor& z_q) { return decoder_->forward(z_q); }
+
+VqForward VqVaeImpl::forward(const at::Tensor& x) {
+  VqForward f;
+  f.z_e = encode(x);                                 // [B, D, h, w]
+  f.indices = nearest(f.z_e);                        // [B, h, w]
+  at::Tensor z_q = lookup(f.indices);                // [B, D, h, w], no gradient to the codebook (EMA updates it)
+  at::Tensor z_st = f.z_e + (z_q - f.z_e).detach();  // straight through: forward z_q, backward identity
+  f.params = decode(z_st);
+  f.recon = -log_likelihood(f.params, x);
+  f.commitment = (f.z_e - z_q).square().sum({1, 2, 3});
+  return f;
+}
+
+at::Tensor VqVaeImpl::log_likelihood(const at::Tensor& params, const at::Tensor& x) const {
+  if (config_.likelihood == Likelihood::kBernoulli) return log_bernoulli(params, x);
+  return log_gaussian(params, at::full_like(params, 2.0 * std::log(config_.sigma)), x);
+}
+
+at::Tensor VqVaeImpl::likelihood_mean(const at::Tensor& params) const {
+  return config_.likelihood == Likelihood::kBernoulli ? at::sigmoid(params) : params;
+}
+
+void VqVaeImpl::ema_update(const at::Tensor& z_e, const at::Tensor& indices) {
+  at::NoGradGuard no_grad;
+  const double decay = config_.decay, eps = 1e-5;
+  at::Tensor v = flat_vectors(z_e.detach()), idx = indices.reshape({-1});  // [N, D], [N]
+  at::Tensor counts = at::zeros({config_.codebook}, v.options()).index_add_(0, idx, at::ones({idx.size(0)}, v.options()));
+  at::Tensor sums = at::zeros_like(embed_).index_add_(0, idx, v);
+  ema_count_.mul_(decay).add_(counts, 1 - decay);
+  ema_sum_.mul_(decay).add_(sums, 1 - decay);
+  const at::Tensor total = ema_count_.sum();
+  const at::Tensor smoothed = (ema_count_ + eps) / (total + config_.codebook * eps) * total;  // [K]
+  embed_.copy_(ema_sum_ / smoothed.unsqueeze(1));
+}
+
+void VqVaeImpl::set_codebook(const at::Tensor& vectors) {
+  at::NoGradGuard no_grad;
+  if (vectors.sizes() != embed_.sizes())
+    throw Error("a codebook of " + std::to_string(config_.codebook) + " x " + std::to_string(config_.code_dim) +
+                " was expected, got " + shape_text(vectors.sizes().vec()));
+  embed_.copy_(vectors);
+  ema_sum_.copy_(vectors);
+  ema_count_.fill_(1.0);
+}
+
+double VqVaeImpl::init_codebook_kmeans(const at::Tensor& vectors, int iterations, at::Generator& gen) {
+  at::NoGradGuard no_grad;
+  const int64_t K = config_.codebook, N = vectors.size(0);
+  if (N == 0) throw Error("k-means needs at least one vector");
+  at::Tensor v = vectors.detach().contiguous();
+  // k-means++ seeding: each next centre drawn with probability proportional to the squared distance
+  // to the nearest centre so far (a plain random start often puts two centres in one cluster).
+  at::Tensor centres = at::empty({K, v.size(1)}, v.options());
+  centres[0].copy_(v[at::randint(N, {1}, gen, at::kLong).item<int64_t>()]);
+  at::Tensor d2 = (v - centres[0]).square().sum(1);  // [N]
+  for (int64_t k = 1; k < K; ++k) {
+    const int64_t pick = d2.sum().item<double>() > 0 ? at::multinomial(d2, 1, false, gen).item<int64_t>()
+                                                     : at::randint(N, {1}, gen, at::kLong).item<int64_t>();
+    centres[k].copy_(v[pick]);
+    d2 = at::minimum(d2, (v - centres[k]).square().sum(1));
+  }
+  at::Tensor assign;
+  for (int it = 0; it < iterations; ++it) {
+    assign = nearest_rows(v, centres);
+    at::Tensor counts = at::zeros({K}, v.options()).index_add_(0, assign, at::ones({N}, v.options()));
+    at::Tensor sums = at::zeros_like(centres).index_add_(0, assign, v);
+    at::Tensor empty = counts == 0;
+    centres = at::where(empty.unsqueeze(1), v.index_select(0, at::randint(N, {K}, gen, at::kLong)),
+                        sums / counts.clamp_min(1).unsqueeze(1));
+  }
+  assign = nearest_rows(v, centres);
+  set_codebook(centres);
+  return (v - centres.index_select(0, assign)).square().sum(1).mean().item<double>();
+}
+
+int64_t VqVaeImpl::restart_codes(const at::Tensor& used, const at::Tensor& vectors, at::Generator& gen) {
+  at::NoGradGuard no_grad;
+  at::Tensor dead = (~used.to(at::kBool)).nonzero().reshape({-1});  // [n]
+  const int64_t n = dead.size(0);
+  if (n == 0 || vectors.size(0) == 0) return 0;
+  at::Tensor picks = vectors.detach().index_select(0, at::randint(vectors.size(0), {n}, gen, at::kLong));
+  embed_.index_copy_(0, dead, picks);
+  ema_sum_.index_copy_(0, dead, picks);
+  ema_count_.index_fill_(0, dead, 1.0);
+  return n;
+}
+
+void VqVaeImpl::fit_prior(const at::Tensor& indices, bool reset) {
+  at::NoGradGuard no_grad;
+  const int64_t P = grid_h_ * grid_w_, K = config_.codebook;
+  if (reset) prior_counts_.zero_();
+  at::Tensor flat = indices.reshape({-1, P}) + at::arange(P, at::kLong).unsqueeze(0) * K;  // position-major bins
+  prior_counts_.view({-1}).index_add_(0, flat.reshape({-1}), at::ones({flat.numel()}, prior_counts_.options()));
+}
+
+at::Tensor VqVaeImpl::sample_indices(int64_t n, at::Generator& gen) const {
+  at::NoGradGuard no_grad;
+  at::Tensor weights = prior_counts_.clone();  // [P, K]
+  at::Tensor empty = weights.sum(1) == 0;
+  weights.masked_fill_(empty.unsqueeze(1), 1.0);
+  at::Tensor draws = at::multinomial(weights, n, /*replacement=*/true, gen);  // [P, n]
+  return draws.t().contiguous().view({n, grid_h_, grid_w_});
+}
+
+VqVae make_vq_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape) {
+  return std::make_shared<VqVaeImpl>(config, data_shape);
+}
+
+double perplexity(const at::Tensor& counts) {
+  at::Tensor c = counts.to(at::kDouble);
+  const double total = c.sum().item<double>();
+  if (total <= 0) return 0;
+  at::Tensor p = c / total;
+  return std::exp(-(p * at::log(p.clamp_min(1e-300))).sum().item<double>());
+}
+
+}  // namespace latent
