@@ -1,7 +1,8 @@
 /// @brief Checkpoints: a model, its optimizer state and everything needed to use or resume it,
 /// in one safetensors file.
 ///
-/// Tensors: the model's parameters and buffers under their state-dict names, "optimizer.*" (Adam state) and,
+/// Tensors: the model's parameters and buffers under their state-dict names, "optimizer.*" (Adam state),
+/// "anomaly.calibration" (normal data's scores, after latent calibrate; metadata "anomaly") and,
 /// for standardized data, "data.mean" / "data.std". __metadata__ (all strings, JSON where
 /// structured): format, model (config), data_shape, data (the DataSpec), classes, train
 /// (TrainOptions), state (epoch / step counters and partial-epoch sums), metrics (per epoch).

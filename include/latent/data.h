@@ -33,14 +33,15 @@ struct Dataset {
 };
 
 struct DataSpec {
-  std::string source;          // see above
-  std::string test_source;     // an explicit test file or folder (optional)
-  std::string labels;          // labels file for IDX/NPY sources (optional)
-  std::string test_labels;     // labels for test_source (optional)
-  double test_fraction = 0.1;  // held out from `source` when it has no test split of its own
-  int channels = 0;            // image folders: 1 grayscale, 3 RGB, 0 as stored
-  int height = 0, width = 0;   // image folders: resize to this size (0: keep)
-  bool standardize = false;    // per-feature z-score with the training split's mean and std
+  std::string source;            // see above
+  std::string test_source;       // an explicit test file or folder (optional)
+  std::string labels;            // labels file for IDX/NPY sources (optional)
+  std::string test_labels;       // labels for test_source (optional)
+  double test_fraction = 0.1;    // held out from `source` when it has no test split of its own
+  int channels = 0;              // image folders: 1 grayscale, 3 RGB, 0 as stored
+  int height = 0, width = 0;     // image folders: resize to this size (0: keep)
+  bool standardize = false;      // per-feature z-score with the training split's mean and std
+  std::vector<int64_t> classes;  // keep only examples of these labels, in both splits (empty: all)
 
   nlohmann::json to_json() const;
   static DataSpec from_json(const nlohmann::json& j);

@@ -8,17 +8,23 @@
 /// vectors assigned to each code (Appendix A.1 of the paper), starts from k-means on the first
 /// batches' encodings, and codes that no vector chose for a while restart at encodings of the batch.
 ///
-/// Sampling: a categorical prior per grid position, fitted to the training set's code indices after
-/// training, draws an index grid that the decoder turns into an image.
+/// Sampling: after training, two priors over the grid of code indices are fitted to the training
+/// set's codes: the empirical categorical of each grid position (prior.counts), and a small
+/// autoregressive model that draws the grid in raster order, each code given the codes already
+/// drawn to its left, up-left, above and up-right (one-hot embeddings plus a position embedding,
+/// one hidden layer; a PixelCNN with a 2x3 causal window). Samples come from the autoregressive
+/// prior once it is trained; both priors' NLL on test codes goes into the metrics.
 ///
-/// State-dict names: encoder.N (nn.Sequential), pre_quant (1x1 conv to D channels), decoder.N, and
-/// the buffers quantizer.embed [K, D], quantizer.ema_count [K], quantizer.ema_sum [K, D],
-/// prior.counts [h * w, K].
+/// State-dict names: encoder.N (nn.Sequential), pre_quant (1x1 conv to D channels), decoder.N,
+/// prior.embed, prior.position, prior.hidden, prior.out, and the buffers quantizer.embed [K, D],
+/// quantizer.ema_count [K], quantizer.ema_sum [K, D], prior.counts [h * w, K], prior.trained [].
 #pragma once
 
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/linear.h>
 
 #include <memory>
 #include <vector>
@@ -65,8 +71,16 @@ class VqVaeImpl : public torch::nn::Module {
 
   /// Adds code indices [N, h, w] to the per-position counts of the prior (`reset` first clears them).
   void fit_prior(const at::Tensor& indices, bool reset);
-  /// Index grids [n, h, w] drawn from the prior (uniform where it has no counts yet).
-  at::Tensor sample_indices(int64_t n, at::Generator& gen) const;
+  /// Trains the autoregressive prior on code grids [N, h, w] by maximum likelihood (Adam, batches of
+  /// 256 grids); returns its NLL on them in nats per grid after the last epoch.
+  double train_prior(const at::Tensor& indices, int epochs, double lr, at::Generator& gen);
+  /// -log p(grid) in nats per grid, averaged over code grids [N, h, w]: under the autoregressive
+  /// prior, or the per-position categorical (counts + 1/2, so unseen codes keep some mass).
+  double prior_nll(const at::Tensor& indices, bool autoregressive);
+  /// Index grids [n, h, w] drawn from the autoregressive prior when it is trained, else from the
+  /// per-position categorical (uniform where it has no counts yet).
+  at::Tensor sample_indices(int64_t n, at::Generator& gen);
+  bool prior_trained() const;
 
   const ModelConfig& config() const { return config_; }
   const std::vector<int64_t>& data_shape() const { return data_shape_; }
@@ -79,9 +93,17 @@ class VqVaeImpl : public torch::nn::Module {
   ModelConfig config_;
   std::vector<int64_t> data_shape_;
   int64_t grid_h_ = 0, grid_w_ = 0;
+  /// Neighbour codes [N, h w, 4] (left, up-left, up, up-right; K outside the grid) of grids [N, h, w].
+  at::Tensor causal_context(const at::Tensor& indices) const;
+  /// The autoregressive prior's logits [N, P', K] for contexts [N, P', 4] at grid positions `pos` [P'].
+  at::Tensor prior_logits(const at::Tensor& context, const at::Tensor& pos);
+
   torch::nn::Sequential encoder_, decoder_;
   torch::nn::Conv2d pre_quant_{nullptr};
-  at::Tensor embed_, ema_count_, ema_sum_, prior_counts_;
+  torch::nn::Embedding prior_embed_{nullptr};
+  torch::nn::Linear prior_hidden_{nullptr}, prior_out_{nullptr};
+  at::Tensor prior_position_;  // [h w, 4 E]
+  at::Tensor embed_, ema_count_, ema_sum_, prior_counts_, prior_trained_;
 };
 
 using VqVae = std::shared_ptr<VqVaeImpl>;

@@ -144,6 +144,16 @@ DataSplit load_data(const DataSpec& spec) {
   }
   if (split.test.size() > 0 && split.test.example_shape() != split.train.example_shape())
     throw Error("the test data's example shape differs from the training data's");
+  if (!spec.classes.empty()) {  // one-class (or few-class) training, e.g. for anomaly detection
+    for (Dataset* d : {&split.train, &split.test}) {
+      if (d->size() == 0) continue;
+      if (!d->y.defined()) throw Error(spec.source + ": --classes needs labelled data");
+      at::Tensor keep = at::zeros({d->size()}, at::kBool);
+      for (int64_t c : spec.classes) keep |= d->y == c;
+      *d = d->select(keep.nonzero().reshape({-1}));
+    }
+    if (split.train.size() == 0) throw Error(spec.source + ": no training examples of the classes given by --classes");
+  }
   if (spec.standardize) {
     split.mean = split.train.x.mean(0);
     split.std = split.train.x.std(0, /*unbiased=*/false).clamp_min(1e-6);
@@ -162,7 +172,8 @@ nlohmann::json DataSpec::to_json() const {
           {"channels", channels},
           {"height", height},
           {"width", width},
-          {"standardize", standardize}};
+          {"standardize", standardize},
+          {"classes", classes}};
 }
 
 DataSpec DataSpec::from_json(const nlohmann::json& j) {
@@ -176,6 +187,7 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
   s.height = j.value("height", 0);
   s.width = j.value("width", 0);
   s.standardize = j.value("standardize", false);
+  s.classes = j.value("classes", std::vector<int64_t>{});
   return s;
 }
 

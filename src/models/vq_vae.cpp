@@ -17,7 +17,10 @@
 namespace latent {
 namespace {
 
-struct Buffers : torch::nn::Module {};  // holds named buffers under a prefix ("quantizer.", "prior.")
+struct Buffers : torch::nn::Module {};  // holds named tensors under a prefix ("quantizer.", "prior.")
+
+constexpr int64_t kPriorEmbed = 32;    // E: size of each neighbour code's embedding
+constexpr int64_t kPriorHidden = 256;  // hidden units of the autoregressive prior
 
 at::Tensor flat_vectors(const at::Tensor& z_e) {  // [B, D, h, w] -> [B h w, D]
   return z_e.permute({0, 2, 3, 1}).reshape({-1, z_e.size(1)});
@@ -66,6 +69,11 @@ VqVaeImpl::VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape)
   }
   auto prior = register_module("prior", std::make_shared<Buffers>());
   prior_counts_ = prior->register_buffer("counts", at::zeros({grid_h_ * grid_w_, K}));
+  prior_trained_ = prior->register_buffer("trained", at::zeros({}));
+  prior_embed_ = prior->register_module("embed", torch::nn::Embedding(K + 1, kPriorEmbed));  // K: outside the grid
+  prior_position_ = prior->register_parameter("position", at::randn({grid_h_ * grid_w_, 4 * kPriorEmbed}) * 0.02);
+  prior_hidden_ = prior->register_module("hidden", torch::nn::Linear(4 * kPriorEmbed, kPriorHidden));
+  prior_out_ = prior->register_module("out", torch::nn::Linear(kPriorHidden, K));
 }
 
 at::Tensor VqVaeImpl::encode(const at::Tensor& x) { return pre_quant_->forward(encoder_->forward(x)); }
@@ -179,8 +187,94 @@ void VqVaeImpl::fit_prior(const at::Tensor& indices, bool reset) {
   prior_counts_.view({-1}).index_add_(0, flat.reshape({-1}), at::ones({flat.numel()}, prior_counts_.options()));
 }
 
-at::Tensor VqVaeImpl::sample_indices(int64_t n, at::Generator& gen) const {
+at::Tensor VqVaeImpl::causal_context(const at::Tensor& indices) const {
+  using at::indexing::Slice;
+  const int64_t h = grid_h_, w = grid_w_;
+  // One row of K above, one column of K on each side: grid (i, j) sits at padded (i + 1, j + 1).
+  at::Tensor p = at::constant_pad_nd(indices, {1, 1, 1, 0}, static_cast<double>(config_.codebook));  // [N, h + 1, w + 2]
+  at::Tensor left = p.index({Slice(), Slice(1, h + 1), Slice(0, w)}), up_left = p.index({Slice(), Slice(0, h), Slice(0, w)});
+  at::Tensor up = p.index({Slice(), Slice(0, h), Slice(1, w + 1)}), up_right = p.index({Slice(), Slice(0, h), Slice(2, w + 2)});
+  return at::stack({left, up_left, up, up_right}, -1).reshape({indices.size(0), h * w, 4});
+}
+
+at::Tensor VqVaeImpl::prior_logits(const at::Tensor& context, const at::Tensor& pos) {
+  at::Tensor e = prior_embed_->forward(context).flatten(2) + prior_position_.index_select(0, pos).unsqueeze(0);  // [N, P', 4E]
+  return prior_out_->forward(at::relu(prior_hidden_->forward(e)));                                               // [N, P', K]
+}
+
+double VqVaeImpl::train_prior(const at::Tensor& indices, int epochs, double lr, at::Generator& gen) {
+  const int64_t N = indices.size(0), P = grid_h_ * grid_w_, K = config_.codebook, bs = 256;
+  at::Tensor context = causal_context(indices), target = indices.reshape({N, P});  // [N, P, 4], [N, P]
+  at::Tensor all = at::arange(P, at::kLong);
+  std::vector<at::Tensor> params;
+  for (auto& p : named_parameters(/*recurse=*/true))
+    if (p.key().rfind("prior.", 0) == 0) params.push_back(p.value());
+  // Adam by hand on the prior's few parameters (the model's Adam holds the encoder and decoder).
+  std::vector<at::Tensor> m, v;
+  for (auto& p : params) {
+    m.push_back(at::zeros_like(p));
+    v.push_back(at::zeros_like(p));
+  }
+  int64_t t = 0;
+  double last = 0;
+  for (int e = 0; e < epochs; ++e) {
+    at::Tensor perm = at::randperm(N, gen, at::kLong);
+    double total = 0;
+    for (int64_t i = 0; i < N; i += bs) {
+      at::Tensor rows = perm.narrow(0, i, std::min(bs, N - i));
+      for (auto& p : params) p.mutable_grad() = at::Tensor();
+      at::Tensor logits = prior_logits(context.index_select(0, rows), all);  // [B, P, K]
+      at::Tensor nll =
+          at::cross_entropy_loss(logits.reshape({-1, K}), target.index_select(0, rows).reshape({-1}), {}, at::Reduction::Sum) /
+          static_cast<double>(rows.size(0));
+      nll.backward();
+      ++t;
+      at::NoGradGuard no_grad;
+      const double c1 = 1 - std::pow(0.9, static_cast<double>(t)), c2 = 1 - std::pow(0.999, static_cast<double>(t));
+      for (size_t k = 0; k < params.size(); ++k) {
+        const at::Tensor& g = params[k].grad();
+        if (!g.defined()) continue;
+        m[k].mul_(0.9).add_(g, 0.1);
+        v[k].mul_(0.999).addcmul_(g, g, 0.001);
+        params[k].addcdiv_(m[k], (v[k] / c2).sqrt_().add_(1e-8), -lr / c1);
+      }
+      total += nll.item<double>() * static_cast<double>(rows.size(0));
+    }
+    last = total / static_cast<double>(N);
+  }
+  for (auto& p : params) p.mutable_grad() = at::Tensor();
+  prior_trained_.fill_(1.0);
+  return last;
+}
+
+double VqVaeImpl::prior_nll(const at::Tensor& indices, bool autoregressive) {
   at::NoGradGuard no_grad;
+  const int64_t N = indices.size(0), P = grid_h_ * grid_w_, K = config_.codebook;
+  at::Tensor target = indices.reshape({N, P});
+  at::Tensor log_p;  // [N, P, K]
+  if (autoregressive) {
+    log_p = at::log_softmax(prior_logits(causal_context(indices), at::arange(P, at::kLong)), -1);
+  } else {
+    at::Tensor c = prior_counts_ + 0.5;
+    log_p = (c / c.sum(1, true)).log().unsqueeze(0).expand({N, P, K});
+  }
+  return -log_p.gather(2, target.unsqueeze(2)).sum().item<double>() / static_cast<double>(std::max<int64_t>(1, N));
+}
+
+bool VqVaeImpl::prior_trained() const { return prior_trained_.item<double>() > 0; }
+
+at::Tensor VqVaeImpl::sample_indices(int64_t n, at::Generator& gen) {
+  at::NoGradGuard no_grad;
+  if (prior_trained()) {  // raster order: each position given the codes already drawn
+    const int64_t P = grid_h_ * grid_w_;
+    at::Tensor grid = at::full({n, grid_h_, grid_w_}, config_.codebook, at::kLong);
+    for (int64_t t = 0; t < P; ++t) {
+      at::Tensor ctx = causal_context(grid).narrow(1, t, 1);                                          // [n, 1, 4]
+      at::Tensor probs = at::softmax(prior_logits(ctx, at::full({1}, t, at::kLong)).squeeze(1), -1);  // [n, K]
+      grid.view({n, P}).select(1, t).copy_(at::multinomial(probs, 1, false, gen).squeeze(1));
+    }
+    return grid;
+  }
   at::Tensor weights = prior_counts_.clone();  // [P, K]
   at::Tensor empty = weights.sum(1) == 0;
   weights.masked_fill_(empty.unsqueeze(1), 1.0);

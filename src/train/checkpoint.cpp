@@ -12,7 +12,9 @@ namespace {
 
 constexpr const char* kFormat = "latent.vae.v1";
 
-bool is_model_tensor(const std::string& name) { return name.rfind("optimizer.", 0) != 0 && name.rfind("data.", 0) != 0; }
+bool is_model_tensor(const std::string& name) {
+  return name.rfind("optimizer.", 0) != 0 && name.rfind("data.", 0) != 0 && name.rfind("anomaly.", 0) != 0;
+}
 
 nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, const std::string& origin) {
   auto it = file.metadata.find(key);

@@ -26,6 +26,8 @@ constexpr int kKmeansIterations = 20;
 constexpr uint64_t kKmeansSeedSalt = 0x6b6d65616e73ull;
 constexpr uint64_t kRestartSeedSalt = 0x7265737461ull;
 constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
+constexpr uint64_t kPriorSeedSalt = 0x707269ull;
+constexpr int kPriorEpochs = 10;
 
 }  // namespace
 
@@ -63,16 +65,35 @@ void write_pictures(VqVaeImpl& model, const DataSplit& data, const TrainOptions&
   model.train();
 }
 
-// The prior: code counts per grid position over the whole training split.
-void fit_prior(VqVaeImpl& model, const Dataset& train, const TrainOptions& opt) {
+// Code grids [N, h, w] of a split's examples (binarized with a fixed draw when training binarizes).
+at::Tensor codes_of(VqVaeImpl& model, const Dataset& d, const TrainOptions& opt) {
   at::NoGradGuard no_grad;
   model.eval();
-  at::Tensor x_all = opt.binarize ? binarize_fixed(train.x, kTestBinarizeSeed) : train.x;
-  for (int64_t i = 0; i < x_all.size(0); i += 1000) {
-    at::Tensor x = x_all.narrow(0, i, std::min<int64_t>(1000, x_all.size(0) - i));
-    model.fit_prior(model.nearest(model.encode(x)), i == 0);
-  }
+  at::Tensor x_all = opt.binarize ? binarize_fixed(d.x, kTestBinarizeSeed) : d.x;
+  std::vector<at::Tensor> grids;
+  for (int64_t i = 0; i < x_all.size(0); i += 1000)
+    grids.push_back(model.nearest(model.encode(x_all.narrow(0, i, std::min<int64_t>(1000, x_all.size(0) - i)))));
   model.train();
+  return at::cat(grids);
+}
+
+// The priors over code grids, fitted to the training split's codes; their NLL on the test codes
+// (nats per grid) goes into the last epoch's metrics.
+void fit_priors(VqVaeImpl& model, const DataSplit& data, const TrainOptions& opt, nlohmann::json& m) {
+  at::Tensor train_codes = codes_of(model, data.train, opt);
+  model.fit_prior(train_codes, true);
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kPriorSeedSalt));
+  if (opt.progress)
+    std::fprintf(stderr, "prior: fitting the autoregressive prior to %lld code grids\n",
+                 static_cast<long long>(train_codes.size(0)));
+  m["prior_train_nll"] = model.train_prior(train_codes, kPriorEpochs, 1e-3, gen);
+  if (data.test.size() == 0) return;
+  at::Tensor test_codes = codes_of(model, data.test, opt);
+  m["prior_test_nll_categorical"] = model.prior_nll(test_codes, false);
+  m["prior_test_nll_autoregressive"] = model.prior_nll(test_codes, true);
+  if (opt.progress)
+    std::fprintf(stderr, "  prior NLL of the test codes: %.1f nats per image (per-position categorical %.1f)\n",
+                 m["prior_test_nll_autoregressive"].get<double>(), m["prior_test_nll_categorical"].get<double>());
 }
 
 }  // namespace
@@ -205,12 +226,12 @@ TrainResult train_vq(CheckpointInfo info, VqVae model_ptr, DataSplit data, const
                      ev["recon"].get<double>(), 100 * ev["usage"].get<double>(), ev["perplexity"].get<double>(),
                      static_cast<long long>(K));
     }
+    if (epoch + 1 == opt.epochs) fit_priors(model, data, opt, m);
     info.metrics.push_back(m);
     result.last_metrics = m;
     sum_loss = sum_recon = sum_commit = 0;
     seen = step_in_epoch = restarts = 0;
     std::fill(epoch_counts.begin(), epoch_counts.end(), 0.0);
-    if (epoch + 1 == opt.epochs) fit_prior(model, train, opt);
     save_state(epoch + 1);
     write_metrics_jsonl(metrics_path, info.metrics);
   }

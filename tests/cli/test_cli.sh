@@ -105,11 +105,12 @@ VQ='{"type": "vq_vae", "channels": [16, 32], "codebook": 64, "code_dim": 16}'
 "$LATENT" train --limit 4000 --epochs 2 --binarize --config "$VQ" --seed 3 --out "$T/vq" 2>"$T/vq.log"
 check "vq_vae trains" [ -s "$T/vq/model.safetensors" ]
 check "vq_vae starts its codebook with k-means" grep -q "k-means" "$T/vq.log"
-check "vq_vae reports usage and perplexity per epoch" $PY -c "
+check "vq_vae reports usage, perplexity and its priors' NLL" $PY -c "
 import json; m = [json.loads(l) for l in open('$T/vq/metrics.jsonl')]; last = m[-1]
 assert len(m) == 2 and last['objective'] == 'vq', m
 assert last['test_codebook_usage'] > 0.5 and last['test_perplexity'] > 16, last  # most of 64 codes in use
-assert last['test_recon'] < m[0]['test_recon'] and last['test_recon'] < 300, m  # nats, binarized; measured 270"
+assert last['test_recon'] < m[0]['test_recon'] and last['test_recon'] < 300, m  # nats, binarized; measured 270
+assert last['prior_test_nll_autoregressive'] < last['prior_test_nll_categorical'], last"
 for f in samples.png reconstructions.png; do check "vq_vae wrote $f" [ -s "$T/vq/$f" ]; done
 "$LATENT" sample "$T/vq/model.safetensors" -n 6 --npy "$T/vq.npy" -o "$T/vq-samples.png" >/dev/null
 check "vq_vae samples from its prior" [ "$($PY -c "import numpy as np; x = np.load('$T/vq.npy'); print(x.shape, bool(x.std(0).mean() > 0.01))")" = "(6, 1, 28, 28) True" ]
@@ -125,6 +126,53 @@ check "vq_vae resumed gives the uninterrupted run's metrics" $PY -c "
 import json; a = [json.loads(l) for l in open('$T/vq/metrics.jsonl')]; b = [json.loads(l) for l in open('$T/vq1/metrics.jsonl')]
 keys = ['train_loss', 'test_recon', 'perplexity', 'restarts']
 assert [[r[k] for k in keys] for r in a] == [[r[k] for k in keys] for r in b], (a, b)"
+
+# --- anomaly scores: calibration, flags, ROC / PR reports, tables of mixed scales ------------------
+cp "$C" "$T/anom.safetensors"
+"$LATENT" calibrate "$T/anom.safetensors" --limit 1000 --fpr 0.05 >"$T/cal.out"
+check "calibrate reports its threshold" grep -q "threshold" "$T/cal.out"
+"$LATENT" score "$T/anom.safetensors" --limit 1000 --normal-class 0 --k 20 --maps --out "$T/score" >"$T/score.out"
+for f in scores.csv scores.npy report.json roc.png pr.png error_maps.png error_maps.npy roc_neg_elbo.csv pr_mahalanobis.csv; do
+  check "score wrote $f" [ -s "$T/score/$f" ]
+done
+check "score flags at most the calibrated FPR of the calibration data" $PY -c "
+import csv; rows = list(csv.DictReader(open('$T/score/scores.csv')))
+assert len(rows) == 1000 and set(rows[0]) >= {'neg_elbo', 'iwae_nll', 'recon_error', 'prior_nll', 'mahalanobis', 'flagged', 'tail_probability'}, rows[0]
+flagged = sum(int(r['flagged']) for r in rows) / len(rows)
+assert 0.03 <= flagged <= 0.05, flagged
+assert all(0 < float(r['tail_probability']) <= 1 for r in rows)"
+check "score reports AUROC and the calibrated threshold's F1" $PY -c "
+import json; r = json.load(open('$T/score/report.json'))
+assert r['examples'] == 1000 and 800 < r['anomalies'] < 950, r
+assert set(r['scores']) == {'neg_elbo', 'iwae_nll', 'recon_error', 'prior_nll', 'mahalanobis'}, r
+assert all(0 <= s['auroc'] <= 1 and 0 < s['auprc'] <= 1 for s in r['scores'].values()), r
+assert 'f1' in r['scores']['neg_elbo']['at_threshold']
+import csv; rows = list(csv.DictReader(open('$T/score/scores.csv')))  # AUROC by counting ordered pairs
+pos = [float(x['mahalanobis']) for x in rows if x['label'] == '1']; neg = [float(x['mahalanobis']) for x in rows if x['label'] == '0']
+auc = sum((p > n) + 0.5 * (p == n) for p in pos for n in neg) / (len(pos) * len(neg))
+assert abs(auc - r['scores']['mahalanobis']['auroc']) < 1e-4, (auc, r['scores']['mahalanobis'])"
+check "score prints the table" grep -q "AUROC" "$T/score.out"
+check "eval still reads the calibrated checkpoint" "$LATENT" eval "$T/anom.safetensors" --limit 100 --iwae-k 0 --json
+expect_error "unknown score" "$LATENT" calibrate "$T/anom.safetensors" --score nope
+expect_error "--fpr must be in (0, 1)" "$LATENT" calibrate "$T/anom.safetensors" --limit 100 --fpr 1.5
+$PY -c "import numpy as np; np.save('$T/few-labels.npy', np.zeros(7, np.int64))"
+expect_error "has 7 labels for 100 examples" "$LATENT" score "$T/anom.safetensors" --limit 100 --labels "$T/few-labels.npy" --out "$T/x"
+# A table whose columns differ in scale by 1e4; anomalies shift two columns by 4 of their own sds.
+$PY - "$T" <<'PYEOF'
+import numpy as np, sys
+rng = np.random.default_rng(0); scale = np.array([1e-2, 1, 1e2, 1e-1, 10, 1e3])
+def rows(n): z = rng.standard_normal((n, 2)); return np.c_[z, z @ [[1, .5], [.3, 1]], rng.standard_normal((n, 2))] * scale
+normal, test = rows(2000), rows(400); lab = np.zeros(400, int); lab[:40] = 1; test[:40, 4:] += 4 * scale[4:]
+np.savetxt(sys.argv[1] + "/mixed.csv", normal, delimiter=",", header="a,b,c,d,e,f", comments="")
+np.savetxt(sys.argv[1] + "/mixed-test.csv", test, delimiter=",", header="a,b,c,d,e,f", comments="")
+np.savetxt(sys.argv[1] + "/mixed-labels.txt", lab, fmt="%d")
+PYEOF
+"$LATENT" train --data "$T/mixed.csv" --test-data "$T/mixed-test.csv" --standardize \
+  --config '{"type": "mlp_vae", "hidden": [32], "latent": 2, "likelihood": "gaussian", "sigma": 0.3}' --epochs 30 --quiet --out "$T/mixed" >/dev/null 2>&1
+"$LATENT" score "$T/mixed/model.safetensors" --labels "$T/mixed-labels.txt" --out "$T/mixed-score" >/dev/null
+check "tabular anomalies of mixed scales are found without tuning (AUROC > 0.9)" $PY -c "
+import json; r = json.load(open('$T/mixed-score/report.json'))['scores']
+assert max(s['auroc'] for s in r.values()) > 0.9, r"
 
 # --- resume -----------------------------------------------------------------------------------
 "$LATENT" train --resume "$C" --epochs 6 --quiet >/dev/null 2>&1

@@ -137,6 +137,29 @@ TEST(VqVae, PriorSamplesFollowTheFittedCounts) {
   EXPECT_TRUE(((s.index({at::indexing::Slice(), 1, 1}) == 0) | (s.index({at::indexing::Slice(), 1, 1}) == 2)).all().item<bool>());
 }
 
+TEST(VqVae, TheAutoregressivePriorLearnsWhatThePerPositionOneCannot) {
+  // 2x2 grids of K = 4 codes whose right column copies the left: every position is uniform on its
+  // own (categorical NLL 4 ln 4 = 5.55 nats per grid), but given its left neighbour the right code
+  // is certain (autoregressive NLL -> 2 ln 4 = 2.77).
+  at::manual_seed(10);
+  VqVae m = make_vq_vae(vq_config(4, 2), {1, 8, 8});
+  at::Generator gen = generator(11);
+  at::Tensor left = at::randint(4, {2000, 2, 1}, gen, at::kLong);
+  at::Tensor grids = at::cat({left, left}, 2);  // [N, 2, 2]
+  m->fit_prior(grids, true);
+  EXPECT_FALSE(m->prior_trained());
+  EXPECT_NEAR(m->prior_nll(grids, false), 4 * std::log(4.0), 0.05);
+  m->train_prior(grids, 30, 1e-2, gen);
+  EXPECT_TRUE(m->prior_trained());
+  const double ar = m->prior_nll(grids, true);
+  EXPECT_LT(ar, 2 * std::log(4.0) + 0.15);
+  EXPECT_GT(ar, 2 * std::log(4.0) - 0.15);  // and no better than the truth allows
+  at::Tensor s = m->sample_indices(1000, gen);
+  const double copies = (s.select(2, 0) == s.select(2, 1)).all(1).to(at::kDouble).mean().item<double>();
+  EXPECT_GT(copies, 0.95);
+  EXPECT_NEAR((s.select(2, 0) == 2).to(at::kDouble).mean().item<double>(), 0.25, 0.04);
+}
+
 TEST(VqVae, CheckpointKeepsWeightsCodebookAndPrior) {
   at::manual_seed(8);
   test::TempDir dir;
@@ -147,6 +170,7 @@ TEST(VqVae, CheckpointKeepsWeightsCodebookAndPrior) {
   at::Generator gen = generator(9);
   m->init_codebook_kmeans(at::randn({50, 3}), 5, gen);
   m->fit_prior(at::randint(8, {10, 2, 2}, at::kLong), true);
+  m->train_prior(at::randint(8, {10, 2, 2}, at::kLong), 1, 1e-3, gen);
   checkpoint_save(dir / "vq.safetensors", info, *m, nullptr);
   LoadedCheckpoint ck = checkpoint_load(dir / "vq.safetensors");
   ASSERT_TRUE(ck.vq);
@@ -158,6 +182,7 @@ TEST(VqVae, CheckpointKeepsWeightsCodebookAndPrior) {
     EXPECT_EQ(a[i].first, b[i].first);
     EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
   }
+  EXPECT_TRUE(ck.vq->prior_trained());
   bool has_prior = false;
   for (const auto& [name, t] : b) has_prior = has_prior || name == "prior.counts";
   EXPECT_TRUE(has_prior);

@@ -16,6 +16,7 @@ struct TrainArgs {
   int channels = 0;
   bool no_fused = false, quiet = false, standardize = false;
   double test_fraction = 0.1;
+  std::vector<int64_t> classes;
   TrainOptions opt;
 };
 
@@ -37,6 +38,7 @@ std::string run_train(const TrainArgs& a, bool epochs_given) {
     spec.test_fraction = a.test_fraction;
     spec.channels = a.channels;
     spec.standardize = a.standardize;
+    spec.classes = a.classes;
     if (!a.resize.empty()) parse_size(a.resize, &spec.height, &spec.width);
     TrainOptions opt = a.opt;
     opt.fused = !a.no_fused;
@@ -116,6 +118,8 @@ void add_train(CLI::App& app) {
       ->check(CLI::IsMember({1, 3}));
   cmd->add_option("--resize", args->resize, "image folders: resize every image to WxH");
   cmd->add_flag("--standardize", args->standardize, "z-score each feature with the training split's mean and std (tables)");
+  cmd->add_option("--classes", args->classes, "train (and test) on the examples of these labels only, e.g. --classes 3")
+      ->delimiter(',');
   cmd->add_option("--resume", args->resume, "continue training from a checkpoint");
   cmd->add_flag("--no-fused", args->no_fused, "use the autograd step even where the fused MLP step applies");
   cmd->add_flag("--quiet", args->quiet, "no progress bar");

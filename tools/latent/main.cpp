@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   latent::cli::add_eval(app);
   latent::cli::add_generate(app);
   latent::cli::add_serve(app);
+  latent::cli::add_score(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,176 @@
+#include "latent/anomaly.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "latent/error.h"
+#include "latent/eval.h"
+#include "latent/objective.h"
+
+namespace latent {
+namespace {
+
+constexpr double kLog2Pi = 1.8378770664093453;
+
+void check_labels(const std::vector<double>& scores, const std::vector<int>& labels) {
+  if (scores.size() != labels.size())
+    throw Error("there are " + std::to_string(scores.size()) + " scores but " + std::to_string(labels.size()) + " labels");
+  for (int l : labels)
+    if (l != 0 && l != 1) throw Error("anomaly labels must be 0 (normal) or 1 (anomalous), got " + std::to_string(l));
+  for (double s : scores)
+    if (!std::isfinite(s)) throw Error("a score is not finite");
+}
+
+// Examples in descending score order, and the end of each run of equal scores.
+std::vector<size_t> descending(const std::vector<double>& scores) {
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+}  // namespace
+
+const std::vector<std::string>& anomaly_score_names() {
+  static const std::vector<std::string> names = {"neg_elbo", "iwae_nll", "recon_error", "prior_nll", "mahalanobis"};
+  return names;
+}
+
+EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x) {
+  at::NoGradGuard no_grad;
+  std::vector<at::Tensor> mus;
+  for (int64_t i = 0; i < x.size(0); i += 1000)
+    mus.push_back(model.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i))).mu);
+  at::Tensor mu = at::cat(mus).to(at::kDouble);  // [N, d]
+  at::Tensor mean = mu.mean(0);
+  at::Tensor c = mu - mean;
+  at::Tensor cov = c.t().mm(c) / static_cast<double>(std::max<int64_t>(1, mu.size(0) - 1));
+  cov += 1e-6 * at::eye(cov.size(0), cov.options());
+  return {mean, at::linalg_inv(cov)};
+}
+
+AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const EncodingStats& stats, const ScoreOptions& o) {
+  at::NoGradGuard no_grad;
+  const int64_t n = x.size(0), d = model.latent_dim();
+  std::map<std::string, std::vector<at::Tensor>> parts;
+  std::vector<at::Tensor> maps;
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
+  for (int64_t i = 0; i < n; i += o.batch) {
+    at::Tensor xb = x.narrow(0, i, std::min(o.batch, n - i));
+    const int64_t b = xb.size(0);
+    at::Tensor neg_elbo = at::zeros({b}, at::kDouble);
+    Posterior q;
+    for (int64_t s = 0; s < o.samples; ++s) {
+      ElboTerms t = elbo_terms(model, xb, at::randn({b, d}, gen, xb.options()));
+      neg_elbo += (t.recon + t.kl).to(at::kDouble) / static_cast<double>(o.samples);
+      q = t.q;
+    }
+    parts["neg_elbo"].push_back(neg_elbo);
+    at::Tensor diff = xb - model.likelihood_mean(model.decode(q.mu));  // [B, D...]
+    parts["recon_error"].push_back(diff.square().flatten(1).sum(1).to(at::kDouble));
+    if (o.error_maps) maps.push_back(diff.square());
+    at::Tensor mu = q.mu.to(at::kDouble);
+    parts["prior_nll"].push_back(0.5 * (mu.square() + kLog2Pi).sum(1));
+    at::Tensor c = mu - stats.mean;
+    parts["mahalanobis"].push_back((c.mm(stats.precision) * c).sum(1));
+  }
+  AnomalyScores out;
+  for (auto& [name, v] : parts) out.scores[name] = at::cat(v);
+  if (o.iwae_k > 0) out.scores["iwae_nll"] = -iwae_log_likelihood(model, x, o.iwae_k, o.seed, 1024);
+  if (o.error_maps) out.error_maps = at::cat(maps);
+  return out;
+}
+
+Curve roc_curve(const std::vector<double>& scores, const std::vector<int>& labels) {
+  check_labels(scores, labels);
+  const double P = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
+  const double N = static_cast<double>(labels.size()) - P;
+  if (P == 0 || N == 0) throw Error("a ROC curve needs both normal and anomalous examples");
+  Curve c;
+  c.x.push_back(0);
+  c.y.push_back(0);
+  c.thresholds.push_back(INFINITY);
+  const std::vector<size_t> order = descending(scores);
+  double tp = 0, fp = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    (labels[order[i]] ? tp : fp) += 1;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;  // the whole tie at once
+    c.x.push_back(fp / N);
+    c.y.push_back(tp / P);
+    c.thresholds.push_back(scores[order[i]]);
+  }
+  return c;
+}
+
+Curve pr_curve(const std::vector<double>& scores, const std::vector<int>& labels) {
+  check_labels(scores, labels);
+  const double P = static_cast<double>(std::count(labels.begin(), labels.end(), 1));
+  if (P == 0) throw Error("a precision-recall curve needs anomalous examples");
+  Curve c;
+  const std::vector<size_t> order = descending(scores);
+  double tp = 0, flagged = 0;
+  for (size_t i = 0; i < order.size(); ++i) {
+    tp += labels[order[i]];
+    flagged += 1;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;
+    c.x.push_back(tp / P);
+    c.y.push_back(tp / flagged);
+    c.thresholds.push_back(scores[order[i]]);
+  }
+  return c;
+}
+
+double auroc(const std::vector<double>& scores, const std::vector<int>& labels) {
+  const Curve c = roc_curve(scores, labels);
+  double area = 0;  // trapezoids: a tie of normals and anomalies counts one half, as in Mann-Whitney
+  for (size_t i = 1; i < c.x.size(); ++i) area += (c.x[i] - c.x[i - 1]) * (c.y[i] + c.y[i - 1]) / 2;
+  return area;
+}
+
+double average_precision(const std::vector<double>& scores, const std::vector<int>& labels) {
+  const Curve c = pr_curve(scores, labels);
+  double ap = 0, previous_recall = 0;
+  for (size_t i = 0; i < c.x.size(); ++i) {
+    ap += (c.x[i] - previous_recall) * c.y[i];
+    previous_recall = c.x[i];
+  }
+  return ap;
+}
+
+Confusion confusion_at(const std::vector<double>& scores, const std::vector<int>& labels, double threshold) {
+  check_labels(scores, labels);
+  Confusion c;
+  for (size_t i = 0; i < scores.size(); ++i) {
+    const bool flagged = scores[i] > threshold;
+    if (labels[i])
+      ++(flagged ? c.tp : c.fn);
+    else
+      ++(flagged ? c.fp : c.tn);
+  }
+  auto ratio = [](double a, double b) { return b > 0 ? a / b : 0.0; };
+  c.precision = ratio(c.tp, c.tp + c.fp);
+  c.recall = ratio(c.tp, c.tp + c.fn);
+  c.f1 = ratio(2 * c.precision * c.recall, c.precision + c.recall);
+  c.fpr = ratio(c.fp, c.fp + c.tn);
+  return c;
+}
+
+double calibrate_threshold(std::vector<double> normal_scores, double fpr) {
+  if (!(fpr > 0 && fpr < 1)) throw Error("--fpr must be in (0, 1), got " + std::to_string(fpr));
+  if (normal_scores.empty()) throw Error("calibration needs normal examples");
+  std::sort(normal_scores.begin(), normal_scores.end());
+  const double n = static_cast<double>(normal_scores.size());
+  const size_t k = static_cast<size_t>(std::max(1.0, std::ceil((1 - fpr) * n)));
+  return normal_scores[std::min(k, normal_scores.size()) - 1];
+}
+
+double tail_probability(const std::vector<double>& sorted_normal, double s) {
+  const auto at_least = sorted_normal.end() - std::lower_bound(sorted_normal.begin(), sorted_normal.end(), s);
+  return (1.0 + static_cast<double>(at_least)) / (static_cast<double>(sorted_normal.size()) + 1.0);
+}
+
+}  // namespace latent
