@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 epochs="${1:-30}"
 k="${2:-100}"
-config="${3:-{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}}"
+mlp='{"type": "mlp_vae", "hidden": [400], "latent": 20}'
+config="${3:-$mlp}"
 out=build/oneclass
 mkdir -p "$out"
 [ -x build/latent ] || { echo "build/latent is missing: run scripts/build.sh"; exit 1; }

@@ -12,6 +12,7 @@
 #include "base64.h"
 #include "code_parser.h"
 #include "eval/fused_decoder.h"
+#include "latent/anomaly.h"
 #include "latent/checkpoint_data.h"
 #include "latent/error.h"
 #include "latent/image.h"
@@ -238,6 +239,54 @@ json ExplorerApi::scatter(int64_t limit) const {
     throw ApiError(400, "limit must be between 1 and " + std::to_string(x_.size(0)) + ", got " + std::to_string(limit));
   json labels = y_.defined() ? json(std::vector<int64_t>(y_.data_ptr<int64_t>(), y_.data_ptr<int64_t>() + limit)) : json(nullptr);
   return {{"count", limit}, {"labels", labels}, {"mu", rows_json(mu_.narrow(0, 0, limit))}};
+}
+
+json ExplorerApi::anomaly(const std::string& score) const {
+  std::call_once(anomaly_once_, [this] {
+    c10::InferenceMode guard;
+    const EncodingStats stats = encoding_stats(*ck_.model, checkpoint_data(ck_, "", "train", 10000).x);
+    anomaly_scores_ = anomaly_scores(*ck_.model, x_, stats, ScoreOptions{}).scores;
+  });
+  auto it = anomaly_scores_.find(score);
+  if (it == anomaly_scores_.end()) {
+    std::string names;
+    for (const auto& [name, v] : anomaly_scores_) names += (names.empty() ? "" : ", ") + name;
+    throw ApiError(400, "unknown score '" + score + "' (" + names + ")");
+  }
+  const at::Tensor& s = it->second;  // [N]
+  const at::Tensor sorted = std::get<0>(s.sort());
+  const int64_t n = s.size(0);
+  json quantiles = json::array();
+  for (int64_t q = 0; q <= 1000; ++q) quantiles.push_back(sorted[std::min(n - 1, q * (n - 1) / 1000)].item<double>());
+  const double lo = sorted[0].item<double>(), hi = sorted[n - 1].item<double>();
+  const at::Tensor counts = at::histc(s, 60, lo, hi).to(at::kDouble).contiguous();
+  json names = json::array();
+  for (const auto& [name, v] : anomaly_scores_) names.push_back(name);
+  json calibration = nullptr;
+  if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end()) calibration = json::parse(m->second);
+  const int64_t top_n = std::min<int64_t>(12, n);
+  const at::Tensor top = std::get<1>(s.topk(top_n));  // [top_n]
+  json top_items = json::array();
+  for (int64_t i = 0; i < top_n; ++i) {
+    const int64_t k = top[i].item<int64_t>();
+    json item = {{"index", k}, {"score", s[k].item<double>()}};
+    if (y_.defined()) item["label"] = y_[k].item<int64_t>();
+    top_items.push_back(item);
+  }
+  c10::InferenceMode guard;
+  const at::Tensor x = x_.index_select(0, top);
+  const at::Tensor err = (x - ck_.model->likelihood_mean(ck_.model->decode(ck_.model->encode(x).mu))).square();
+  const at::Tensor maps = err / err.flatten(1).amax(1).clamp_min(1e-12).view({-1, 1, 1, 1});
+  return {{"score", score},
+          {"names", names},
+          {"examples", n},
+          {"histogram",
+           {{"lo", lo}, {"hi", hi}, {"counts", std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + 60)}}},
+          {"quantiles", quantiles},
+          {"calibration", calibration},
+          {"top", top_items},
+          {"inputs", images_json(x)},
+          {"error_maps", images_json(maps)}};
 }
 
 json ExplorerApi::metrics() const { return {{"epochs", ck_.info.metrics}, {"train", ck_.info.train}}; }

@@ -8,7 +8,9 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <stdexcept>
@@ -60,6 +62,10 @@ class ExplorerApi {
   nlohmann::json sample(const nlohmann::json& body) const;       // POST /api/sample
   nlohmann::json kl_steps(const nlohmann::json& body) const;     // POST /api/kl_steps
   nlohmann::json interpolate(const nlohmann::json& body) const;  // POST /api/interpolate
+  /// GET /api/anomaly: the distribution of an anomaly score (anomaly.h) over the test split, as a
+  /// histogram and 1001 quantiles; the calibration in the checkpoint, if any; the highest-scoring
+  /// test images with their squared-error maps. Scores are computed once, on the first request.
+  nlohmann::json anomaly(const std::string& score) const;
 
   int64_t latent_dim() const;
   std::string precision() const;  // "fp32" or "bf16": of the decoder's products for images
@@ -83,6 +89,8 @@ class ExplorerApi {
   // The mlp_vae decoder without autograd's per-op costs (null for other models): decoding is what
   // the page asks for most, 16 to 1024 codes at a time.
   std::unique_ptr<FusedMlpDecoder> fused_;
+  mutable std::once_flag anomaly_once_;
+  mutable std::map<std::string, at::Tensor> anomaly_scores_;  // name -> float64 [N] over the test split
 };
 
 }  // namespace latent::server

@@ -173,6 +173,9 @@ struct ExplorerServer::Impl {
   void mount(const ServeOptions& opt) {
     http.Get("/api/info", route([this](const auto&) { return api.info(); }));
     http.Get("/api/metrics", route([this](const auto&) { return api.metrics(); }));
+    http.Get("/api/anomaly", route([this](const auto& req) {
+               return api.anomaly(req.has_param("score") ? req.get_param_value("score") : std::string("neg_elbo"));
+             }));
     http.Get("/api/items",
              route([this](const auto& req) { return api.items(query_int(req, "offset", 0), query_int(req, "limit", 32)); }));
     const int64_t scatter = opt.limits.scatter;

@@ -7,6 +7,12 @@
 ///   recon_error  sum over the example of (x - decoded mean at z = mu)^2
 ///   prior_nll    -log N(mu; 0, I): how far the encoding lies from the prior
 ///   mahalanobis  (mu - m)^T S^-1 (mu - m) under the mean m and covariance S of training encodings
+///   combined     z(log recon_error) + z(log mahalanobis), each z-scored robustly (median, MAD) on
+///                the training examples' values: the two best single scores on one-class
+///                Fashion-MNIST, which fail on different classes (bench/RESULTS.md)
+///   complexity_adjusted  images only: neg_elbo minus the input's complexity, the length in nats of
+///                its 8-bit PNG encoding (Serra et al. 2020): simple inputs (a sandal against a
+///                model of shirts) get high likelihood from any model; this removes that part
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -20,12 +26,14 @@
 
 namespace latent {
 
-/// The names above, in that order (iwae_nll included).
+/// The names above, in that order (iwae_nll, combined and complexity_adjusted included).
 const std::vector<std::string>& anomaly_score_names();
 
-/// Mean [d] and inverse covariance [d, d] (float64; covariance + 1e-6 I) of the encoder means of x.
+/// Mean [d] and inverse covariance [d, d] (float64; covariance + 1e-6 I) of the encoder means of x,
+/// and the median and MAD of log recon_error and log mahalanobis over x (for `combined`).
 struct EncodingStats {
   at::Tensor mean, precision;
+  double log_recon_median = 0, log_recon_mad = 1, log_maha_median = 0, log_maha_mad = 1;
 };
 EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x);
 

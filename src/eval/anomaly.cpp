@@ -9,6 +9,7 @@
 
 #include "latent/error.h"
 #include "latent/eval.h"
+#include "latent/image.h"
 #include "latent/objective.h"
 
 namespace latent {
@@ -36,7 +37,8 @@ std::vector<size_t> descending(const std::vector<double>& scores) {
 }  // namespace
 
 const std::vector<std::string>& anomaly_score_names() {
-  static const std::vector<std::string> names = {"neg_elbo", "iwae_nll", "recon_error", "prior_nll", "mahalanobis"};
+  static const std::vector<std::string> names = {"neg_elbo",    "iwae_nll", "recon_error",        "prior_nll",
+                                                 "mahalanobis", "combined", "complexity_adjusted"};
   return names;
 }
 
@@ -50,7 +52,19 @@ EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x) {
   at::Tensor c = mu - mean;
   at::Tensor cov = c.t().mm(c) / static_cast<double>(std::max<int64_t>(1, mu.size(0) - 1));
   cov += 1e-6 * at::eye(cov.size(0), cov.options());
-  return {mean, at::linalg_inv(cov)};
+  EncodingStats stats{mean, at::linalg_inv(cov)};
+  // Robust location and scale of the two scores that `combined` adds, on these (normal) examples.
+  ScoreOptions o;
+  o.batch = 1000;
+  AnomalyScores s = anomaly_scores(model, x, stats, o);
+  auto robust = [](const at::Tensor& v, double& median, double& mad) {
+    at::Tensor l = v.clamp_min(1e-300).log();
+    median = l.median().item<double>();
+    mad = std::max(1e-12, (l - median).abs().median().item<double>());
+  };
+  robust(s.scores.at("recon_error"), stats.log_recon_median, stats.log_recon_mad);
+  robust(s.scores.at("mahalanobis"), stats.log_maha_median, stats.log_maha_mad);
+  return stats;
 }
 
 AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const EncodingStats& stats, const ScoreOptions& o) {
@@ -77,9 +91,18 @@ AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const Encoding
     parts["prior_nll"].push_back(0.5 * (mu.square() + kLog2Pi).sum(1));
     at::Tensor c = mu - stats.mean;
     parts["mahalanobis"].push_back((c.mm(stats.precision) * c).sum(1));
+    const auto& shape = model.data_shape();
+    if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
+      at::Tensor complexity = at::empty({b}, at::kDouble);
+      for (int64_t r = 0; r < b; ++r)
+        complexity[r] = static_cast<double>(png_encode(xb[r].clamp(0, 1)).size()) * 8 * std::log(2.0);
+      parts["complexity_adjusted"].push_back(neg_elbo - complexity);
+    }
   }
   AnomalyScores out;
   for (auto& [name, v] : parts) out.scores[name] = at::cat(v);
+  out.scores["combined"] = (out.scores["recon_error"].clamp_min(1e-300).log() - stats.log_recon_median) / stats.log_recon_mad +
+                           (out.scores["mahalanobis"].clamp_min(1e-300).log() - stats.log_maha_median) / stats.log_maha_mad;
   if (o.iwae_k > 0) out.scores["iwae_nll"] = -iwae_log_likelihood(model, x, o.iwae_k, o.seed, 1024);
   if (o.error_maps) out.error_maps = at::cat(maps);
   return out;

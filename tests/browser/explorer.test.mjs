@@ -173,6 +173,31 @@ test('the training view draws ELBO, reconstruction and KL per epoch with axes', 
   await shot('training');
 });
 
+test('the anomaly view shows the score histogram, a threshold slider with its FPR, and the top anomalies', async () => {
+  await openTab('anomaly');
+  await page.waitForSelector('#view-anomaly[data-ready="true"]', { timeout: 60000 });
+  assert.ok((await page.locator('#an-histogram rect.bar').count()) === 60);
+  const fprAt = async (q) => {
+    await page.$eval('#an-threshold', (el, v) => {
+      el.value = String(v);
+      el.dispatchEvent(new Event('input'));
+    }, q);
+    return parseFloat(await page.getAttribute('#an-readout', 'data-fpr'));
+  };
+  // The slider sits on quantiles of the test split: at the 95th percentile about 5% is above it.
+  const f95 = await fprAt(950), f50 = await fprAt(500), f99 = await fprAt(990);
+  assert.ok(Math.abs(f95 - 0.05) < 0.01, `FPR at the 95th percentile: ${f95}`);
+  assert.ok(f50 > f95 && f95 > f99, `FPR falls as the threshold rises: ${f50}, ${f95}, ${f99}`);
+  assert.match(await page.textContent('#an-readout'), /flags \d+\.\d% of the test split/);
+  assert.equal(await page.locator('#an-top figure').count(), 12);
+  const input = await pixelsOf('#an-top figure:first-child canvas:first-child', 8);
+  const map = await pixelsOf('#an-top figure:first-child canvas.errmap', 8);
+  assert.ok(new Set(input).size > 3 && new Set(map).size > 3, 'the top anomaly and its error map are drawn');
+  await page.selectOption('#an-score', 'recon_error');
+  await page.waitForFunction(() => document.getElementById('an-readout').textContent.length > 0 && document.querySelector('#an-histogram svg').getAttribute('aria-label').includes('recon_error'));
+  await shot('anomaly');
+});
+
 test('every view is reachable from the keyboard', async () => {
   await page.focus('#tab-training');
   await page.keyboard.press('Home');

@@ -144,7 +144,7 @@ assert all(0 < float(r['tail_probability']) <= 1 for r in rows)"
 check "score reports AUROC and the calibrated threshold's F1" $PY -c "
 import json; r = json.load(open('$T/score/report.json'))
 assert r['examples'] == 1000 and 800 < r['anomalies'] < 950, r
-assert set(r['scores']) == {'neg_elbo', 'iwae_nll', 'recon_error', 'prior_nll', 'mahalanobis'}, r
+assert set(r['scores']) == {'neg_elbo', 'iwae_nll', 'recon_error', 'prior_nll', 'mahalanobis', 'combined', 'complexity_adjusted'}, r
 assert all(0 <= s['auroc'] <= 1 and 0 < s['auprc'] <= 1 for s in r['scores'].values()), r
 assert 'f1' in r['scores']['neg_elbo']['at_threshold']
 import csv; rows = list(csv.DictReader(open('$T/score/scores.csv')))  # AUROC by counting ordered pairs

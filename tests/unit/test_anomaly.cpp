@@ -56,6 +56,7 @@ TEST(AnomalyScores, MatchHandComputedValuesOnALinearModel) {
     EXPECT_NEAR(s.scores["recon_error"][i].item<double>(), sq, 1e-5) << i;
     EXPECT_NEAR(s.scores["prior_nll"][i].item<double>(), prior, 1e-5) << i;
     EXPECT_NEAR(s.scores["mahalanobis"][i].item<double>(), maha, 1e-5) << i;
+    EXPECT_NEAR(s.scores["combined"][i].item<double>(), std::log(sq) + std::log(maha), 1e-5) << i;  // median 0, MAD 1
   }
   EXPECT_EQ(s.error_maps.sizes(), at::IntArrayRef({2, 3}));
   EXPECT_EQ(s.scores.count("iwae_nll"), 0u);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
@@ -347,6 +348,29 @@ TEST_F(ServerTest, InterpolationHitsItsEndpoints) {
   expect_error(post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "t": [1.5]})"), 400, "in [0, 1]");
   expect_error(post("/api/interpolate", R"({"a": [1, 0, 0], "b": [0, 2, 0], "method": "cubic"})"), 400, "linear or slerp");
   expect_error(post("/api/interpolate", R"({"a": [1, 0], "b": [0, 2, 0]})"), 400, "'a' has 2 values");
+}
+
+TEST_F(ServerTest, AnomalyGivesEachScoresDistributionAndTheTopInputs) {
+  auto [status, j] = get("/api/anomaly?score=mahalanobis");
+  ASSERT_EQ(status, 200) << j.dump();
+  EXPECT_EQ(j["score"], "mahalanobis");
+  EXPECT_EQ(j["examples"], 10);
+  const auto names = j["names"].get<std::vector<std::string>>();
+  for (const char* n : {"neg_elbo", "recon_error", "prior_nll", "mahalanobis", "complexity_adjusted"})
+    EXPECT_NE(std::find(names.begin(), names.end(), n), names.end()) << n;
+  const auto q = j["quantiles"].get<std::vector<double>>();
+  ASSERT_EQ(q.size(), 1001u);
+  EXPECT_TRUE(std::is_sorted(q.begin(), q.end()));
+  double total = 0;
+  for (double c : j["histogram"]["counts"]) total += c;
+  EXPECT_EQ(total, 10);
+  ASSERT_EQ(j["top"].size(), 10u);
+  EXPECT_GE(j["top"][0]["score"].get<double>(), j["top"][9]["score"].get<double>());
+  EXPECT_DOUBLE_EQ(j["top"][0]["score"].get<double>(), q.back());
+  EXPECT_EQ(pixels(j["inputs"]).sizes(), at::IntArrayRef({10, 1, 8, 8}));
+  EXPECT_EQ(pixels(j["error_maps"]).amax().item<int>(), 255);  // each map scaled to its own maximum
+  EXPECT_TRUE(j["calibration"].is_null());
+  expect_error(get("/api/anomaly?score=nope"), 400, "unknown score 'nope'");
 }
 
 TEST_F(ServerTest, MetricsComeFromTheCheckpoint) {

@@ -56,7 +56,8 @@ AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data
 void check_score_name(const ScoreArgs& a) {
   const auto& names = anomaly_score_names();
   if (std::find(names.begin(), names.end(), a.score) == names.end())
-    throw Error("unknown score '" + a.score + "' (neg_elbo, iwae_nll, recon_error, prior_nll, mahalanobis)");
+    throw Error("unknown score '" + a.score +
+                "' (neg_elbo, iwae_nll, recon_error, prior_nll, mahalanobis, combined, complexity_adjusted)");
   if (a.score == "iwae_nll" && a.k < 1) throw Error("--score iwae_nll needs --k (importance samples), e.g. --k 1000");
 }
 
@@ -223,7 +224,7 @@ void run_score(const ScoreArgs& a) {
   nlohmann::json report = {
       {"examples", d.size()}, {"anomalies", std::count(labels.begin(), labels.end(), 1)}, {"scores", nlohmann::json::object()}};
   std::vector<PlotSeries> roc_series, pr_series;
-  std::printf("\n%-12s %8s %8s", "score", "AUROC", "AUPRC");
+  std::printf("\n%-20s %8s %8s", "score", "AUROC", "AUPRC");
   if (!cal.is_null()) std::printf("   at the calibrated threshold: %9s %9s %9s %9s", "precision", "recall", "F1", "FPR");
   std::printf("\n");
   for (size_t j = 0; j < names.size(); ++j) {
@@ -232,7 +233,7 @@ void run_score(const ScoreArgs& a) {
     write_curve(a.out + "/pr_" + names[j] + ".csv", pr, "threshold,recall,precision");
     const double au = auroc(columns[j], labels), ap = average_precision(columns[j], labels);
     nlohmann::json r = {{"auroc", au}, {"auprc", ap}};
-    std::printf("%-12s %8.4f %8.4f", names[j].c_str(), au, ap);
+    std::printf("%-20s %8.4f %8.4f", names[j].c_str(), au, ap);
     if (!cal.is_null() && j == cal_column) {
       const Confusion c = confusion_at(columns[j], labels, cal["threshold"].get<double>());
       r["at_threshold"] = {{"threshold", cal["threshold"]},
@@ -280,7 +281,8 @@ void add_score(CLI::App& app) {
   CLI::App* cal = app.add_subcommand(
       "calibrate", "Set the anomaly threshold at a target false-positive rate on normal data (kept in the checkpoint)");
   add_common(cal, *a);
-  cal->add_option("--score", a->score, "neg_elbo, iwae_nll, recon_error, prior_nll or mahalanobis")->capture_default_str();
+  cal->add_option("--score", a->score, "neg_elbo, iwae_nll, recon_error, prior_nll, mahalanobis, combined or complexity_adjusted")
+      ->capture_default_str();
   cal->add_option("--fpr", a->fpr, "target false-positive rate on normal data")->capture_default_str();
   cal->footer("Example:\n  latent calibrate runs/fmnist/model.safetensors --split test --fpr 0.01 --score neg_elbo");
   cal->callback([a]() { run_calibrate(*a); });

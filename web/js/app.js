@@ -7,6 +7,7 @@ import { initKl } from './views/kl.js';
 import { initReparam } from './views/reparam.js';
 import { initWalk } from './views/walk.js';
 import { initTraining } from './views/training.js';
+import { initAnomaly } from './views/anomaly.js';
 
 function initTabs() {
   const tabs = [...document.querySelectorAll('[role="tab"]')];
@@ -57,6 +58,7 @@ async function main() {
   document.getElementById('model-summary').textContent = summary(info);
   initKl();
   initReparam();
+  initAnomaly();
   await Promise.all([initManifold(), initWalk(), initTraining(), setInput({ index: 0 })]);
   document.body.dataset.ready = 'true';
 }
