@@ -3,13 +3,13 @@
 # a VAE trained on the training images of class c alone scores all 10,000 test images, class c
 # normal and the other nine anomalous. Prints the AUROC of every score per class and their means,
 # and the wall time of the whole sweep. Published means on this protocol: RAW-OC-SVM 92.8, GEOM 93.5.
-#   bench/anomaly_oneclass.sh [EPOCHS (default 30)] [K (default 100)] [MODEL CONFIG (default the MLP 784-400-20)]
+#   bench/anomaly_oneclass.sh [EPOCHS (default 25)] [K (default 0: no iwae_nll)] [MODEL CONFIG (default the conv VAE below)]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-epochs="${1:-30}"
-k="${2:-100}"
-mlp='{"type": "mlp_vae", "hidden": [400], "latent": 20}'
-config="${3:-$mlp}"
+epochs="${1:-25}"
+k="${2:-0}"
+conv='{"type": "conv_vae", "channels": [32, 64], "hidden": [256], "latent": 32}'
+config="${3:-$conv}"
 out=build/oneclass
 mkdir -p "$out"
 [ -x build/latent ] || { echo "build/latent is missing: run scripts/build.sh"; exit 1; }

@@ -15,8 +15,8 @@
 namespace latent {
 
 /// The examples of a checkpoint's data: `split` "test" or "train", from the checkpoint's data
-/// spec or `source_override`; standardized with the checkpoint's statistics and binarized as in
-/// training when the run was binarized. `limit` > 0 keeps the first `limit` examples.
+/// spec or `source_override` ("all": every example of `source_override`, a file or folder, in order); standardized with the
+/// checkpoint's statistics and binarized as in training when the run was binarized. `limit` > 0 keeps the first `limit` examples.
 Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_override, const std::string& split, int64_t limit);
 
 /// Model input/output space -> data space: undoes standardization. [N, D...]

@@ -13,7 +13,10 @@ bool is_image_model(const LoadedCheckpoint& ck) {
 }
 
 Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_override, const std::string& split, int64_t limit) {
-  if (split != "test" && split != "train") throw Error("the split must be test or train, got '" + split + "'");
+  if (split != "test" && split != "train" && split != "all")
+    throw Error("the split must be test, train or all, got '" + split + "'");
+  if (split == "all" && (source_override.empty() || source_override == "fashion-mnist"))
+    throw Error("--split all takes every example of a file or folder given as the data; built-in data has test and train splits");
   DataSpec spec = ck.info.data;
   if (!source_override.empty()) {
     spec = DataSpec{};
@@ -27,8 +30,13 @@ Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_ov
   }
   // Standardization uses the checkpoint's statistics, never the new data's.
   spec.standardize = false;
-  DataSplit data = load_data(spec);
-  Dataset d = split == "test" ? data.test : data.train;
+  Dataset d;
+  if (split == "all") {  // every example, in file order
+    d = load_source(spec.source, spec.labels, spec);
+  } else {
+    DataSplit data = load_data(spec);
+    d = split == "test" ? data.test : data.train;
+  }
   if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");
   if (d.example_shape() != ck.info.data_shape)
     throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) +

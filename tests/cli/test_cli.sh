@@ -170,6 +170,8 @@ PYEOF
 "$LATENT" train --data "$T/mixed.csv" --test-data "$T/mixed-test.csv" --standardize \
   --config '{"type": "mlp_vae", "hidden": [32], "latent": 2, "likelihood": "gaussian", "sigma": 0.3}' --epochs 30 --quiet --out "$T/mixed" >/dev/null 2>&1
 "$LATENT" score "$T/mixed/model.safetensors" --labels "$T/mixed-labels.txt" --out "$T/mixed-score" >/dev/null
+"$LATENT" score "$T/mixed/model.safetensors" "$T/mixed-test.csv" --labels "$T/mixed-labels.txt" --out "$T/mixed-score2" >/dev/null
+check "score CHECKPOINT DATA scores every row of the file, in order" cmp "$T/mixed-score/scores.csv" "$T/mixed-score2/scores.csv"
 check "tabular anomalies of mixed scales are found without tuning (AUROC > 0.9)" $PY -c "
 import json; r = json.load(open('$T/mixed-score/report.json'))['scores']
 assert max(s['auroc'] for s in r.values()) > 0.9, r"

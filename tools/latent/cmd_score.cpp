@@ -20,7 +20,7 @@ namespace latent::cli {
 namespace {
 
 struct ScoreArgs {
-  std::string checkpoint, data, split = "test", labels, out, score = "neg_elbo";
+  std::string checkpoint, data, split, labels, out, score = "neg_elbo";  // split "": see score_data
   std::vector<int64_t> normal_classes;
   int64_t limit = 0, k = 0, samples = 1;
   double fpr = 0.01;
@@ -39,7 +39,9 @@ std::vector<double> to_vector(const at::Tensor& t) {
 AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data_out) {
   require_vae(ck, "anomaly scoring");
   ck.model->eval();
-  Dataset d = checkpoint_data(ck, a.data, a.split, a.limit);
+  // Data named on the command line is scored whole, unless it is built-in data with its own splits.
+  const std::string split = !a.split.empty() ? a.split : !a.data.empty() && a.data != "fashion-mnist" ? "all" : "test";
+  Dataset d = checkpoint_data(ck, a.data, split, a.limit);
   if (d.size() == 0) throw Error("no examples to score");
   Dataset train = checkpoint_data(ck, "", "train", 10000);
   const EncodingStats stats = encoding_stats(*ck.model, train.x);
@@ -82,7 +84,7 @@ void run_calibrate(const ScoreArgs& a) {
                          {"k", a.k},
                          {"samples", a.samples},
                          {"seed", a.seed},
-                         {"split", a.split},
+                         {"split", a.split.empty() ? std::string("default") : a.split},
                          {"data", a.data.empty() ? ck.info.data.to_json() : nlohmann::json(a.data)}};
   file.metadata["anomaly"] = meta.dump();
   safetensors_save(a.checkpoint, file);
@@ -264,7 +266,7 @@ void run_score(const ScoreArgs& a) {
 void add_common(CLI::App* cmd, ScoreArgs& a) {
   cmd->add_option("checkpoint", a.checkpoint, "checkpoint written by latent train")->required()->check(CLI::ExistingFile);
   cmd->add_option("--data", a.data, "data to score (default: the checkpoint's)");
-  cmd->add_option("--split", a.split, "test or train")->capture_default_str();
+  cmd->add_option("--split", a.split, "test or train; all: every example of a file or folder given as the data (its default)");
   cmd->add_option("--limit", a.limit, "first N examples only")->check(CLI::NonNegativeNumber);
   cmd->add_option("--k", a.k, "importance samples for iwae_nll (0: skip it)")
       ->capture_default_str()
@@ -290,11 +292,14 @@ void add_score(CLI::App& app) {
   auto b = std::make_shared<ScoreArgs>();
   CLI::App* sc = app.add_subcommand("score", "Anomaly scores per example (CSV, NPY); ROC/PR reports with labels");
   add_common(sc, *b);
+  sc->add_option("source", b->data, "data to score, as --data (latent score CHECKPOINT DATA)");
   sc->add_option("--out", b->out, "output folder")->required();
   sc->add_option("--labels", b->labels, "0 (normal) / 1 (anomalous) per example: .npy or one per line");
   sc->add_option("--normal-class", b->normal_classes, "classes of the data that are normal (the rest are anomalies)");
   sc->add_flag("--maps", b->maps, "also per-element squared errors (error_maps.npy; PNG for images)");
-  sc->footer("Example:\n  latent score runs/fmnist/model.safetensors --normal-class 0 --k 100 --maps --out runs/fmnist/scores");
+  sc->footer(
+      "Example:\n  latent score runs/tshirts/model.safetensors fashion-mnist --normal-class 0 --k 100 --maps --out "
+      "runs/tshirts/scores");
   sc->callback([b]() { run_score(*b); });
 }
 
