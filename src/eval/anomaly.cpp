@@ -34,6 +34,16 @@ std::vector<size_t> descending(const std::vector<double>& scores) {
   return order;
 }
 
+// Sum over each example of (x - decoded mean at z = mu)^2: [B], float64.
+at::Tensor recon_error(VaeImpl& model, const at::Tensor& x, const at::Tensor& mu) {
+  return (x - model.likelihood_mean(model.decode(mu))).square().flatten(1).sum(1).to(at::kDouble);
+}
+
+at::Tensor mahalanobis(const at::Tensor& mu, const EncodingStats& stats) {  // mu [B, d] float64 -> [B]
+  at::Tensor c = mu - stats.mean;
+  return (c.mm(stats.precision) * c).sum(1);
+}
+
 }  // namespace
 
 const std::vector<std::string>& anomaly_score_names() {
@@ -44,9 +54,12 @@ const std::vector<std::string>& anomaly_score_names() {
 
 EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x) {
   at::NoGradGuard no_grad;
-  std::vector<at::Tensor> mus;
-  for (int64_t i = 0; i < x.size(0); i += 1000)
-    mus.push_back(model.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i))).mu);
+  std::vector<at::Tensor> mus, recons;
+  for (int64_t i = 0; i < x.size(0); i += 1000) {
+    at::Tensor xb = x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i));
+    mus.push_back(model.encode(xb).mu);
+    recons.push_back(recon_error(model, xb, mus.back()));
+  }
   at::Tensor mu = at::cat(mus).to(at::kDouble);  // [N, d]
   at::Tensor mean = mu.mean(0);
   at::Tensor c = mu - mean;
@@ -54,16 +67,13 @@ EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x) {
   cov += 1e-6 * at::eye(cov.size(0), cov.options());
   EncodingStats stats{mean, at::linalg_inv(cov)};
   // Robust location and scale of the two scores that `combined` adds, on these (normal) examples.
-  ScoreOptions o;
-  o.batch = 1000;
-  AnomalyScores s = anomaly_scores(model, x, stats, o);
   auto robust = [](const at::Tensor& v, double& median, double& mad) {
     at::Tensor l = v.clamp_min(1e-300).log();
     median = l.median().item<double>();
     mad = std::max(1e-12, (l - median).abs().median().item<double>());
   };
-  robust(s.scores.at("recon_error"), stats.log_recon_median, stats.log_recon_mad);
-  robust(s.scores.at("mahalanobis"), stats.log_maha_median, stats.log_maha_mad);
+  robust(at::cat(recons), stats.log_recon_median, stats.log_recon_mad);
+  robust(mahalanobis(mu, stats), stats.log_maha_median, stats.log_maha_mad);
   return stats;
 }
 
@@ -84,13 +94,12 @@ AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const Encoding
       q = t.q;
     }
     parts["neg_elbo"].push_back(neg_elbo);
-    at::Tensor diff = xb - model.likelihood_mean(model.decode(q.mu));  // [B, D...]
-    parts["recon_error"].push_back(diff.square().flatten(1).sum(1).to(at::kDouble));
-    if (o.error_maps) maps.push_back(diff.square());
+    at::Tensor sq = (xb - model.likelihood_mean(model.decode(q.mu))).square();  // [B, D...]
+    parts["recon_error"].push_back(sq.flatten(1).sum(1).to(at::kDouble));
+    if (o.error_maps) maps.push_back(sq);
     at::Tensor mu = q.mu.to(at::kDouble);
     parts["prior_nll"].push_back(0.5 * (mu.square() + kLog2Pi).sum(1));
-    at::Tensor c = mu - stats.mean;
-    parts["mahalanobis"].push_back((c.mm(stats.precision) * c).sum(1));
+    parts["mahalanobis"].push_back(mahalanobis(mu, stats));
     const auto& shape = model.data_shape();
     if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {
       at::Tensor complexity = at::empty({b}, at::kDouble);
