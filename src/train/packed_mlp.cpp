@@ -16,14 +16,6 @@
 
 namespace latent {
 
-Precision parse_precision(const std::string& name) {
-  if (name == "fp32") return Precision::kFloat32;
-  if (name == "bf16") return Precision::kBFloat16;
-  throw Error("unknown precision '" + name + "' (expected fp32 or bf16)");
-}
-
-const char* precision_name(Precision p) { return p == Precision::kFloat32 ? "fp32" : "bf16"; }
-
 #ifdef LATENT_HAVE_DNNL
 
 namespace {

@@ -13,13 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "latent/precision.h"
+
 namespace latent {
-
-enum class Precision { kFloat32, kBFloat16 };
-
-/// "fp32" or "bf16" -> Precision; throws latent::Error naming the value otherwise.
-Precision parse_precision(const std::string& name);
-const char* precision_name(Precision p);
 
 class PackedMlp {
  public:

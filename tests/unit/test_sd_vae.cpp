@@ -1,0 +1,189 @@
+// SD's autoencoders against the independent PyTorch implementation in tests/sd_vae_reference.py:
+// the same random weights saved in three layouts and dtypes, each with the outputs it must give
+// (computed in float64 from that file's rounded weights). Tolerance: 1e-4 absolute in float32 (the
+// issue's bound; outputs are O(1)), for the ATen reference operations and for oneDNN's.
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "latent/npy.h"
+#include "latent/safetensors.h"
+#include "latent/sd_vae.h"
+#include "models/sd_weights.h"
+#include "test_util.h"
+
+namespace latent {
+namespace {
+
+const std::string kDir = std::string(LATENT_FIXTURES) + "/sd/";
+constexpr double kTol = 1e-4;
+
+struct Case {
+  std::string file;
+  std::string layout, dtype;
+  bool fast;
+};
+
+std::string name_of(const ::testing::TestParamInfo<Case>& info) {
+  return info.param.file + (info.param.fast ? "_fast" : "_aten");
+}
+
+class SdLayouts : public ::testing::TestWithParam<Case> {};
+
+TEST_P(SdLayouts, EncodeAndDecodeMatchTheReference) {
+  const Case& c = GetParam();
+  SdLoadOptions options;
+  options.fast = c.fast;
+  auto vae = SdAutoencoder::load(kDir + c.file + ".safetensors", options);
+  EXPECT_EQ(vae->file_layout(), c.layout);
+  EXPECT_EQ(vae->file_dtype(), c.dtype);
+  EXPECT_EQ(vae->config().source, "config.json");
+  EXPECT_EQ(vae->config().block_out_channels, (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(vae->config().downsampling_factor(), 2);
+  at::Tensor mean, logvar;
+  vae->posterior(npy_load(kDir + "image.npy"), mean, logvar);
+  EXPECT_TRUE(test::all_close(mean, npy_load(kDir + c.file + ".mean.npy"), 0, kTol));
+  EXPECT_TRUE(test::all_close(logvar, npy_load(kDir + c.file + ".logvar.npy"), 0, kTol));
+  EXPECT_TRUE(
+      test::all_close(vae->decode_unscaled(npy_load(kDir + "latents.npy")), npy_load(kDir + c.file + ".decoded.npy"), 0, kTol));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Files, SdLayouts,
+    ::testing::Values(Case{"diffusers_f32", "diffusers", "F32", false}, Case{"diffusers_f32", "diffusers", "F32", true},
+                      Case{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", false},
+                      Case{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", true},
+                      Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", false},
+                      Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", true}),
+    name_of);
+
+TEST(SdVae, ScalingFactorFromConfigDefaultAndOverride) {
+  // config.json says 0.5: encode's mean is the posterior mean x 0.5, decode divides first.
+  auto vae = SdAutoencoder::load(kDir + "diffusers_f32.safetensors");
+  EXPECT_DOUBLE_EQ(vae->config().scaling_factor, 0.5);
+  const at::Tensor image = npy_load(kDir + "image.npy"), latents = npy_load(kDir + "latents.npy");
+  EXPECT_TRUE(test::all_close(vae->encode(image, false), npy_load(kDir + "diffusers_f32.mean.npy") * 0.5, 0, kTol));
+  EXPECT_TRUE(test::all_close(vae->decode(latents * 0.5), npy_load(kDir + "diffusers_f32.decoded.npy"), 0, kTol));
+  // A sample: mean + sigma eps, seeded.
+  const at::Tensor a = vae->encode(image, true, 7), b = vae->encode(image, true, 7), c = vae->encode(image, true, 8);
+  EXPECT_TRUE(at::equal(a, b));
+  EXPECT_FALSE(at::equal(a, c));
+  const at::Tensor sigma = at::exp(0.5 * npy_load(kDir + "diffusers_f32.logvar.npy"));
+  const at::Tensor eps = (a / 0.5 - npy_load(kDir + "diffusers_f32.mean.npy")) / sigma;
+  EXPECT_NEAR(eps.mean().item<double>(), 0.0, 0.15);  // 768 draws of N(0, 1)
+  EXPECT_NEAR(eps.std().item<double>(), 1.0, 0.1);
+
+  SdLoadOptions options;
+  options.scaling_factor = 0.13025;
+  EXPECT_DOUBLE_EQ(SdAutoencoder::load(kDir + "diffusers_f32.safetensors", options)->config().scaling_factor, 0.13025);
+}
+
+TEST(SdVae, ArchitectureFromShapesWithoutConfigJson) {
+  test::TempDir dir;
+  std::filesystem::copy_file(kDir + "ldm_f16_first_stage.safetensors", dir / "sd-v1-5.safetensors");
+  auto vae = SdAutoencoder::load(dir / "sd-v1-5.safetensors");
+  const SdVaeConfig& c = vae->config();
+  EXPECT_EQ(c.source, "tensor shapes");
+  EXPECT_EQ(c.block_out_channels, (std::vector<int64_t>{32, 64}));
+  EXPECT_EQ(c.layers_per_block, 1);
+  EXPECT_EQ(c.latent_channels, 4);
+  EXPECT_EQ(c.in_channels, 3);
+  EXPECT_EQ(c.out_channels, 3);
+  EXPECT_TRUE(c.use_quant_conv && c.use_post_quant_conv && c.mid_block_add_attention);
+  EXPECT_DOUBLE_EQ(c.scaling_factor, 0.18215);
+  EXPECT_TRUE(test::all_close(vae->decode_unscaled(npy_load(kDir + "latents.npy")),
+                              npy_load(kDir + "ldm_f16_first_stage.decoded.npy"), 0, kTol));
+}
+
+TEST(SdVae, MismatchedFileListsEveryProblem) {
+  SafetensorsFile f = safetensors_load(kDir + "ldm_f16_first_stage.safetensors");
+  std::vector<std::pair<std::string, at::Tensor>> kept;
+  for (auto& [name, t] : f.tensors) {
+    if (name == "first_stage_model.decoder.up.1.block.0.norm1.weight" || name == "first_stage_model.encoder.mid.attn_1.k.bias")
+      continue;
+    if (name == "first_stage_model.decoder.conv_in.weight") t = at::zeros({64, 5, 3, 3}, at::kHalf);
+    kept.push_back({name, t});
+  }
+  kept.push_back({"first_stage_model.decoder.extra.weight", at::zeros({2}, at::kHalf)});
+  kept.push_back({"model.diffusion_model.input_blocks.0.0.weight", at::zeros({2}, at::kHalf)});  // the rest of an SD checkpoint
+  f.tensors = kept;
+  test::TempDir dir;
+  safetensors_save(dir / "broken.safetensors", f);
+  std::filesystem::copy_file(kDir + "config.json", dir / "config.json");
+  try {
+    SdAutoencoder::load(dir / "broken.safetensors");
+    FAIL() << "a mismatched file loaded";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("2 missing, 1 unexpected, 1 wrongly shaped"), std::string::npos) << m;
+    // Named as the file names them (LDM layout, with its prefix), with the expected shapes.
+    EXPECT_NE(m.find("missing: first_stage_model.decoder.up.1.block.0.norm1.weight [64]"), std::string::npos) << m;
+    EXPECT_NE(m.find("missing: first_stage_model.encoder.mid.attn_1.k.bias [64]"), std::string::npos) << m;
+    EXPECT_NE(m.find("unexpected: first_stage_model.decoder.extra.weight [2]"), std::string::npos) << m;
+    EXPECT_NE(m.find("wrong: first_stage_model.decoder.conv_in.weight: got [64, 5, 3, 3], expected [64, 4, 3, 3]"),
+              std::string::npos)
+        << m;
+    EXPECT_EQ(m.find("diffusion_model"), std::string::npos) << m;
+  }
+}
+
+TEST(SdVae, CorruptFilesAndBadConfigsAreRefused) {
+  test::TempDir dir;
+  test::write_bytes(dir / "short.safetensors", "\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":");
+  EXPECT_THROW(SdAutoencoder::load(dir / "short.safetensors"), Error);
+  EXPECT_ERROR_WITH(SdAutoencoder::load(dir / "missing.safetensors"), "missing.safetensors");
+  std::filesystem::copy_file(kDir + "diffusers_f32.safetensors", dir / "m.safetensors");
+  test::write_bytes(
+      dir / "config.json",
+      R"({"_class_name": "AutoencoderKL", "block_out_channels": [32, 64], "layers_per_block": 1, "act_fn": "gelu"})");
+  EXPECT_ERROR_WITH(SdAutoencoder::load(dir / "m.safetensors"), "'act_fn'");
+  test::write_bytes(dir / "config.json", R"({"block_out_channels": [32, 64], "layers_per_block": 1, "resnet_style": 2})");
+  EXPECT_ERROR_WITH(SdAutoencoder::load(dir / "m.safetensors"), "unknown key 'resnet_style'");
+  test::write_bytes(dir / "config.json", R"({"block_out_channels": [32, 64, 64], "layers_per_block": 1})");
+  EXPECT_ERROR_WITH(SdAutoencoder::load(dir / "m.safetensors"), "missing");
+}
+
+TEST(SdVae, BadInputsAreRefused) {
+  auto vae = SdAutoencoder::load(kDir + "diffusers_f32.safetensors");
+  EXPECT_ERROR_WITH(vae->encode(at::zeros({1, 1, 8, 8}), false), "expected [N, 3, H, W]");
+  EXPECT_ERROR_WITH(vae->encode(at::zeros({1, 3, 7, 8}), false), "multiples of 2");
+  EXPECT_ERROR_WITH(vae->encode(at::full({1, 3, 8, 8}, NAN), false), "NaN");
+  EXPECT_ERROR_WITH(vae->decode(at::zeros({1, 3, 8, 8})), "expected [N, 4, h, w]");
+  SdTiling bad;
+  bad.tile = 5;
+  EXPECT_ERROR_WITH(vae->decode(at::zeros({1, 4, 8, 8}), bad), "tile size");
+}
+
+TEST(SdVae, TaesdMatchesTheReference) {
+  for (bool fast : {false, true}) {
+    SdLoadOptions options;
+    options.fast = fast;
+    auto vae = SdAutoencoder::load(kDir + "taesd/diffusion_pytorch_model.safetensors", options);
+    EXPECT_EQ(vae->config().type, "AutoencoderTiny");
+    EXPECT_EQ(vae->config().downsampling_factor(), 4);
+    EXPECT_DOUBLE_EQ(vae->config().scaling_factor, 1.0);
+    EXPECT_TRUE(test::all_close(vae->encode(npy_load(kDir + "image.npy"), false), npy_load(kDir + "taesd/latents.npy"), 0, kTol));
+    EXPECT_TRUE(test::all_close(vae->decode(npy_load(kDir + "latents.npy")), npy_load(kDir + "taesd/decoded.npy"), 0, 4 * kTol));
+  }
+  // Without config.json the stages come from the layer sequence.
+  test::TempDir dir;
+  std::filesystem::copy_file(kDir + "taesd/diffusion_pytorch_model.safetensors", dir / "taesd.safetensors");
+  const SdVaeConfig c = SdAutoencoder::load(dir / "taesd.safetensors")->config();
+  EXPECT_EQ(c.num_encoder_blocks, (std::vector<int64_t>{1, 2, 1}));
+  EXPECT_EQ(c.num_decoder_blocks, (std::vector<int64_t>{1, 2, 1}));
+  EXPECT_EQ(c.decoder_block_out_channels, (std::vector<int64_t>{16, 16, 16}));
+}
+
+TEST(SdVae, LdmNamesRoundTrip) {
+  for (const std::string n :
+       {"decoder.up_blocks.0.resnets.2.conv_shortcut.weight", "decoder.up_blocks.3.upsamplers.0.conv.bias",
+        "encoder.down_blocks.1.downsamplers.0.conv.weight", "encoder.mid_block.attentions.0.to_out.0.weight",
+        "decoder.mid_block.resnets.1.norm2.bias", "encoder.conv_norm_out.weight", "quant_conv.weight"})
+    EXPECT_EQ(sd_name_from_ldm(sd_name_to_ldm(n, 4), 4), n);
+  EXPECT_EQ(sd_name_to_ldm("decoder.up_blocks.0.resnets.2.conv_shortcut.weight", 4), "decoder.up.3.block.2.nin_shortcut.weight");
+  EXPECT_EQ(sd_name_to_ldm("encoder.mid_block.attentions.0.to_out.0.weight", 4), "encoder.mid.attn_1.proj_out.weight");
+}
+
+}  // namespace
+}  // namespace latent
