@@ -2,8 +2,8 @@
 // one interface with two implementations:
 //  - ATen's (any device; the plain reference, NCHW activations);
 //  - oneDNN's (CPU; activations kept in oneDNN's channel-blocked layout from the first convolution to
-//    the last, Winograd or direct convolutions with bias and residual fused, GroupNorm and SiLU in one
-//    pass, bfloat16 on CPUs with AMX/AVX512-BF16).
+//    the last, direct or Winograd convolutions with bias and residual fused, GroupNorm and SiLU in
+//    two passes, bfloat16 on CPUs with AMX/AVX512-BF16).
 // Activations are at::Tensors whose layout only the implementation that made them knows; the model
 // converts with input()/output() at its ends.
 #pragma once
@@ -55,7 +55,8 @@ class SdOps {
 
 std::unique_ptr<SdOps> make_sd_ops_aten();
 /// Null when the build has no oneDNN. Throws latent::Error for bf16 on a CPU without bf16 instructions.
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision);
+/// `winograd`: Winograd kernels for 3x3 stride-1 float32 convolutions (faster, 4x the weight memory).
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.
 constexpr int64_t kSdAttentionRows = 1024;

@@ -88,7 +88,7 @@ SdAutoencoder::~SdAutoencoder() = default;
 
 std::unique_ptr<SdAutoencoder> SdAutoencoder::load(const std::string& path, const SdLoadOptions& options) {
   SdWeights weights = sd_weights_load(path, options.scaling_factor);
-  std::unique_ptr<SdOps> ops = options.fast ? make_sd_ops_dnnl(options.precision) : nullptr;
+  std::unique_ptr<SdOps> ops = options.fast ? make_sd_ops_dnnl(options.precision, options.winograd) : nullptr;
   if (!ops) {
     if (options.precision == Precision::kBFloat16) throw Error("bf16 needs a build with oneDNN (Debian: libdnnl-dev)");
     ops = make_sd_ops_aten();

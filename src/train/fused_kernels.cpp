@@ -236,3 +236,50 @@ LATENT_VECTORIZED void sigmoid_to_u8(const float* __restrict logits, int64_t n, 
 }
 
 }  // namespace latent::kernels
+
+namespace latent::kernels {
+
+LATENT_VECTORIZED void block16_moments(const float* __restrict x, int64_t pixels, double* __restrict sum,
+                                       double* __restrict sumsq) {
+  for (int64_t p0 = 0; p0 < pixels; p0 += 64) {
+    float s[16] = {}, q[16] = {};
+    const int64_t p1 = std::min<int64_t>(pixels, p0 + 64);
+    for (int64_t p = p0; p < p1; ++p)
+      for (int l = 0; l < 16; ++l) {
+        const float v = x[p * 16 + l];
+        s[l] += v;
+        q[l] += v * v;
+      }
+    for (int l = 0; l < 16; ++l) {
+      sum[l] += s[l];
+      sumsq[l] += q[l];
+    }
+  }
+}
+
+namespace {
+// SiLU(v) = v sigmoid(v), with e = exp(-|v|) (never overflows) and the clamp keeping e normal.
+inline float silu(float v) {
+  const float e = exp_np(std::max(-std::fabs(v), -80.0f));
+  const float q = 1.0f / (1.0f + e);
+  return v * (v >= 0.0f ? q : 1.0f - q);
+}
+inline uint16_t bf16_of(float v) {  // round to nearest even (finite values)
+  uint32_t u;
+  std::memcpy(&u, &v, 4);
+  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+}  // namespace
+
+LATENT_VECTORIZED void block16_affine_silu(const float* x, int64_t pixels, const float* __restrict a, const float* __restrict b,
+                                           float* y, uint16_t* y_bf16) {
+  if (y_bf16) {
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int l = 0; l < 16; ++l) y_bf16[p * 16 + l] = bf16_of(silu(x[p * 16 + l] * a[l] + b[l]));
+  } else {
+    for (int64_t p = 0; p < pixels; ++p)
+      for (int l = 0; l < 16; ++l) y[p * 16 + l] = silu(x[p * 16 + l] * a[l] + b[l]);
+  }
+}
+
+}  // namespace latent::kernels

@@ -75,3 +75,15 @@ void to_u8(const float* x, int64_t n, uint8_t* out);
 void sigmoid_to_u8(const float* logits, int64_t n, uint8_t* out);
 
 }  // namespace latent::kernels
+
+namespace latent::kernels {
+
+/// Per-lane sums of x and x^2 over `pixels` rows of 16 floats (one channel block of oneDNN's
+/// nChw16c layout), added into sum[16] and sumsq[16] (float partial sums of 64 rows, double across).
+void block16_moments(const float* x, int64_t pixels, double* sum, double* sumsq);
+
+/// y = SiLU(x a + b) per lane, over `pixels` rows of 16 (a, b: 16 per-channel factors); y may be x.
+/// `y_bf16` (when not null) receives the result as bfloat16 instead of y.
+void block16_affine_silu(const float* x, int64_t pixels, const float* a, const float* b, float* y, uint16_t* y_bf16);
+
+}  // namespace latent::kernels

@@ -187,3 +187,47 @@ TEST(SdVae, LdmNamesRoundTrip) {
 
 }  // namespace
 }  // namespace latent
+
+namespace latent {
+namespace {
+
+TEST(SdVae, TiledDecodeAndEncodeBlendWholeTiles) {
+  // Tiles are decoded on their own (GroupNorm statistics and the mid-block attention see only the
+  // tile, as in diffusers' tiling), then blended: where one tile alone covers the output it is that
+  // tile's decoding exactly; where two overlap, a linear ramp mixes them, so the result never leaves
+  // the range of the two; a tile as large as the image is the untiled computation.
+  auto vae = SdAutoencoder::load(kDir + "diffusers_f32.safetensors");
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(5);
+  const at::Tensor z =
+      at::randn({1, 4, 24, 32}, gen);  // scaled latents; tiles of 16 latents start at rows 0, 8 and columns 0, 12, 16
+  SdTiling tiling;
+  tiling.tile = 32;                                 // pixels (16 latents), at least 4 latents shared
+  const at::Tensor tiled = vae->decode(z, tiling);  // [1, 3, 48, 64]
+  ASSERT_EQ(tiled.sizes(), (at::IntArrayRef{1, 3, 48, 64}));
+  const at::Tensor unscaled = z / vae->config().scaling_factor;
+  const at::Tensor first = vae->decode_unscaled(unscaled.narrow(2, 0, 16).narrow(3, 0, 16).contiguous());  // [1, 3, 32, 32]
+  EXPECT_TRUE(test::all_close(tiled.narrow(2, 0, 16).narrow(3, 0, 24), first.narrow(2, 0, 16).narrow(3, 0, 24), 0, 1e-6));
+  // Rows 16..31, columns 0..23: tiles (0, 0) and (1, 0) only.
+  const at::Tensor below = vae->decode_unscaled(unscaled.narrow(2, 8, 16).narrow(3, 0, 16).contiguous());  // rows 16..47
+  const at::Tensor a = first.narrow(2, 16, 16).narrow(3, 0, 24), b = below.narrow(2, 0, 16).narrow(3, 0, 24);
+  const at::Tensor mixed = tiled.narrow(2, 16, 16).narrow(3, 0, 24);
+  EXPECT_TRUE((mixed >= at::minimum(a, b) - 1e-5).all().item<bool>());
+  EXPECT_TRUE((mixed <= at::maximum(a, b) + 1e-5).all().item<bool>());
+  // The ramp: at the overlap's first row the upper tile dominates, at its last the lower one.
+  EXPECT_LT((mixed.select(2, 0) - a.select(2, 0)).abs().max().item<double>(),
+            (mixed.select(2, 0) - b.select(2, 0)).abs().max().item<double>());
+  EXPECT_LT((mixed.select(2, 15) - b.select(2, 15)).abs().max().item<double>(),
+            (mixed.select(2, 15) - a.select(2, 15)).abs().max().item<double>());
+  tiling.tile = 64;
+  EXPECT_TRUE(at::equal(vae->decode(z, tiling), vae->decode(z)));
+
+  // Encoding: the same blend of whole tiles, in latent space.
+  const at::Tensor image = vae->decode(z).clamp(-1, 1);  // [1, 3, 48, 64]
+  tiling.tile = 32;
+  const at::Tensor e_tiled = vae->encode(image, false, 0, tiling);  // [1, 4, 24, 32]
+  const at::Tensor e_first = vae->encode(image.narrow(2, 0, 32).narrow(3, 0, 32).contiguous(), false);
+  EXPECT_TRUE(test::all_close(e_tiled.narrow(2, 0, 8).narrow(3, 0, 12), e_first.narrow(2, 0, 8).narrow(3, 0, 12), 0, 1e-6));
+}
+
+}  // namespace
+}  // namespace latent

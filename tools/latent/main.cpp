@@ -23,12 +23,14 @@ int main(int argc, char** argv) {
       "Quick start:\n  latent train --data fashion-mnist --epochs 10 --out runs/fmnist\n  latent eval "
       "runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
       "  latent serve runs/fmnist/model.safetensors\n"
+      "  latent sd roundtrip --vae vae/diffusion_pytorch_model.safetensors photo.png -o photo-vae.png\n"
       "Run 'latent COMMAND --help' for a command's options.");
   latent::cli::add_train(app);
   latent::cli::add_eval(app);
   latent::cli::add_generate(app);
   latent::cli::add_serve(app);
   latent::cli::add_score(app);
+  latent::cli::add_sd(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,59 @@
+// Times SD's autoencoder in latent: decode a latent of `--latent-size` and encode the result back,
+// each `--runs` times in one process, and prints the seconds of every run and the process's peak
+// resident memory. bench/sd_vs_pytorch.py runs it beside the PyTorch reference.
+//
+//   sd_time --vae FILE [--latent-size 64] [--runs 2] [--precision fp32|bf16] [--threads 2] [--reference]
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <sys/resource.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+
+#include "latent/sd_vae.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Time SD autoencoder decode and encode in latent"};
+  std::string vae, precision = "fp32", save;
+  int64_t size = 64;
+  int runs = 2, threads = 2;
+  bool reference = false, winograd = false;
+  app.add_option("--vae", vae)->required();
+  app.add_option("--latent-size", size);
+  app.add_option("--runs", runs);
+  app.add_option("--precision", precision);
+  app.add_option("--threads", threads);
+  app.add_option("--save", save, "write the decoded image of the first run (.npy) to compare");
+  app.add_flag("--reference", reference, "ATen's operations instead of oneDNN's");
+  app.add_flag("--winograd", winograd, "Winograd convolutions");
+  CLI11_PARSE(app, argc, argv);
+  at::set_num_threads(threads);
+  latent::SdLoadOptions options;
+  options.precision = latent::parse_precision(precision);
+  options.fast = !reference;
+  options.winograd = winograd;
+  auto t0 = std::chrono::steady_clock::now();
+  auto model = latent::SdAutoencoder::load(vae, options);
+  auto seconds = [](auto since) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(); };
+  std::printf("load %.2f s\n", seconds(t0));
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
+  const at::Tensor z = at::randn({1, model->config().latent_channels, size, size}, gen) * model->config().scaling_factor;
+  for (int r = 0; r < runs; ++r) {
+    t0 = std::chrono::steady_clock::now();
+    const at::Tensor image = model->decode(z);
+    const double dec = seconds(t0);
+    if (r == 0 && !save.empty()) {
+      FILE* f = std::fopen(save.c_str(), "wb");
+      const at::Tensor c = image.contiguous();
+      std::fwrite(c.data_ptr<float>(), sizeof(float), c.numel(), f);
+      std::fclose(f);
+    }
+    t0 = std::chrono::steady_clock::now();
+    const at::Tensor back = model->encode(image.clamp(-1, 1), false);
+    std::printf("run %d: decode %.3f s, encode %.3f s\n", r, dec, seconds(t0));
+  }
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  std::printf("peak memory %.0f MB\n", u.ru_maxrss / 1024.0);
+}

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""SD's first-stage autoencoder at SD 1.x size: latent against the PyTorch eager reference, one run.
+
+Random weights of the SD 1.x architecture (channels 128, 256, 512, 512; two resnets per level;
+4 latent channels) are written once as a diffusers-layout safetensors file. Then, each in its own
+process (so peak memory is its own): the PyTorch reference of tests/sd_vae_reference.py and
+build/bench/sd_time decode a 1x4x64x64 latent to 512x512 and encode the image back, twice; the
+first run includes each library's one-time set-up (kernel generation, weight reordering), the
+second is the steady state. Prints seconds, the ratio, peak resident memory of each process, and
+the decoded images' difference from PyTorch's.
+
+    /usr/bin/python3 bench/sd_vs_pytorch.py [--threads 2] [--sd-time build/bench/sd_time]
+"""
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from sd_vae_reference import AutoencoderKL, randomize, save_safetensors  # noqa: E402
+
+SD1 = {"in_channels": 3, "out_channels": 3, "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2, "latent_channels": 4,
+       "norm_num_groups": 32}
+
+
+def run_pytorch(weights, threads, save):
+    code = f"""
+import sys, time, resource, json, struct, numpy as np, torch
+sys.path.insert(0, {os.path.join(HERE, '..', 'tests')!r})
+from sd_vae_reference import AutoencoderKL
+torch.set_num_threads({threads})
+raw = open({weights!r}, 'rb').read()
+n = struct.unpack('<Q', raw[:8])[0]
+header = json.loads(raw[8:8 + n])
+state = {{k: torch.from_numpy(np.frombuffer(raw[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], dtype=np.float32).reshape(v['shape']).copy())
+         for k, v in header.items() if k != '__metadata__'}}
+del raw
+model = AutoencoderKL({SD1!r}).eval()
+model.load_state_dict(state)
+del state
+z = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(0))
+with torch.no_grad():
+    for r in range(2):
+        t0 = time.perf_counter(); image = model.decode(z); dec = time.perf_counter() - t0
+        if r == 0: image.numpy().tofile({save!r})
+        t0 = time.perf_counter(); model.encode(image.clamp(-1, 1)); enc = time.perf_counter() - t0
+        print(f'run {{r}}: decode {{dec:.3f}} s, encode {{enc:.3f}} s', flush=True)
+print(f'peak memory {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}} MB')
+"""
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+
+
+def parse(out):
+    runs = [line for line in out.splitlines() if line.startswith("run ")]
+    vals = [(float(r.split("decode ")[1].split(" s")[0]), float(r.split("encode ")[1].split(" s")[0])) for r in runs]
+    peak = float(out.split("peak memory ")[1].split(" MB")[0])
+    return vals, peak
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--sd-time", default=os.path.join(HERE, "..", "build", "bench", "sd_time"))
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = os.path.join(tmp, "diffusion_pytorch_model.safetensors")
+        model = AutoencoderKL(SD1)
+        randomize(model, 1)
+        save_safetensors(weights, {k: v.float() for k, v in model.state_dict().items()})
+        del model
+        # Both draw the latent from a fresh generator with seed 0 (the same values).
+        rows = []
+        pt_out = run_pytorch(weights, args.threads, os.path.join(tmp, "pytorch.bin"))
+        rows.append((f"PyTorch {torch.__version__} eager fp32",) + parse(pt_out))
+        reference = np.fromfile(os.path.join(tmp, "pytorch.bin"), dtype=np.float32)
+        errors = {}
+        for label, extra in (("latent fp32", []), ("latent fp32 --winograd", ["--winograd"]), ("latent bf16", ["--precision", "bf16"])):
+            save = os.path.join(tmp, "latent.bin")
+            out = subprocess.run([args.sd_time, "--vae", weights, "--threads", str(args.threads), "--runs", "2", "--save", save] + extra,
+                                 check=True, capture_output=True, text=True).stdout
+            rows.append((label,) + parse(out))
+            errors[label] = np.abs(np.fromfile(save, dtype=np.float32) - reference).max()
+    print(f"SD 1.x AutoencoderKL (random weights), 1x4x64x64 -> 512x512 -> back, {args.threads} threads")
+    print(f"{'':28s} {'decode 1st':>10s} {'decode':>8s} {'encode 1st':>10s} {'encode':>8s} {'peak MB':>8s} {'max |diff| vs PyTorch':>22s}")
+    base = rows[0][1][1]
+    for label, vals, peak in rows:
+        err = f"{errors[label]:.2e}" if label in errors else "-"
+        print(f"{label:28s} {vals[0][0]:10.2f} {vals[1][0]:8.2f} {vals[0][1]:10.2f} {vals[1][1]:8.2f} {peak:8.0f} {err:>22s}")
+    print()
+    for label, vals, peak in rows[1:]:
+        print(f"{label}: decode {base[0] / vals[1][0]:.2f}x, encode {base[1] / vals[1][1]:.2f}x PyTorch's speed (second runs); "
+              f"peak {peak:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
