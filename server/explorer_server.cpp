@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <sys/socket.h>
 
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -144,6 +145,11 @@ struct ExplorerServer::Impl {
   std::string host;
   int port = 0;
   socket_t listen_fd = -1;
+  // httplib's stop() does nothing until listen has begun, so a stop that came first would be lost and
+  // run() would then block for ever: both sides go through this lock.
+  std::mutex run_mutex;
+  bool started = false, stopped = false;
+  std::atomic<bool> finished{false};
   // Decodes in arrival order, two per core (one per core left cores idle while a thread read or
   // wrote its socket): at 50 clients p99 3.6 against 3.9 ms ungated, bench/RESULTS.md.
   FifoGate gate{static_cast<int>(2 * std::max(1u, std::thread::hardware_concurrency()))};
@@ -264,8 +270,25 @@ std::string ExplorerServer::address() const {
   return "http://" + host + ":" + std::to_string(impl_->port) + "/";
 }
 
-void ExplorerServer::run() { impl_->http.listen_after_bind(); }
+void ExplorerServer::run() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->run_mutex);
+    if (impl_->stopped) return;
+    impl_->started = true;
+  }
+  impl_->http.listen_after_bind();
+  impl_->finished = true;
+}
 
-void ExplorerServer::stop() { impl_->http.stop(); }
+void ExplorerServer::stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->run_mutex);
+    impl_->stopped = true;
+    if (!impl_->started) return;
+  }
+  // run() has begun: wait for httplib to enter its accept loop (microseconds), then stop it.
+  while (!impl_->http.is_running() && !impl_->finished) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  impl_->http.stop();
+}
 
 }  // namespace latent::server
