@@ -13,11 +13,9 @@ the decoded images' difference from PyTorch's.
 """
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 import torch

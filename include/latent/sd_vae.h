@@ -75,7 +75,7 @@ class SdAutoencoder {
   const std::string& file_layout() const { return file_layout_; }
 
   /// Images [N, in_channels, H, W] in [-1, 1] -> scaled latents [N, latent_channels, H/f, W/f]: the
-  /// posterior mean (`sample` false) or a sample mean + sigma * eps drawn from `generator`.
+  /// posterior mean (`sample` false) or a sample mean + sigma * eps, eps drawn with `seed`.
   at::Tensor encode(const at::Tensor& images, bool sample, uint64_t seed = 0, const SdTiling& tiling = {});
   /// Scaled latents -> images [N, out_channels, H*f, W*f], about [-1, 1] (not clamped).
   at::Tensor decode(const at::Tensor& latents, const SdTiling& tiling = {});

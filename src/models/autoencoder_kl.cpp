@@ -97,10 +97,7 @@ class AutoencoderKl : public SdAutoencoder {
   }
 
  private:
-  at::Tensor take(const std::string& name) {
-    auto it = w_.find(name);
-    return it == w_.end() ? at::Tensor() : it->second;
-  }
+  at::Tensor take(const std::string& name) const { return sd_take(w_, name); }
   SdConv conv(const std::string& p, int64_t pad_begin, int64_t pad_end, int64_t stride = 1) {
     SdConv c;
     c.weight = take(p + "weight");

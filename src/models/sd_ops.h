@@ -49,8 +49,6 @@ class SdOps {
   virtual at::Tensor upsample2x(const at::Tensor& x) = 0;
   /// x + out(softmax(q k^T / sqrt(C)) v) on GroupNorm(x); memory linear in the number of pixels.
   virtual at::Tensor attention(const at::Tensor& x, const SdAttention& a) = 0;
-  /// ReLU in place where the implementation can.
-  virtual at::Tensor relu(const at::Tensor& x) = 0;
 };
 
 std::unique_ptr<SdOps> make_sd_ops_aten();

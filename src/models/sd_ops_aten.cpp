@@ -50,8 +50,6 @@ class AtenOps : public SdOps {
     }
     return x + at::linear(o, a.out_weight, a.out_bias).transpose(1, 2).reshape({n, c, h, w});  // [N, C, H, W]
   }
-
-  at::Tensor relu(const at::Tensor& x) override { return at::relu(x); }
 };
 
 }  // namespace

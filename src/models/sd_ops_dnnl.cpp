@@ -25,6 +25,7 @@
 #include <tuple>
 
 #include "latent/error.h"
+#include "train/dnnl_engine.h"
 #include "train/fused_kernels.h"
 
 namespace latent {
@@ -34,11 +35,6 @@ namespace {
 using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
-
-const dnnl::engine& cpu() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 bool is_blocked(const at::Tensor& a) { return a.dim() == 5; }
 
@@ -153,10 +149,10 @@ class DnnlOps : public SdOps {
       dst = pool_->empty({n, blocks, oh, ow, 16}, at::kFloat);  // [N, C/16, H', W', 16]
     }
     auto* cache = static_cast<ConvKernels*>(c.cache.get());
-    memory src_m(e.src, cpu(), src.data_ptr()), dst_m(e.dst, cpu(), dst.data_ptr());
+    memory src_m(e.src, dnnl_cpu_engine(), src.data_ptr()), dst_m(e.dst, dnnl_cpu_engine(), dst.data_ptr());
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DST, dst_m}};
     if (c.bias.defined()) args[DNNL_ARG_BIAS] = cache->bias;
-    dnnl::stream stream(cpu());
+    dnnl::stream stream(dnnl_cpu_engine());
     e.primitive.execute(stream, args);
     stream.wait();
     if (!padded) return dst;
@@ -221,15 +217,13 @@ class DnnlOps : public SdOps {
 
   at::Tensor attention(const at::Tensor& x, const SdAttention& a) override { return input(aten_->attention(output(x), a)); }
 
-  at::Tensor relu(const at::Tensor& x) override { return x.relu_(); }
-
  private:
   const ConvKernels::Entry& kernels(SdConv& c, int64_t n, int64_t h, int64_t w, bool src_blocked, bool residual, bool relu) {
     if (!c.cache) {
       auto cache = std::make_shared<ConvKernels>();
       cache->weight_storage = c.weight.to(at::kFloat).contiguous();
       if (c.bias.defined()) {
-        cache->bias = memory(memory::desc({c.bias.size(0)}, Type::f32, Tag::x), cpu());
+        cache->bias = memory(memory::desc({c.bias.size(0)}, Type::f32, Tag::x), dnnl_cpu_engine());
         std::memcpy(cache->bias.get_data_handle(), c.bias.to(at::kFloat).contiguous().data_ptr<float>(),
                     c.bias.numel() * sizeof(float));
       }
@@ -259,7 +253,7 @@ class DnnlOps : public SdOps {
                                                 {c.stride, c.stride}, {c.pad_begin, c.pad_begin}, {c.pad_end, c.pad_end})
               : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src, wei, dst,
                                                 {c.stride, c.stride}, {c.pad_begin, c.pad_begin}, {c.pad_end, c.pad_end});
-      return dnnl::convolution_forward::primitive_desc(d, attr, cpu());
+      return dnnl::convolution_forward::primitive_desc(d, attr, dnnl_cpu_engine());
     };
     dnnl::convolution_forward::primitive_desc pd;
     bool have = false;
@@ -277,9 +271,9 @@ class DnnlOps : public SdOps {
     for (const auto& [desc, m] : cache.weights)
       if (desc == pd.weights_desc()) weights = m;
     if (!weights) {
-      memory user(memory::desc({out, in, k, k}, Type::f32, Tag::oihw), cpu(), cache.weight_storage.data_ptr());
-      weights = memory(pd.weights_desc(), cpu());
-      dnnl::stream stream(cpu());
+      memory user(memory::desc({out, in, k, k}, Type::f32, Tag::oihw), dnnl_cpu_engine(), cache.weight_storage.data_ptr());
+      weights = memory(pd.weights_desc(), dnnl_cpu_engine());
+      dnnl::stream stream(dnnl_cpu_engine());
       dnnl::reorder(user, weights).execute(stream, user, weights);
       stream.wait();
       cache.weights.push_back({pd.weights_desc(), weights});
@@ -303,7 +297,7 @@ std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd) {
     const dnnl::convolution_forward::primitive_desc pd(
         dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, s, wd, d, {1, 1},
                                         {1, 1}, {1, 1}),
-        cpu());
+        dnnl_cpu_engine());
     const std::string impl = pd.impl_info_str();
     if (impl.find("ref") != std::string::npos)
       throw Error("bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); oneDNN offers only '" + impl + "' here");

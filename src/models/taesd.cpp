@@ -71,10 +71,7 @@ class Taesd : public SdAutoencoder {
   }
 
  private:
-  at::Tensor take(const std::string& name) {
-    auto it = w_.find(name);
-    return it == w_.end() ? at::Tensor() : it->second;
-  }
+  at::Tensor take(const std::string& name) const { return sd_take(w_, name); }
   SdConv conv(const std::string& half, int64_t idx, int64_t stride = 1, const std::string& sub = "") {
     const std::string p = half + ".layers." + std::to_string(idx) + "." + sub;
     SdConv c;

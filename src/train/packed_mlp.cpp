@@ -12,6 +12,8 @@
 
 #ifdef LATENT_HAVE_DNNL
 #include <dnnl.hpp>
+
+#include "train/dnnl_engine.h"
 #endif
 
 namespace latent {
@@ -23,11 +25,6 @@ namespace {
 using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
-
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 // float32 -> bfloat16, rounding to nearest even (finite inputs; the decoder sees no NaN).
 void to_bf16(const float* x, int64_t n, uint16_t* out) {
@@ -60,7 +57,7 @@ struct PackedMlp::Impl {
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // each call brings its own
       const memory::desc s({rows, in}, src, Tag::ab), w({in, out}, src, Tag::any), b({1, out}, Type::f32, Tag::ab),
           d({rows, out}, dst, Tag::ab);
-      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(s, w, b, d), attr, cpu_engine());
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(s, w, b, d), attr, dnnl_cpu_engine());
     }
 
     // The primitive for this many rows: made on first use (oneDNN generates its kernel then), kept.
@@ -81,8 +78,8 @@ struct PackedMlp::Impl {
       const auto& [matmul, scratch_bytes] = primitive(rows);
       thread_local std::vector<char> scratch;
       scratch.resize(std::max(scratch.size(), scratch_bytes + 64));
-      thread_local dnnl::stream stream(cpu_engine());
-      const auto& engine = cpu_engine();
+      thread_local dnnl::stream stream(dnnl_cpu_engine());
+      const auto& engine = dnnl_cpu_engine();
       memory x_mem({{rows, in}, src, Tag::ab}, engine, const_cast<void*>(x));
       memory y_mem({{rows, out}, dst, Tag::ab}, engine, y);
       memory pad({{static_cast<int64_t>(scratch.size())}, Type::u8, Tag::a}, engine, scratch.data());
@@ -104,7 +101,7 @@ std::unique_ptr<PackedMlp> PackedMlp::make(const std::vector<Layer>& layers, Pre
   auto impl = std::make_unique<Impl>();
   impl->precision = precision;
   const Type compute = precision == Precision::kBFloat16 ? Type::bf16 : Type::f32;
-  const auto& engine = cpu_engine();
+  const auto& engine = dnnl_cpu_engine();
   dnnl::stream stream(engine);
   for (size_t j = 0; j < layers.size(); ++j) {
     const Layer& l = layers[j];

@@ -6,13 +6,7 @@ set -uo pipefail
 LATENT="$1"
 T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
-PY=/usr/bin/python3
-failures=0
-passes=0
-
-ok() { passes=$((passes + 1)); echo "ok: $*"; }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+source "$(dirname "$0")/lib.sh"
 
 # expect_error PHRASE CMD...: non-zero exit, exactly one line on stderr containing PHRASE, no crash.
 expect_error() {
@@ -27,7 +21,6 @@ expect_error() {
   fi
 }
 
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
 json_get() { $PY -c "import json,sys; d=json.load(open('$1')); print(eval('d'+sys.argv[1]))" "$2"; }
 
 # --- training on 5,000 Fashion-MNIST images, 5 epochs ----------------------------------------

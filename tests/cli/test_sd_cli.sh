@@ -7,12 +7,7 @@ LATENT="$1"
 F="$2"
 T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
-PY=/usr/bin/python3
-failures=0
-passes=0
-ok() { passes=$((passes + 1)); echo "ok: $*"; }
-fail() { failures=$((failures + 1)); echo "FAIL: $*"; }
-check() { local what="$1"; shift; if "$@"; then ok "$what"; else fail "$what"; fi; }
+source "$(dirname "$0")/lib.sh"
 expect_error() {  # PHRASE CMD...: non-zero exit, no crash, PHRASE in the last stderr line
   local phrase="$1"; shift
   "$@" >"$T/out" 2>"$T/err"
@@ -21,7 +16,6 @@ expect_error() {  # PHRASE CMD...: non-zero exit, no crash, PHRASE in the last s
     fail "error '$phrase' (rc=$rc): $(tail -c 400 "$T/err")"; fi
 }
 close() { $PY -c "import numpy as np,sys; a=np.load('$1'); b=$2; sys.exit(0 if a.shape==b.shape and abs(a-b).max()<=1e-4 else 1)"; }
-is_png() { [ "$(head -c 8 "$1" | od -An -tx1 | tr -d ' \n')" = "89504e470d0a1a0a" ]; }
 VAE="$F/diffusers_f32.safetensors"
 
 "$LATENT" sd encode --vae "$VAE" "$F/image.npy" --mean -o "$T/z.npy" >"$T/log" 2>&1
