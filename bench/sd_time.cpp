@@ -6,12 +6,30 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
 
 #include "latent/sd_vae.h"
+
+namespace {
+// Resident memory now, in MB (/proc/self/statm's second field, in pages).
+double resident_mb() {
+  long pages = 0, size = 0;
+  if (FILE* f = std::fopen("/proc/self/statm", "r")) {
+    if (std::fscanf(f, "%ld %ld", &size, &pages) != 2) pages = 0;
+    std::fclose(f);
+  }
+  return pages * (sysconf(_SC_PAGESIZE) / 1048576.0);
+}
+double peak_mb() {
+  rusage u;
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_maxrss / 1024.0;
+}
+}  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Time SD autoencoder decode and encode in latent"};
@@ -36,13 +54,14 @@ int main(int argc, char** argv) {
   auto t0 = std::chrono::steady_clock::now();
   auto model = latent::SdAutoencoder::load(vae, options);
   auto seconds = [](auto since) { return std::chrono::duration<double>(std::chrono::steady_clock::now() - since).count(); };
-  std::printf("load %.2f s\n", seconds(t0));
+  std::printf("load %.2f s, resident %.0f MB\n", seconds(t0), resident_mb());
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const at::Tensor z = at::randn({1, model->config().latent_channels, size, size}, gen) * model->config().scaling_factor;
   for (int r = 0; r < runs; ++r) {
     t0 = std::chrono::steady_clock::now();
     const at::Tensor image = model->decode(z);
     const double dec = seconds(t0);
+    std::printf("  after decode: resident %.0f MB, peak so far %.0f MB\n", resident_mb(), peak_mb());
     if (r == 0 && !save.empty()) {
       FILE* f = std::fopen(save.c_str(), "wb");
       const at::Tensor c = image.contiguous();
@@ -51,9 +70,7 @@ int main(int argc, char** argv) {
     }
     t0 = std::chrono::steady_clock::now();
     const at::Tensor back = model->encode(image.clamp(-1, 1), false);
-    std::printf("run %d: decode %.3f s, encode %.3f s\n", r, dec, seconds(t0));
+    std::printf("run %d: decode %.3f s, encode %.3f s, resident after %.0f MB\n", r, dec, seconds(t0), resident_mb());
   }
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  std::printf("peak memory %.0f MB\n", u.ru_maxrss / 1024.0);
+  std::printf("peak memory %.0f MB\n", peak_mb());
 }

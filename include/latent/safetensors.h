@@ -35,4 +35,14 @@ void safetensors_save(const std::string& path, const SafetensorsFile& file);
 
 SafetensorsFile safetensors_load(const std::string& path);
 
+/// Like safetensors_load, but the tensors are read-only views of the file mapped into memory: nothing
+/// is read until used, so taking a few tensors of a large file (the VAE of a whole Stable Diffusion
+/// checkpoint) costs only their bytes. The file must not change while its tensors live.
+SafetensorsFile safetensors_map(const std::string& path);
+
+/// For a tensor from safetensors_map: lets the kernel drop the memory pages holding its bytes (they
+/// are read from the file again when touched), after a copy in another layout has been made. Returns
+/// false, doing nothing, for any other tensor.
+bool safetensors_drop_pages(const at::Tensor& t);
+
 }  // namespace latent

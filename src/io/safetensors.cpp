@@ -1,10 +1,17 @@
 #include "latent/safetensors.h"
 
 #include <ATen/ATen.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <functional>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include "latent/atomic_file.h"
@@ -74,26 +81,40 @@ std::string safetensors_serialize(const SafetensorsFile& file) {
   return out;
 }
 
-SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& origin) {
+namespace {
+
+// A read-only mapping of a whole file, unmapped when the last tensor viewing it goes.
+struct Mapping {
+  void* data = nullptr;
+  size_t size = 0;
+  ~Mapping() {
+    if (data) munmap(data, size);
+  }
+};
+
+void release_view(void* ctx) { delete static_cast<std::shared_ptr<Mapping>*>(ctx); }
+
+// Parses `size` bytes at `bytes`; make(type, shape, data, byte count) turns each tensor's bytes into a tensor.
+SafetensorsFile parse(const char* bytes, uint64_t size, const std::string& origin,
+                      const std::function<at::Tensor(at::ScalarType, const std::vector<int64_t>&, const char*, uint64_t)>& make) {
   auto fail = [&](const std::string& what) { return Error(origin + ": not a valid safetensors file: " + what); };
-  if (bytes.size() < 8) throw fail("shorter than the 8-byte header length");
+  if (size < 8) throw fail("shorter than the 8-byte header length");
   uint64_t n = 0;
   for (int i = 0; i < 8; ++i) n |= static_cast<uint64_t>(static_cast<unsigned char>(bytes[i])) << (8 * i);
   if (n > kMaxHeader) throw fail("header length " + std::to_string(n) + " exceeds the 100 MB limit");
-  if (n > bytes.size() - 8)
-    throw fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(bytes.size()) +
-               " bytes)");
+  if (n > size - 8)
+    throw fail("header length " + std::to_string(n) + " runs past the end of the file (" + std::to_string(size) + " bytes)");
   if (n == 0 || bytes[8] != '{') throw fail("header does not start with '{'");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes.begin() + 8, bytes.begin() + 8 + static_cast<std::ptrdiff_t>(n));
+    header = nlohmann::json::parse(bytes + 8, bytes + 8 + n);
   } catch (const nlohmann::json::exception& e) {
     throw fail(std::string("header is not valid JSON (") + e.what() + ")");
   }
   if (!header.is_object()) throw fail("header is not a JSON object");
 
-  const char* buffer = bytes.data() + 8 + n;
-  const uint64_t buffer_size = bytes.size() - 8 - n;
+  const char* buffer = bytes + 8 + n;
+  const uint64_t buffer_size = size - 8 - n;
   SafetensorsFile file;
   struct Span {
     uint64_t begin, end;
@@ -140,9 +161,7 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
     uint64_t expected = numel * c10::elementSize(type);
     if (end - begin != expected)
       throw bad("holds " + std::to_string(end - begin) + " bytes, dtype and shape need " + std::to_string(expected));
-    at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
-    if (expected > 0) std::memcpy(t.data_ptr(), buffer + begin, expected);
-    file.tensors.emplace_back(name, t);
+    file.tensors.emplace_back(name, make(type, shape, buffer + begin, expected));
     spans.push_back({begin, end, name});
   }
   std::sort(spans.begin(), spans.end(),
@@ -159,6 +178,55 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
   file.tensors.clear();
   for (const auto& s : spans) file.tensors.emplace_back(s.name, by_name.at(s.name));
   return file;
+}
+
+}  // namespace
+
+SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& origin) {
+  return parse(bytes.data(), bytes.size(), origin,
+               [](at::ScalarType type, const std::vector<int64_t>& shape, const char* data, uint64_t count) {
+                 at::Tensor t = at::empty(shape, at::TensorOptions().dtype(type));
+                 if (count > 0) std::memcpy(t.data_ptr(), data, count);
+                 return t;
+               });
+}
+
+SafetensorsFile safetensors_map(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(path + ": not a regular file");
+  }
+  auto mapping = std::make_shared<Mapping>();
+  mapping->size = static_cast<size_t>(st.st_size);
+  if (mapping->size > 0) {
+    void* p = mmap(nullptr, mapping->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      ::close(fd);
+      throw Error(path + ": cannot map (" + std::strerror(errno) + ")");
+    }
+    mapping->data = p;
+  }
+  ::close(fd);
+  return parse(static_cast<const char*>(mapping->data), mapping->size, path,
+               [&](at::ScalarType type, const std::vector<int64_t>& shape, const char* data, uint64_t) {
+                 return at::for_blob(const_cast<char*>(data), shape)
+                     .context(new std::shared_ptr<Mapping>(mapping), &release_view)
+                     .options(at::TensorOptions().dtype(type))
+                     .make_tensor();
+               });
+}
+
+bool safetensors_drop_pages(const at::Tensor& t) {
+  if (!t.defined() || !t.has_storage() || t.storage().data_ptr().get_deleter() != &release_view) return false;
+  const long page = sysconf(_SC_PAGESIZE);
+  const auto begin = reinterpret_cast<uintptr_t>(t.data_ptr());
+  const auto end = begin + t.numel() * t.element_size();
+  const uintptr_t first = (begin + page - 1) / page * page, last = end / page * page;  // whole pages only
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+  return true;
 }
 
 void safetensors_save(const std::string& path, const SafetensorsFile& file) { atomic_write(path, safetensors_serialize(file)); }

@@ -73,13 +73,13 @@ class AutoencoderKl : public SdAutoencoder {
   void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) override {
     at::Tensor h = ops_->conv(ops_->input(images), enc_in_);  // [N, C0, H, W]
     for (Level& l : down_) {
-      for (Resnet& r : l.resnets) h = forward(h, r);      // [N, C_i, H_i, W_i]
-      if (l.has_resample) h = ops_->conv(h, l.resample);  // [N, C_i, H_i / 2, W_i / 2]
+      for (Resnet& r : l.resnets) h = forward(std::move(h), r);  // [N, C_i, H_i, W_i]
+      if (l.has_resample) h = ops_->conv(h, l.resample);         // [N, C_i, H_i / 2, W_i / 2]
     }
-    h = forward(h, enc_mid_);                                 // [N, C_last, H/f, W/f]
-    h = ops_->conv(ops_->norm_silu(h, enc_norm_), enc_out_);  // [N, 2 x latent, H/f, W/f]
-    if (config_.use_quant_conv) h = ops_->conv(h, quant_);    // [N, 2 x latent, H/f, W/f]
-    const at::Tensor moments = ops_->output(h);               // [N, 2 x latent, H/f, W/f]
+    h = forward(std::move(h), enc_mid_);                    // [N, C_last, H/f, W/f]
+    h = ops_->conv(h, enc_out_, {}, false, {&enc_norm_});   // [N, 2 x latent, H/f, W/f]
+    if (config_.use_quant_conv) h = ops_->conv(h, quant_);  // [N, 2 x latent, H/f, W/f]
+    const at::Tensor moments = ops_->output(h);             // [N, 2 x latent, H/f, W/f]
     const int64_t lc = config_.latent_channels;
     mean = moments.narrow(1, 0, lc).contiguous();           // [N, latent, H/f, W/f]
     logvar = moments.narrow(1, lc, lc).clamp(-30.0, 20.0);  // [N, latent, H/f, W/f]
@@ -90,10 +90,10 @@ class AutoencoderKl : public SdAutoencoder {
     if (config_.use_post_quant_conv) h = ops_->conv(h, post_quant_);
     h = forward(ops_->conv(h, dec_in_), dec_mid_);  // [N, C_last, h, w]
     for (Level& l : up_) {
-      for (Resnet& r : l.resnets) h = forward(h, r);                        // [N, C_i, h_i, w_i]
-      if (l.has_resample) h = ops_->conv(ops_->upsample2x(h), l.resample);  // [N, C_i, 2 h_i, 2 w_i]
+      for (Resnet& r : l.resnets) h = forward(std::move(h), r);                       // [N, C_i, h_i, w_i]
+      if (l.has_resample) h = ops_->conv(h, l.resample, {}, false, {nullptr, true});  // [N, C_i, 2 h_i, 2 w_i]
     }
-    return ops_->output(ops_->conv(ops_->norm_silu(h, dec_norm_), dec_out_));  // [N, out, h f, w f]
+    return ops_->output(ops_->conv(h, dec_out_, {}, false, {&dec_norm_}));  // [N, out, h f, w f]
   }
 
  private:
@@ -126,16 +126,17 @@ class AutoencoderKl : public SdAutoencoder {
     return m;
   }
 
-  at::Tensor forward(const at::Tensor& x, Resnet& r) {
-    at::Tensor h = ops_->conv(ops_->norm_silu(x, r.norm1), r.conv1);                          // [N, C_out, H, W]
-    h = ops_->norm_silu(h, r.norm2);                                                          // [N, C_out, H, W]
-    const at::Tensor shortcut = r.shortcut.weight.defined() ? ops_->conv(x, r.shortcut) : x;  // [N, C_out, H, W]
-    return ops_->conv(h, r.conv2, shortcut);                                                  // [N, C_out, H, W]
+  // Takes x by value so its memory goes as soon as the second convolution no longer needs it.
+  at::Tensor forward(at::Tensor x, Resnet& r) {
+    at::Tensor shortcut = r.shortcut.present() ? ops_->conv(x, r.shortcut) : x;  // [N, C_out, H, W]
+    const at::Tensor h = ops_->conv(x, r.conv1, {}, false, {&r.norm1});          // [N, C_out, H, W]
+    x = at::Tensor();
+    return ops_->conv(h, r.conv2, shortcut, false, {&r.norm2});  // [N, C_out, H, W]
   }
-  at::Tensor forward(const at::Tensor& x, Mid& m) {
-    at::Tensor h = forward(x, m.first);
+  at::Tensor forward(at::Tensor x, Mid& m) {
+    at::Tensor h = forward(std::move(x), m.first);
     if (m.has_attention) h = ops_->attention(h, m.attention);
-    return forward(h, m.second);
+    return forward(std::move(h), m.second);
   }
 
   std::map<std::string, at::Tensor> w_;

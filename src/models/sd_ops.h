@@ -2,8 +2,8 @@
 // one interface with two implementations:
 //  - ATen's (any device; the plain reference, NCHW activations);
 //  - oneDNN's (CPU; activations kept in oneDNN's channel-blocked layout from the first convolution to
-//    the last, direct or Winograd convolutions with bias and residual fused, GroupNorm and SiLU in
-//    two passes, bfloat16 on CPUs with AMX/AVX512-BF16).
+//    the last, direct or Winograd convolutions with bias and residual fused, GroupNorm+SiLU and
+//    upsampling fused into the convolution that reads them, bfloat16 on CPUs with AMX/AVX512-BF16).
 // Activations are at::Tensors whose layout only the implementation that made them knows; the model
 // converts with input()/output() at its ends.
 #pragma once
@@ -21,12 +21,23 @@ struct SdConv {
   int64_t stride = 1;
   int64_t pad_begin = 1, pad_end = 1;  // top/left and bottom/right zero padding
   std::shared_ptr<void> cache;         // the implementation's prepared weights and kernels
+  /// Whether the layer exists (optional ones, like a resnet's shortcut, may not). An implementation
+  /// may let `weight` go once it holds the weights in its own form.
+  bool present() const { return weight.defined() || cache != nullptr; }
 };
 
 struct SdNorm {
   at::Tensor weight, bias;  // [C]
   int64_t groups = 32;
   double eps = 1e-6;
+};
+
+/// What a convolution applies to its input first: SiLU(GroupNorm(x)) when `norm` is set, then
+/// nearest-neighbour 2x upsampling when `upsample2x`. The oneDNN implementation computes it band by
+/// band of rows into the convolution, so the transformed input never exists whole.
+struct SdPrologue {
+  const SdNorm* norm = nullptr;
+  bool upsample2x = false;
 };
 
 struct SdAttention {  // single-head self-attention over the pixels, with a residual
@@ -40,21 +51,22 @@ class SdOps {
   /// NCHW float32 -> an activation, and back.
   virtual at::Tensor input(const at::Tensor& nchw) = 0;
   virtual at::Tensor output(const at::Tensor& act) = 0;
-  /// conv(x) + residual (when defined), then ReLU when `relu`. The result may reuse the residual's
-  /// storage: callers never read `residual` afterwards.
-  virtual at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual = {}, bool relu = false) = 0;
-  /// SiLU(GroupNorm(x)).
-  virtual at::Tensor norm_silu(const at::Tensor& x, const SdNorm& n) = 0;
-  /// Nearest-neighbour 2x upsampling.
-  virtual at::Tensor upsample2x(const at::Tensor& x) = 0;
+  /// conv(pre(x)) + residual (when defined), then ReLU when `relu`. The result may reuse the
+  /// residual's storage: callers never read `residual` afterwards.
+  virtual at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual = {}, bool relu = false,
+                          const SdPrologue& pre = {}) = 0;
   /// x + out(softmax(q k^T / sqrt(C)) v) on GroupNorm(x); memory linear in the number of pixels.
   virtual at::Tensor attention(const at::Tensor& x, const SdAttention& a) = 0;
 };
 
+/// Bytes of a banded convolution's input band (oneDNN): big enough for the kernels to run at full
+/// speed (measured: 2, 4 and 8 MB within noise on SD's shapes), small beside the activations.
+constexpr int64_t kSdBandBytes = int64_t{8} << 20;
+
 std::unique_ptr<SdOps> make_sd_ops_aten();
 /// Null when the build has no oneDNN. Throws latent::Error for bf16 on a CPU without bf16 instructions.
 /// `winograd`: Winograd kernels for 3x3 stride-1 float32 convolutions (faster, 4x the weight memory).
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd);
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.
 constexpr int64_t kSdAttentionRows = 1024;

@@ -14,11 +14,13 @@ class AtenOps : public SdOps {
   at::Tensor input(const at::Tensor& nchw) override { return nchw.contiguous(); }
   at::Tensor output(const at::Tensor& act) override { return act; }
 
-  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu) override {
+  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre) override {
     at::Tensor in = x;
+    if (pre.norm) in = at::silu(at::group_norm(in, pre.norm->groups, pre.norm->weight, pre.norm->bias, pre.norm->eps));
+    if (pre.upsample2x) in = at::upsample_nearest2d(in, {2 * in.size(2), 2 * in.size(3)});
     int64_t pad = c.pad_begin;
     if (c.pad_begin != c.pad_end) {  // SD's downsampling pads only the bottom and right
-      in = at::constant_pad_nd(x, {c.pad_begin, c.pad_end, c.pad_begin, c.pad_end});
+      in = at::constant_pad_nd(in, {c.pad_begin, c.pad_end, c.pad_begin, c.pad_end});
       pad = 0;
     }
     at::Tensor y = at::conv2d(in, c.weight, c.bias, {c.stride, c.stride}, {pad, pad});  // [N, O, H', W']
@@ -26,12 +28,6 @@ class AtenOps : public SdOps {
     if (relu) y.relu_();
     return y;
   }
-
-  at::Tensor norm_silu(const at::Tensor& x, const SdNorm& n) override {
-    return at::silu(at::group_norm(x, n.groups, n.weight, n.bias, n.eps));
-  }
-
-  at::Tensor upsample2x(const at::Tensor& x) override { return at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)}); }
 
   at::Tensor attention(const at::Tensor& x, const SdAttention& a) override {
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);

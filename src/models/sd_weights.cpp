@@ -396,7 +396,7 @@ std::string sd_name_to_ldm(const std::string& name, int64_t levels) {
 }
 
 SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling_factor) {
-  const SafetensorsFile file = safetensors_load(path);
+  const SafetensorsFile file = safetensors_map(path);
   // A whole SD checkpoint keeps the autoencoder under a prefix; everything else in it is ignored.
   std::string prefix;
   for (const char* p : {"first_stage_model.", "vae."})

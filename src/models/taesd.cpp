@@ -63,9 +63,8 @@ class Taesd : public SdAutoencoder {
   at::Tensor decode_unscaled(const at::Tensor& z) override {
     at::Tensor h = ops_->conv(ops_->input(at::tanh(z / 3.0) * 3.0), dec_in_, {}, true);  // [N, C, h, w]
     for (Stage& s : decoder_) {
-      for (Block& b : s.blocks) h = forward(h, b);  // [N, C, h_s, w_s]
-      if (s.upsample) h = ops_->upsample2x(h);      // [N, C, 2 h_s, 2 w_s]
-      h = ops_->conv(h, s.conv);                    // [N, C or out, ...]
+      for (Block& b : s.blocks) h = forward(h, b);                  // [N, C, h_s, w_s]
+      h = ops_->conv(h, s.conv, {}, false, {nullptr, s.upsample});  // [N, C or out, h_s or 2 h_s, ...]
     }
     return ops_->output(h) * 2.0 - 1.0;  // [N, out, h f, w f]
   }
@@ -86,10 +85,10 @@ class Taesd : public SdAutoencoder {
             conv(half, idx, 1, "skip.")};
   }
   at::Tensor forward(const at::Tensor& x, Block& b) {
-    at::Tensor h = ops_->conv(x, b.conv0, {}, true);                              // [N, C, H, W]
-    h = ops_->conv(h, b.conv2, {}, true);                                         // [N, C, H, W]
-    const at::Tensor skip = b.skip.weight.defined() ? ops_->conv(x, b.skip) : x;  // [N, C, H, W]
-    return ops_->conv(h, b.conv4, skip, true);                                    // [N, C, H, W]
+    at::Tensor h = ops_->conv(x, b.conv0, {}, true);                       // [N, C, H, W]
+    h = ops_->conv(h, b.conv2, {}, true);                                  // [N, C, H, W]
+    const at::Tensor skip = b.skip.present() ? ops_->conv(x, b.skip) : x;  // [N, C, H, W]
+    return ops_->conv(h, b.conv4, skip, true);                             // [N, C, H, W]
   }
 
   std::map<std::string, at::Tensor> w_;

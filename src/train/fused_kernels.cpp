@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__SSE__)
 #include <xmmintrin.h>
@@ -271,15 +272,43 @@ inline uint16_t bf16_of(float v) {  // round to nearest even (finite values)
 }
 }  // namespace
 
-LATENT_VECTORIZED void block16_affine_silu(const float* x, int64_t pixels, const float* __restrict a, const float* __restrict b,
-                                           float* y, uint16_t* y_bf16) {
-  if (y_bf16) {
-    for (int64_t p = 0; p < pixels; ++p)
-      for (int l = 0; l < 16; ++l) y_bf16[p * 16 + l] = bf16_of(silu(x[p * 16 + l] * a[l] + b[l]));
-  } else {
-    for (int64_t p = 0; p < pixels; ++p)
-      for (int l = 0; l < 16; ++l) y[p * 16 + l] = silu(x[p * 16 + l] * a[l] + b[l]);
-  }
+namespace {
+// One row of block16_fill, with its choices fixed so each variant vectorizes on its own.
+template <bool kAffine, bool kTwice, typename Out>
+__attribute__((always_inline)) inline void fill_row(const float* __restrict x, int64_t pixels, const float* __restrict a,
+                                                    const float* __restrict b, Out* __restrict y) {
+  for (int64_t p = 0; p < pixels; ++p)
+    for (int l = 0; l < 16; ++l) {
+      const float v = kAffine ? silu(x[p * 16 + l] * a[l] + b[l]) : x[p * 16 + l];
+      Out o;
+      if constexpr (std::is_same_v<Out, uint16_t>)
+        o = bf16_of(v);
+      else
+        o = v;
+      if (kTwice) {
+        y[p * 32 + l] = o;
+        y[p * 32 + 16 + l] = o;
+      } else {
+        y[p * 16 + l] = o;
+      }
+    }
+}
+template <typename Out>
+__attribute__((always_inline)) inline void fill_any(const float* x, int64_t pixels, const float* a, const float* b, bool twice,
+                                                    Out* y) {
+  if (a)
+    twice ? fill_row<true, true>(x, pixels, a, b, y) : fill_row<true, false>(x, pixels, a, b, y);
+  else
+    twice ? fill_row<false, true>(x, pixels, a, b, y) : fill_row<false, false>(x, pixels, a, b, y);
+}
+}  // namespace
+
+LATENT_VECTORIZED void block16_fill(const float* x, int64_t pixels, const float* a, const float* b, bool twice, float* y,
+                                    uint16_t* y_bf16) {
+  if (y_bf16)
+    fill_any(x, pixels, a, b, twice, y_bf16);
+  else
+    fill_any(x, pixels, a, b, twice, y);
 }
 
 }  // namespace latent::kernels

@@ -82,8 +82,9 @@ namespace latent::kernels {
 /// nChw16c layout), added into sum[16] and sumsq[16] (float partial sums of 64 rows, double across).
 void block16_moments(const float* x, int64_t pixels, double* sum, double* sumsq);
 
-/// y = SiLU(x a + b) per lane, over `pixels` rows of 16 (a, b: 16 per-channel factors); y may be x.
-/// `y_bf16` (when not null) receives the result as bfloat16 instead of y.
-void block16_affine_silu(const float* x, int64_t pixels, const float* a, const float* b, float* y, uint16_t* y_bf16);
+/// y = SiLU(x a + b) per lane (a, b: 16 per-channel factors), or y = x when `a` is null, over `pixels`
+/// pixels of 16 lanes; with `twice` every pixel is written twice side by side (nearest-neighbour 2x
+/// upsampling of a row). `y_bf16` (when not null) receives the result as bfloat16 instead of y.
+void block16_fill(const float* x, int64_t pixels, const float* a, const float* b, bool twice, float* y, uint16_t* y_bf16);
 
 }  // namespace latent::kernels

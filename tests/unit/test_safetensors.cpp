@@ -1,4 +1,5 @@
 #include <cstring>
+#include <fstream>
 
 #include "latent/error.h"
 #include "latent/safetensors.h"
@@ -37,6 +38,33 @@ TEST(Safetensors, RoundTripsEveryDtypeAndMetadata) {
     EXPECT_TRUE(at::equal(g.tensors[i].second, f.tensors[i].second)) << f.tensors[i].first;
   }
   EXPECT_EQ(g.metadata.at("config"), f.metadata.at("config"));
+}
+
+TEST(Safetensors, MappedFilesGiveTheSameTensorsAndOutliveTheirFileObject) {
+  TempDir dir;
+  SafetensorsFile f;
+  f.tensors.emplace_back("big", at::randn({300, 100}));  // several pages
+  f.tensors.emplace_back("half", at::randn({7}).to(at::kHalf));
+  f.metadata["k"] = "v";
+  safetensors_save(dir / "m.safetensors", f);
+  at::Tensor big;
+  {
+    SafetensorsFile g = safetensors_map(dir / "m.safetensors");
+    ASSERT_EQ(g.tensors.size(), 2u);
+    EXPECT_TRUE(at::equal(g.find("half"), f.find("half")));
+    EXPECT_EQ(g.metadata.at("k"), "v");
+    big = g.find("big");
+  }
+  EXPECT_TRUE(at::equal(big, f.find("big")));  // the mapping lives with its tensors
+  // Dropping the pages keeps the values (they come back from the file); other tensors are left alone.
+  EXPECT_TRUE(safetensors_drop_pages(big));
+  EXPECT_TRUE(at::equal(big, f.find("big")));
+  const at::Tensor own = f.find("big").clone();
+  EXPECT_FALSE(safetensors_drop_pages(own));
+  EXPECT_TRUE(at::equal(own, f.find("big")));
+  EXPECT_ERROR_WITH(safetensors_map("/nonexistent/file.safetensors"), "cannot open");
+  std::ofstream(dir / "bad.safetensors") << "abc";
+  EXPECT_ERROR_WITH(safetensors_map(dir / "bad.safetensors"), "shorter than");
 }
 
 TEST(Safetensors, ReadsAFileWrittenByAnIndependentWriter) {

@@ -10,6 +10,7 @@
 #include "latent/npy.h"
 #include "latent/safetensors.h"
 #include "latent/sd_vae.h"
+#include "models/sd_ops.h"
 #include "models/sd_weights.h"
 #include "test_util.h"
 
@@ -57,6 +58,40 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", false},
                       Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", true}),
     name_of);
+
+// oneDNN's banded convolutions (GroupNorm+SiLU and upsampling computed band by band into them)
+// against ATen's plain ones, with bands of 4 rows over heights that 4 does not divide, a batch of 2,
+// the fused residual and ReLU, direct and Winograd kernels.
+TEST(SdOps, BandedConvolutionsMatchAtens) {
+  auto aten = make_sd_ops_aten();
+  at::manual_seed(3);
+  const SdNorm norm{at::rand({32}) + 0.5, at::randn({32}) * 0.1, 8, 1e-6};
+  for (bool winograd : {false, true}) {
+    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, winograd, 1);
+    if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+    for (bool upsample : {false, true})
+      for (bool with_norm : {false, true}) {
+        if (!upsample && !with_norm) continue;
+        const at::Tensor x = at::randn({2, 32, 9, 7}) * 2 + 0.3;  // [N, C, H, W]
+        const int64_t h = upsample ? 18 : 9, w = upsample ? 14 : 7;
+        for (bool residual : {false, true})
+          for (bool relu : {false, true}) {
+            SdConv c{at::randn({48, 32, 3, 3}) * 0.1, at::randn({48}) * 0.1};
+            SdConv c_ref = c;
+            const SdPrologue pre{with_norm ? &norm : nullptr, upsample};
+            const at::Tensor r = at::randn({2, 48, h, w});
+            const at::Tensor want = aten->conv(x, c_ref, residual ? r.clone() : at::Tensor(), relu, pre);
+            const at::Tensor got =
+                dnnl->output(dnnl->conv(dnnl->input(x), c, residual ? dnnl->input(r) : at::Tensor(), relu, pre));
+            EXPECT_TRUE(test::all_close(got, want, 0, 1e-4))
+                << "winograd " << winograd << " upsample " << upsample << " norm " << with_norm << " residual " << residual
+                << " relu " << relu << ": max diff " << (got - want).abs().max().item<double>();
+            EXPECT_FALSE(c.weight.defined());  // oneDNN holds the weights in its own layout now
+            EXPECT_TRUE(c.present());
+          }
+      }
+  }
+}
 
 TEST(SdVae, ScalingFactorFromConfigDefaultAndOverride) {
   // config.json says 0.5: encode's mean is the posterior mean x 0.5, decode divides first.
