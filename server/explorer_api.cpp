@@ -9,6 +9,7 @@
 #include <cmath>
 #include <random>
 
+#include "api_fields.h"
 #include "base64.h"
 #include "code_parser.h"
 #include "eval/fused_decoder.h"
@@ -21,79 +22,8 @@
 #include "train/fused_kernels.h"
 
 namespace latent::server {
-namespace {
 
 using nlohmann::json;
-
-// Four decimals are far below what a plot or a decoder can tell apart, and keep replies small.
-double rounded(float v) { return std::round(static_cast<double>(v) * 1e4) / 1e4; }
-
-json vector_json(const at::Tensor& v) {  // [d] -> [..]
-  at::Tensor c = v.detach().to(at::kFloat).contiguous();
-  json out = json::array();
-  const float* p = c.data_ptr<float>();
-  for (int64_t i = 0; i < c.numel(); ++i) out.push_back(rounded(p[i]));
-  return out;
-}
-
-json rows_json(const at::Tensor& m) {  // [N, d] -> [[..], ..]
-  json out = json::array();
-  for (int64_t i = 0; i < m.size(0); ++i) out.push_back(vector_json(m[i]));
-  return out;
-}
-
-const json& field(const json& body, const std::string& key) {
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  if (!body.contains(key)) throw ApiError(400, "missing field '" + key + "'");
-  return body.at(key);
-}
-
-int64_t integer_field(const json& body, const std::string& key, int64_t fallback, int64_t lo, int64_t hi) {
-  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  if (!body.contains(key)) return fallback;
-  const json& v = body.at(key);
-  if (!v.is_number_integer()) throw ApiError(400, "'" + key + "' must be an integer");
-  const int64_t n = v.get<int64_t>();
-  if (n < lo || n > hi)
-    throw ApiError(
-        400, "'" + key + "' must be between " + std::to_string(lo) + " and " + std::to_string(hi) + ", got " + std::to_string(n));
-  return n;
-}
-
-double number_field(const json& body, const std::string& key, double fallback, double lo, double hi) {
-  if (!body.contains(key)) return fallback;
-  const json& v = body.at(key);
-  if (!v.is_number() || !std::isfinite(v.get<double>())) throw ApiError(400, "'" + key + "' must be a finite number");
-  const double x = v.get<double>();
-  if (x <= lo || x > hi)
-    throw ApiError(400, "'" + key + "' must be in (" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v.dump());
-  return x;
-}
-
-std::string string_field(const json& body, const std::string& key, const std::string& fallback) {
-  if (!body.contains(key)) return fallback;
-  if (!body.at(key).is_string()) throw ApiError(400, "'" + key + "' must be a string");
-  return body.at(key).get<std::string>();
-}
-
-// The largest magnitude a code's value may have: far outside anything a decoder was trained on,
-// yet small enough that no product inside it overflows.
-constexpr double kMaxCode = 1e6;
-
-// One code: an array of d finite numbers -> p[0 .. d).
-void code_json(const json& v, const std::string& where, int64_t d, float* p) {
-  if (!v.is_array()) throw ApiError(400, where + " must be an array of " + std::to_string(d) + " numbers");
-  if (static_cast<int64_t>(v.size()) != d)
-    throw ApiError(400, where + " has " + std::to_string(v.size()) + " values; this model's latent size is " + std::to_string(d));
-  for (int64_t i = 0; i < d; ++i) {
-    const json& x = v[i];
-    if (!x.is_number() || !std::isfinite(x.get<double>()) || std::abs(x.get<double>()) > kMaxCode)
-      throw ApiError(400, where + "[" + std::to_string(i) + "] must be a finite number of magnitude at most 1e6");
-    p[i] = static_cast<float>(x.get<double>());
-  }
-}
-
-}  // namespace
 
 ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
     : ck_(std::move(checkpoint)), path_(std::move(checkpoint_path)), limits_(limits) {
@@ -408,25 +338,9 @@ json ExplorerApi::interpolate(const json& body) const {
   at::Tensor a = at::empty({d}, at::kFloat), b = at::empty({d}, at::kFloat);
   code_json(field(body, "a"), "'a'", d, a.data_ptr<float>());
   code_json(field(body, "b"), "'b'", d, b.data_ptr<float>());
-  const std::string method = string_field(body, "method", "linear");
-  if (method != "linear" && method != "slerp") throw ApiError(400, "'method' must be linear or slerp, got '" + method + "'");
-  at::Tensor t;
-  if (body.contains("t")) {
-    if (body.contains("steps")) throw ApiError(400, "give 'steps' or 't', not both");
-    const json& v = body.at("t");
-    if (!v.is_array() || v.empty() || static_cast<int64_t>(v.size()) > limits_.max_decode)
-      throw ApiError(400, "'t' must be an array of 1 to " + std::to_string(limits_.max_decode) + " numbers in [0, 1]");
-    std::vector<float> ts;
-    for (const json& x : v) {
-      if (!x.is_number() || !(x.get<double>() >= 0 && x.get<double>() <= 1))
-        throw ApiError(400, "every 't' must be a number in [0, 1]");
-      ts.push_back(static_cast<float>(x.get<double>()));
-    }
-    t = at::tensor(ts);
-  } else {
-    t = at::linspace(0, 1, integer_field(body, "steps", 8, 2, limits_.max_decode), at::kFloat);
-  }
-  at::Tensor z = interpolate_at(a, b, t, method);  // [T, d]
+  const std::string method = interpolation_method(body);
+  const at::Tensor t = interpolation_positions(body, limits_.max_decode);  // [T]
+  at::Tensor z = interpolate_at(a, b, t, method);                          // [T, d]
   return {{"method", method}, {"t", vector_json(t)}, {"z", rows_json(z)}, {"images", images_of(z)}};
 }
 

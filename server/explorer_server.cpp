@@ -205,6 +205,14 @@ struct ExplorerServer::Impl {
     http.Post("/api/sample", route([this](const auto& req) { return api.sample(body_json(req)); }));
     http.Post("/api/kl_steps", route([this](const auto& req) { return api.kl_steps(body_json(req)); }));
     http.Post("/api/interpolate", route([this](const auto& req) { return api.interpolate(body_json(req)); }));
+    auto sd = [sd = opt.sd]() -> SdApi& {
+      if (!sd) throw ApiError(404, "no Stable Diffusion autoencoder here: start latent serve with --vae FILE or --taesd FILE");
+      return *sd;
+    };
+    http.Get("/api/sd/info", route([sd](const auto&) { return sd().info(); }));
+    http.Post("/api/sd/encode", route([sd](const auto& req) { return sd().encode(body_json(req)); }));
+    http.Post("/api/sd/decode", route([sd](const auto& req) { return sd().decode(body_json(req)); }));
+    http.Post("/api/sd/interpolate", route([sd](const auto& req) { return sd().interpolate(body_json(req)); }));
     http.Get("/.*", [](const httplib::Request& req, httplib::Response& res) {
       const WebAsset* a = web_asset(req.path);
       if (a == nullptr) return send_error(res, 404, "not found: " + req.path);

@@ -2,6 +2,8 @@
 ///
 /// Routes: GET /api/info, /api/items?offset=&limit=, /api/scatter?limit=, /api/metrics;
 /// POST /api/encode, /api/decode, /api/sample, /api/kl_steps, /api/interpolate (JSON bodies);
+/// with an SD autoencoder (ServeOptions::sd): GET /api/sd/info, POST /api/sd/encode, /api/sd/decode,
+/// /api/sd/interpolate (SdApi; without one they answer 404 saying so);
 /// GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The page's files
 /// are looked up by exact name in a table compiled into the binary: nothing is read from disk.
 #pragma once
@@ -11,6 +13,7 @@
 #include <string>
 
 #include "explorer_api.h"
+#include "sd_api.h"
 #include "latent/checkpoint.h"
 
 namespace latent::server {
@@ -22,6 +25,7 @@ struct ServeOptions {
   size_t max_body = size_t{8} << 20;  // larger request bodies get 413
   std::string precision = "auto";     // of the decoder's products for images: "fp32", "bf16" or "auto"
   ApiLimits limits;
+  std::shared_ptr<SdApi> sd;  // the "SD latents" view, when served with --vae or --taesd
 };
 
 class ExplorerServer {

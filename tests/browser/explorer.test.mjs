@@ -2,7 +2,7 @@
 // Each test does what a person would and checks what they would see.
 //   LATENT_URL          the explorer's address (run.sh starts the server)
 //   LATENT_SCREENSHOTS  folder for one screenshot per view
-//   LATENT_UPLOAD_PNG   a PNG to upload
+//   LATENT_UPLOAD_PNG   a PNG to upload (LATENT_UPLOAD_PNG_B: another)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -12,6 +12,7 @@ import { chromium } from 'playwright-core';
 const url = process.env.LATENT_URL;
 const shots = process.env.LATENT_SCREENSHOTS;
 const uploadPng = process.env.LATENT_UPLOAD_PNG;
+const uploadPngB = process.env.LATENT_UPLOAD_PNG_B;
 let browser, page;
 const pageErrors = [];
 
@@ -196,6 +197,34 @@ test('the anomaly view shows the score histogram, a threshold slider with its FP
   await page.selectOption('#an-score', 'recon_error');
   await page.waitForFunction(() => document.getElementById('an-readout').textContent.length > 0 && document.querySelector('#an-histogram svg').getAttribute('aria-label').includes('recon_error'));
   await shot('anomaly');
+});
+
+test('the SD latents view shows two images\' latent channels and decodings, and walks between them', async () => {
+  await openTab('sd');
+  assert.match(await page.textContent('#sd-about'), /AutoencoderKL .* 64×64 RGB ↔ 4×32×32 latents, scaling factor 0\.5/);
+  await page.setInputFiles('#sd-file-a', uploadPng);
+  await page.waitForFunction(() => document.querySelectorAll('.sd-image[data-end="a"] .sd-channels canvas').length === 4);
+  await page.setInputFiles('#sd-file-b', uploadPngB);
+  await page.waitForFunction(() => document.querySelectorAll('.sd-image[data-end="b"] .sd-channels canvas').length === 4);
+  assert.match(await page.textContent('.sd-image[data-end="a"] .sd-decoded-caption'), /PSNR -?\d+\.\d dB/);
+  const channels = await page.$$eval('.sd-image[data-end="a"] .sd-channels canvas', (cs) => cs.map((c) => c.toDataURL()));
+  assert.equal(new Set(channels).size, 4, 'four different channels');
+  const decodedA = await pixelsOf('.sd-image[data-end="a"] .sd-decoded', 64);
+  const decodedB = await pixelsOf('.sd-image[data-end="b"] .sd-decoded', 64);
+  assert.ok(maxDiff(decodedA, decodedB) > 30, 'A and B decode differently');
+  await page.fill('#sd-steps', '5');
+  await page.click('#sd-walk');
+  await page.waitForFunction(() => document.querySelectorAll('#sd-strip canvas').length === 5);
+  // The ends of the walk are the two images' own decodings (their latents travel as 4-decimal JSON).
+  assert.ok(maxDiff(await pixelsOf('#sd-now', 64), decodedA) <= 2, 't = 0 is A');
+  await page.locator('#sd-t').fill('4');
+  await page.waitForFunction(() => document.getElementById('sd-now-caption').textContent === 't = 1.00');
+  assert.ok(maxDiff(await pixelsOf('#sd-now', 64), decodedB) <= 2, 't = 1 is B');
+  await page.locator('#sd-t').fill('2');
+  await page.waitForFunction(() => document.getElementById('sd-now-caption').textContent === 't = 0.50');
+  const middle = await pixelsOf('#sd-now', 64);
+  assert.ok(maxDiff(middle, decodedA) > 5 && maxDiff(middle, decodedB) > 5, 'the middle is neither end');
+  await shot('sd-latents');
 });
 
 test('every view is reachable from the keyboard', async () => {

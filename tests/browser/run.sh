@@ -13,7 +13,10 @@ if [ ! -f "$work/run/model.safetensors" ]; then
   "$latent" train --data fashion-mnist --limit 6000 --epochs 3 --quiet --out "$work/run"
 fi
 log="$work/serve.log"
-"$latent" serve "$work/run/model.safetensors" --port 0 > "$log" 2>&1 &
+# With the small SD autoencoder of the unit tests' fixtures (channels [32, 64], factor 2) for the SD
+# latents view: 64x64 images encode and decode in milliseconds.
+"$latent" serve "$work/run/model.safetensors" --port 0 --vae "$here/../fixtures/sd/diffusers_f32.safetensors" --sd-size 64 \
+  > "$log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 100); do
@@ -23,4 +26,5 @@ for _ in $(seq 100); do
 done
 url="$(grep -o 'http://[^ ]*' "$log" | head -1)"
 LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" LATENT_UPLOAD_PNG="$work/run/samples.png" \
+  LATENT_UPLOAD_PNG_B="$work/run/reconstructions.png" \
   node --test --test-reporter=spec "$here/explorer.test.mjs"

@@ -5,6 +5,7 @@
 #include "common.h"
 #include "explorer_server.h"
 #include "latent/error.h"
+#include "latent/sd_vae.h"
 #include "latent/train.h"
 #include "signals.h"
 
@@ -14,7 +15,8 @@ namespace {
 constexpr const char* kDefaultCheckpoint = "runs/fmnist/model.safetensors";
 
 struct ServeArgs {
-  std::string checkpoint;
+  std::string checkpoint, vae, taesd;
+  int64_t sd_size = 256;
   server::ServeOptions opt;
 };
 
@@ -28,11 +30,18 @@ void run_serve(const ServeArgs& a) {
       if (path.empty()) return;  // interrupted
     }
   }
+  ServeArgs args = a;  // the SD autoencoder first: a bad file fails before any training or waiting
+  if (!a.vae.empty() || !a.taesd.empty()) {
+    if (!a.vae.empty() && !a.taesd.empty()) throw Error("give --vae or --taesd, not both");
+    const std::string file = a.vae.empty() ? a.taesd : a.vae;
+    args.opt.sd = std::make_shared<server::SdApi>(SdAutoencoder::load(file, SdLoadOptions{}), file, a.sd_size);
+  }
   // One thread per request: concurrent requests run side by side instead of contending for a pool.
   set_num_threads(1);
-  server::ExplorerServer server(checkpoint_load(path), path, a.opt);
-  std::printf("latent explorer: %s  (model %s, %s decoding; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
-              server.api().precision().c_str());
+  server::ExplorerServer server(checkpoint_load(path), path, args.opt);
+  std::printf("latent explorer: %s  (model %s, %s decoding%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
+              server.api().precision().c_str(),
+              args.opt.sd ? ("; SD latents from " + args.opt.sd->info()["file"].get<std::string>()).c_str() : "");
   std::fflush(stdout);
   server.run();
 }
@@ -54,8 +63,13 @@ void add_serve(CLI::App& app) {
                   "8% of pixels move, nearly all by 1 of 255 levels), or auto: bf16 where the CPU has it")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  cmd->add_option("--vae", a->vae, "Stable Diffusion autoencoder weights (safetensors) for the SD latents view")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--taesd", a->taesd, "TAESD weights for the SD latents view instead of --vae")->check(CLI::ExistingFile);
+  cmd->add_option("--sd-size", a->sd_size, "side of the SD latents view's square images, in pixels")->capture_default_str();
   cmd->footer(
-      "Example:\n  latent serve runs/fmnist/model.safetensors --port 8080\n  then open http://127.0.0.1:8080/ in a browser");
+      "Examples:\n  latent serve runs/fmnist/model.safetensors --port 8080\n  then open http://127.0.0.1:8080/ in a browser\n"
+      "  latent serve --vae sd-vae/diffusion_pytorch_model.safetensors   (adds the SD latents tab)");
   cmd->callback([a] { run_serve(*a); });
 }
 

@@ -8,6 +8,7 @@ import { initReparam } from './views/reparam.js';
 import { initWalk } from './views/walk.js';
 import { initTraining } from './views/training.js';
 import { initAnomaly } from './views/anomaly.js';
+import { initSd } from './views/sd.js';
 
 function initTabs() {
   const tabs = [...document.querySelectorAll('[role="tab"]')];
@@ -23,13 +24,15 @@ function initTabs() {
     if (focus) tab.focus();
     history.replaceState(null, '', `#${tab.id.replace('tab-', '')}`);
   };
-  tabs.forEach((tab, k) => {
+  tabs.forEach((tab) => {
     tab.addEventListener('click', () => select(tab, false));
     tab.addEventListener('keydown', (e) => {
-      const moves = { ArrowRight: k + 1, ArrowLeft: k - 1, Home: 0, End: tabs.length - 1 };
+      const shown = tabs.filter((t) => !t.hidden); // the SD tab only when the server has an autoencoder
+      const i = shown.indexOf(tab);
+      const moves = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: shown.length - 1 };
       if (e.key in moves) {
         e.preventDefault();
-        select(tabs[(moves[e.key] + tabs.length) % tabs.length], true);
+        select(shown[(moves[e.key] + shown.length) % shown.length], true);
       }
     });
   });
@@ -59,7 +62,7 @@ async function main() {
   initKl();
   initReparam();
   initAnomaly();
-  await Promise.all([initManifold(), initWalk(), initTraining(), setInput({ index: 0 })]);
+  await Promise.all([initManifold(), initWalk(), initTraining(), initSd(), setInput({ index: 0 })]);
   document.body.dataset.ready = 'true';
 }
 
