@@ -5,7 +5,6 @@
 //   sd_time --vae FILE [--latent-size 64] [--runs 2] [--precision fp32|bf16] [--threads 2] [--reference]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -24,10 +23,17 @@ double resident_mb() {
   }
   return pages * (sysconf(_SC_PAGESIZE) / 1048576.0);
 }
+// Peak resident memory of this process's own address space (/proc/self/status VmHWM, in MB).
+// getrusage's ru_maxrss is not: Linux carries it over from the parent through fork and exec.
 double peak_mb() {
-  rusage u;
-  getrusage(RUSAGE_SELF, &u);
-  return u.ru_maxrss / 1024.0;
+  double kb = 0;
+  if (FILE* f = std::fopen("/proc/self/status", "r")) {
+    char line[256];
+    while (std::fgets(line, sizeof line, f))
+      if (std::sscanf(line, "VmHWM: %lf kB", &kb) == 1) break;
+    std::fclose(f);
+  }
+  return kb / 1024.0;
 }
 }  // namespace
 

@@ -6,8 +6,9 @@ Random weights of the SD 1.x architecture (channels 128, 256, 512, 512; two resn
 process (so peak memory is its own): the PyTorch reference of tests/sd_vae_reference.py and
 build/bench/sd_time decode a 1x4x64x64 latent to 512x512 and encode the image back, twice; the
 first run includes each library's one-time set-up (kernel generation, weight reordering), the
-second is the steady state. Prints seconds, the ratio, peak resident memory of each process, and
-the decoded images' difference from PyTorch's.
+second is the steady state. Prints seconds, the ratio, peak resident memory of each process (its own
+VmHWM: getrusage's maxrss would carry this script's memory over through fork and exec), and the
+decoded images' difference from PyTorch's.
 
     /usr/bin/python3 bench/sd_vs_pytorch.py [--threads 2] [--sd-time build/bench/sd_time]
 """
@@ -30,19 +31,20 @@ SD1 = {"in_channels": 3, "out_channels": 3, "block_out_channels": [128, 256, 512
 
 def run_pytorch(weights, threads, save):
     code = f"""
-import sys, time, resource, json, struct, numpy as np, torch
+import sys, time, json, struct, numpy as np, torch
 sys.path.insert(0, {os.path.join(HERE, '..', 'tests')!r})
 from sd_vae_reference import AutoencoderKL
 torch.set_num_threads({threads})
-raw = open({weights!r}, 'rb').read()
-n = struct.unpack('<Q', raw[:8])[0]
-header = json.loads(raw[8:8 + n])
-state = {{k: torch.from_numpy(np.frombuffer(raw[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], dtype=np.float32).reshape(v['shape']).copy())
-         for k, v in header.items() if k != '__metadata__'}}
-del raw
+# Each tensor copied from a memory map of the file straight into the model: one copy of the weights.
+raw = np.memmap({weights!r}, dtype=np.uint8, mode='r')
+n = struct.unpack('<Q', raw[:8].tobytes())[0]
+header = json.loads(raw[8:8 + n].tobytes())
 model = AutoencoderKL({SD1!r}).eval()
-model.load_state_dict(state)
-del state
+with torch.no_grad():
+    for k, t in model.state_dict().items():
+        v = header[k]
+        t.copy_(torch.from_numpy(np.frombuffer(raw[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]], dtype=np.float32).reshape(v['shape'])))
+del raw
 z = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(0))
 with torch.no_grad():
     for r in range(2):
@@ -50,7 +52,8 @@ with torch.no_grad():
         if r == 0: image.numpy().tofile({save!r})
         t0 = time.perf_counter(); model.encode(image.clamp(-1, 1)); enc = time.perf_counter() - t0
         print(f'run {{r}}: decode {{dec:.3f}} s, encode {{enc:.3f}} s', flush=True)
-print(f'peak memory {{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}} MB')
+hwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM:')][0]
+print(f'peak memory {{int(hwm.split()[1]) / 1024:.0f}} MB')
 """
     return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
 

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <thread>
@@ -20,6 +21,8 @@
 #include "latent/error.h"
 #include "latent/image.h"
 #include "latent/npy.h"
+#include "latent/sd_vae.h"
+#include "sd_api.h"
 #include "test_util.h"
 
 namespace latent::server {
@@ -427,6 +430,77 @@ TEST_F(ServerTest, ConcurrentRequestsAllSucceed) {
   }
   for (auto& t : threads) t.join();
   EXPECT_EQ(ok.load(), 200);
+}
+
+TEST_F(ServerTest, SdRoutesSayWhenThereIsNoAutoencoder) {
+  expect_error(get("/api/sd/info"), 404, "start latent serve with --vae");
+  expect_error(post("/api/sd/decode", "{}"), 404, "--vae FILE or --taesd FILE");
+}
+
+// The SD latents view's API on the small fixture autoencoder (tests/sd_vae_reference.py): its replies
+// against the library's own encode and decode of the same image.
+TEST(SdApiTest, EncodeDecodeAndWalkMatchTheAutoencoder) {
+  const std::string file = std::string(LATENT_FIXTURES) + "/sd/diffusers_f32.safetensors";
+  auto reference = SdAutoencoder::load(file, SdLoadOptions{});
+  SdApi api(SdAutoencoder::load(file, SdLoadOptions{}), file, 16);
+  EXPECT_EQ(api.info()["latent_channels"], 4);
+  EXPECT_EQ(api.info()["factor"], 2);
+  // A 24x16 image: its central 16x16 square is what gets encoded.
+  at::manual_seed(5);
+  const at::Tensor image = at::rand({3, 16, 24});
+  const std::string png = base64_encode(png_encode(image));
+  const json e = api.encode({{"png", png}});
+  const at::Tensor square = image_decode(png_encode(image), "t", 3).narrow(2, 4, 16).unsqueeze(0);  // [1, 3, 16, 16]
+  c10::InferenceMode guard;
+  const at::Tensor z = reference->encode(square * 2 - 1, false);  // [1, 4, 8, 8]
+  EXPECT_EQ(e["shape"], json({4, 8, 8}));
+  const at::Tensor got = at::tensor(e["latents"].get<std::vector<float>>()).view({1, 4, 8, 8});
+  EXPECT_TRUE(test::all_close(got, z, 0, 1e-4));  // four decimals
+  EXPECT_EQ(e["channels"]["shape"], json({4, 1, 8, 8}));
+  EXPECT_EQ(e["input"]["shape"], json({1, 3, 16, 16}));
+  const at::Tensor decoded = ((reference->decode(z).clamp(-1, 1) + 1) / 2).mul(255).round();
+  const auto pixels = [](const json& images) {
+    const std::string bytes = base64_decode(images.at("pixels").get<std::string>(), "test");
+    return at::from_blob(const_cast<char*>(bytes.data()), images.at("shape").get<std::vector<int64_t>>(), at::kByte)
+        .to(at::kFloat);
+  };
+  EXPECT_LE((pixels(e["decoded"]) - decoded).abs().max().item<float>(), 1.0f);
+  const json d = api.decode({{"latents", e["latents"]}});
+  EXPECT_LE((pixels(d["image"]) - decoded).abs().max().item<float>(), 1.0f);
+  // A walk to the latents' negation: its ends decode as the ends, its middle (linear) as zero latents.
+  json neg = json::array();
+  for (const auto& v : e["latents"]) neg.push_back(-v.get<double>());
+  const json w = api.interpolate({{"a", e["latents"]}, {"b", neg}, {"t", {0, 0.5, 1}}});
+  const at::Tensor frames = pixels(w["images"]);  // [3, 3, 16, 16]
+  EXPECT_LE((frames[0] - decoded[0]).abs().max().item<float>(), 1.0f);
+  EXPECT_LE(
+      (frames[1] - ((reference->decode(at::zeros_like(z)).clamp(-1, 1) + 1) / 2).mul(255).round()[0]).abs().max().item<float>(),
+      1.0f);
+  EXPECT_LE((frames[2] - ((reference->decode(-z).clamp(-1, 1) + 1) / 2).mul(255).round()[0]).abs().max().item<float>(), 1.0f);
+  // Bad requests: named, 400.
+  auto status_of = [](const std::function<void()>& fn) {
+    try {
+      fn();
+    } catch (const ApiError& err) {
+      return std::make_pair(err.status, std::string(err.what()));
+    }
+    return std::make_pair(200, std::string());
+  };
+  auto [s1, m1] = status_of([&] { api.encode({{"png", base64_encode("not an image")}}); });
+  EXPECT_EQ(s1, 400);
+  EXPECT_NE(m1.find("not a readable PNG"), std::string::npos) << m1;
+  auto [s2, m2] = status_of([&] { api.decode({{"latents", {1, 2, 3}}}); });
+  EXPECT_EQ(s2, 400);
+  EXPECT_NE(m2.find("latents here are 4 x 8 x 8 = 256"), std::string::npos) << m2;
+  auto [s3, m3] = status_of([&] { api.interpolate({{"a", e["latents"]}, {"b", e["latents"]}, {"steps", 50}}); });
+  EXPECT_EQ(s3, 400);
+  EXPECT_NE(m3.find("'steps' must be between 2 and 9"), std::string::npos) << m3;
+  json nan = e["latents"];
+  nan[3] = "x";
+  auto [s4, m4] = status_of([&] { api.decode({{"latents", nan}}); });
+  EXPECT_EQ(s4, 400);
+  EXPECT_NE(m4.find("'latents'[3] must be a finite number"), std::string::npos) << m4;
+  EXPECT_THROW(SdApi(SdAutoencoder::load(file, SdLoadOptions{}), file, 15), Error);  // not a multiple of 2
 }
 
 }  // namespace
