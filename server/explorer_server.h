@@ -13,8 +13,8 @@
 #include <string>
 
 #include "explorer_api.h"
-#include "sd_api.h"
 #include "latent/checkpoint.h"
+#include "sd_api.h"
 
 namespace latent::server {
 
