@@ -5,7 +5,9 @@
 #include <cmath>
 #include <vector>
 
+#include "base64.h"
 #include "explorer_api.h"
+#include "train/fused_kernels.h"
 
 namespace latent::server {
 
@@ -29,6 +31,15 @@ json rows_json(const at::Tensor& m) {  // [N, d] -> [[..], ..]
   for (int64_t i = 0; i < m.size(0); ++i) out.push_back(vector_json(m[i]));
   return out;
 }
+
+std::string u8_pixels(const at::Tensor& x) {
+  const at::Tensor v = x.to(at::kFloat).contiguous();
+  std::string bytes(static_cast<size_t>(v.numel()), '\0');
+  kernels::to_u8(v.data_ptr<float>(), v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
+  return bytes;
+}
+
+json pixels_json(const at::Tensor& x) { return {{"shape", x.sizes().vec()}, {"pixels", base64_encode(u8_pixels(x))}}; }
 
 const json& field(const json& body, const std::string& key) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");

@@ -14,6 +14,11 @@ namespace latent::server {
 nlohmann::json vector_json(const at::Tensor& v);  // [d] -> [..]
 nlohmann::json rows_json(const at::Tensor& m);    // [N, d] -> [[..], ..]
 
+/// Values in [0, 1] -> uint8 bytes (rounded, clamped), in the tensor's order.
+std::string u8_pixels(const at::Tensor& x);
+/// Images [N, C, H, W] with values in [0, 1] -> {"shape", "pixels": base64 of u8_pixels}.
+nlohmann::json pixels_json(const at::Tensor& x);
+
 /// body[key]; 400 when the body is not an object or the field is missing.
 const nlohmann::json& field(const nlohmann::json& body, const std::string& key);
 /// body[key] or `fallback` when absent; 400 unless an integer in [lo, hi].

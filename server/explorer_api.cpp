@@ -97,13 +97,7 @@ json ExplorerApi::info() const {
             {"scatter", limits_.scatter}}}};
 }
 
-std::string ExplorerApi::pixels_of(const at::Tensor& x) const {
-  at::Tensor v = to_data_space(ck_, x).to(at::kFloat).contiguous();  // [N, C, H, W]
-  const float* p = v.data_ptr<float>();
-  std::string bytes(static_cast<size_t>(v.numel()), '\0');
-  kernels::to_u8(p, v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
-  return bytes;
-}
+std::string ExplorerApi::pixels_of(const at::Tensor& x) const { return u8_pixels(to_data_space(ck_, x)); }
 
 json ExplorerApi::images_json(const at::Tensor& x) const {
   return {{"shape", x.sizes().vec()}, {"pixels", base64_encode(pixels_of(x))}};

@@ -14,21 +14,12 @@
 #include "latent/error.h"
 #include "latent/image.h"
 #include "latent/interpolate.h"
-#include "train/fused_kernels.h"
 
 namespace latent::server {
 
 using nlohmann::json;
 
 namespace {
-
-// Images [N, C, H, W] with values in [0, 1] -> {"shape", "pixels": base64 of uint8}.
-json pixels_json(const at::Tensor& x) {
-  const at::Tensor v = x.to(at::kFloat).contiguous();
-  std::string bytes(static_cast<size_t>(v.numel()), '\0');
-  kernels::to_u8(v.data_ptr<float>(), v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
-  return {{"shape", v.sizes().vec()}, {"pixels", base64_encode(bytes)}};
-}
 
 // The central square of an image [3, H, W], resized to side x side (area averaging when shrinking).
 at::Tensor square(const at::Tensor& image, int64_t side) {
