@@ -5,6 +5,7 @@
 //   sd_time --vae FILE [--latent-size 64] [--runs 2] [--precision fp32|bf16] [--threads 2] [--reference]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -35,6 +36,12 @@ double peak_mb() {
   }
   return kb / 1024.0;
 }
+// Minor page faults of this process so far (each one a fresh page the kernel had to zero).
+long page_faults() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_minflt;
+}
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -64,19 +71,25 @@ int main(int argc, char** argv) {
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(0);
   const at::Tensor z = at::randn({1, model->config().latent_channels, size, size}, gen) * model->config().scaling_factor;
   for (int r = 0; r < runs; ++r) {
+    long faults = page_faults();
     t0 = std::chrono::steady_clock::now();
     const at::Tensor image = model->decode(z);
     const double dec = seconds(t0);
-    std::printf("  after decode: resident %.0f MB, peak so far %.0f MB\n", resident_mb(), peak_mb());
+    std::printf("  after decode: resident %.0f MB, peak so far %.0f MB, %ld page faults\n", resident_mb(), peak_mb(),
+                page_faults() - faults);
     if (r == 0 && !save.empty()) {
       FILE* f = std::fopen(save.c_str(), "wb");
       const at::Tensor c = image.contiguous();
       std::fwrite(c.data_ptr<float>(), sizeof(float), c.numel(), f);
       std::fclose(f);
     }
+    const at::Tensor clamped = image.clamp(-1, 1);
+    faults = page_faults();
     t0 = std::chrono::steady_clock::now();
-    const at::Tensor back = model->encode(image.clamp(-1, 1), false);
-    std::printf("run %d: decode %.3f s, encode %.3f s, resident after %.0f MB\n", r, dec, seconds(t0), resident_mb());
+    const at::Tensor back = model->encode(clamped, false);
+    const double enc = seconds(t0);
+    std::printf("run %d: decode %.3f s, encode %.3f s (%ld page faults), resident after %.0f MB\n", r, dec, enc,
+                page_faults() - faults, resident_mb());
   }
   std::printf("peak memory %.0f MB\n", peak_mb());
 }

@@ -80,6 +80,7 @@ class AutoencoderKl : public SdAutoencoder {
     h = ops_->conv(h, enc_out_, {}, false, {&enc_norm_});   // [N, 2 x latent, H/f, W/f]
     if (config_.use_quant_conv) h = ops_->conv(h, quant_);  // [N, 2 x latent, H/f, W/f]
     const at::Tensor moments = ops_->output(h);             // [N, 2 x latent, H/f, W/f]
+    ops_->end_pass();
     const int64_t lc = config_.latent_channels;
     mean = moments.narrow(1, 0, lc).contiguous();           // [N, latent, H/f, W/f]
     logvar = moments.narrow(1, lc, lc).clamp(-30.0, 20.0);  // [N, latent, H/f, W/f]
@@ -93,7 +94,9 @@ class AutoencoderKl : public SdAutoencoder {
       for (Resnet& r : l.resnets) h = forward(std::move(h), r);                       // [N, C_i, h_i, w_i]
       if (l.has_resample) h = ops_->conv(h, l.resample, {}, false, {nullptr, true});  // [N, C_i, 2 h_i, 2 w_i]
     }
-    return ops_->output(ops_->conv(h, dec_out_, {}, false, {&dec_norm_}));  // [N, out, h f, w f]
+    const at::Tensor image = ops_->output(ops_->conv(h, dec_out_, {}, false, {&dec_norm_}));  // [N, out, h f, w f]
+    ops_->end_pass();
+    return image;
   }
 
  private:
@@ -127,11 +130,12 @@ class AutoencoderKl : public SdAutoencoder {
   }
 
   // Takes x by value so its memory goes as soon as the second convolution no longer needs it.
+  // The shortcut (1x1 when the channels change) is applied inside the second convolution, which may
+  // write its result over x's memory.
   at::Tensor forward(at::Tensor x, Resnet& r) {
-    at::Tensor shortcut = r.shortcut.present() ? ops_->conv(x, r.shortcut) : x;  // [N, C_out, H, W]
-    const at::Tensor h = ops_->conv(x, r.conv1, {}, false, {&r.norm1});          // [N, C_out, H, W]
-    x = at::Tensor();
-    return ops_->conv(h, r.conv2, shortcut, false, {&r.norm2});  // [N, C_out, H, W]
+    const at::Tensor h = ops_->conv(x, r.conv1, {}, false, {&r.norm1});  // [N, C_out, H, W]
+    return ops_->conv(h, r.conv2, std::move(x), false, {&r.norm2},
+                      r.shortcut.present() ? &r.shortcut : nullptr);  // [N, C_out, H, W]
   }
   at::Tensor forward(at::Tensor x, Mid& m) {
     at::Tensor h = forward(std::move(x), m.first);

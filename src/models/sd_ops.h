@@ -51,12 +51,16 @@ class SdOps {
   /// NCHW float32 -> an activation, and back.
   virtual at::Tensor input(const at::Tensor& nchw) = 0;
   virtual at::Tensor output(const at::Tensor& act) = 0;
-  /// conv(pre(x)) + residual (when defined), then ReLU when `relu`. The result may reuse the
-  /// residual's storage: callers never read `residual` afterwards.
+  /// conv(pre(x)) + residual (when defined), then ReLU when `relu`; with `shortcut` (a 1x1
+  /// convolution) the sum takes shortcut(residual) instead, as a resnet whose channels change. The
+  /// result may reuse the residual's storage: callers never read `residual` afterwards.
   virtual at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual = {}, bool relu = false,
-                          const SdPrologue& pre = {}) = 0;
+                          const SdPrologue& pre = {}, SdConv* shortcut = nullptr) = 0;
   /// x + out(softmax(q k^T / sqrt(C)) v) on GroupNorm(x); memory linear in the number of pixels.
   virtual at::Tensor attention(const at::Tensor& x, const SdAttention& a) = 0;
+  /// Forgets what the implementation noted about this pass's activations (oneDNN: the per-channel
+  /// sums of convolution outputs); a forward pass calls it when it ends.
+  virtual void end_pass() {}
 };
 
 /// Bytes of a banded convolution's input band (oneDNN): big enough for the kernels to run at full

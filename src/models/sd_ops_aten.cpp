@@ -14,7 +14,8 @@ class AtenOps : public SdOps {
   at::Tensor input(const at::Tensor& nchw) override { return nchw.contiguous(); }
   at::Tensor output(const at::Tensor& act) override { return act; }
 
-  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre) override {
+  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre,
+                  SdConv* shortcut) override {
     at::Tensor in = x;
     if (pre.norm) in = at::silu(at::group_norm(in, pre.norm->groups, pre.norm->weight, pre.norm->bias, pre.norm->eps));
     if (pre.upsample2x) in = at::upsample_nearest2d(in, {2 * in.size(2), 2 * in.size(3)});
@@ -24,7 +25,7 @@ class AtenOps : public SdOps {
       pad = 0;
     }
     at::Tensor y = at::conv2d(in, c.weight, c.bias, {c.stride, c.stride}, {pad, pad});  // [N, O, H', W']
-    if (residual.defined()) y.add_(residual);
+    if (residual.defined()) y.add_(shortcut ? conv(residual, *shortcut, {}, false, {}, nullptr) : residual);
     if (relu) y.relu_();
     return y;
   }

@@ -4,9 +4,13 @@
 // F(2x2, 3x3) for 3x3 stride-1 ones where oneDNN has it for the shape (float32 throughout; its
 // transformed weights take 4x the memory); bias, the residual sum and ReLU fused; weights kept once.
 // A convolution whose input is SiLU(GroupNorm(x)) or x upsampled runs band by band of output rows:
-// the band's input rows are computed into a small buffer (GroupNorm's statistics come from one pass
-// over x first), convolved, and copied into place, so the normalized or upsampled tensor is never
-// whole in memory (at 512x512 it would be 128-256 MB per layer).
+// the band's input rows are computed into a small buffer, convolved, and copied into place, so the
+// normalized or upsampled tensor is never whole in memory (at 512x512 it would be 128-256 MB per
+// layer). A resnet's 1x1 shortcut runs in the same bands, and when the channels shrink the result is
+// written over the input's memory as its rows are consumed. The per-channel sums GroupNorm needs
+// are taken from each band as it is copied out, so the next normalization need not read the tensor
+// again. Attention runs on the same layout. Activations, weights and buffers are mapped pages
+// outside malloc's heap; freed activations are kept for reuse up to the most ever in use at once.
 // In bf16 mode every convolution reads bfloat16 (the band buffers are written in it) with bf16
 // weights, float32 accumulation and output; the residual stream and the statistics stay float32.
 #include "models/sd_ops.h"
@@ -17,6 +21,7 @@
 #include <ATen/Parallel.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -40,19 +45,129 @@ using Type = memory::data_type;
 
 bool is_blocked(const at::Tensor& a) { return a.dim() == 5; }
 
-// A whole activation: 2 MB-aligned and advised as huge pages, which makes its first touch (the
-// kernel zeroing fresh pages) several times cheaper than in 4 KB pages. Buffers are not kept for
-// reuse: peak memory would grow by what is kept (measured: 256 MB kept bought under 0.5 s a decode).
-at::Tensor activation(at::IntArrayRef sizes, at::ScalarType dtype) {
-  constexpr size_t kAlign = size_t{2} << 20;
-  int64_t numel = 1;
-  for (int64_t s : sizes) numel *= s;
-  const size_t bytes = std::max(kAlign, ((numel * at::elementSize(dtype) + kAlign - 1) / kAlign) * kAlign);
-  void* p = std::aligned_alloc(kAlign, bytes);
-  if (!p) throw Error("out of memory: " + std::to_string(bytes >> 20) + " MB for an activation");
-  madvise(p, bytes, MADV_HUGEPAGE);
-  return at::from_blob(
-      p, sizes, [](void* q) { std::free(q); }, at::TensorOptions().dtype(dtype));
+constexpr size_t kHugePage = size_t{2} << 20;
+
+// Whole huge pages from 2 MB up, whole 4 KB pages below.
+size_t page_bytes(size_t bytes) {
+  const size_t unit = bytes >= kHugePage ? kHugePage : 4096;
+  return std::max(unit, (bytes + unit - 1) / unit * unit);
+}
+
+// Memory mapped straight from the kernel, 2 MB-aligned and advised as huge pages (the kernel zeroes
+// fresh pages, several times faster in 2 MB ones). Long-lived and large buffers live here rather
+// than in malloc's heap, where a freed block below a live one stays resident (measured: ~100 MB of
+// such holes at the decoder's peak, left by temporaries between the weights).
+// `bytes` comes from page_bytes().
+void* map_pages(size_t bytes) {
+  if (bytes < kHugePage) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw Error("out of memory: " + std::to_string(bytes >> 10) + " KB for the SD autoencoder");
+    return p;
+  }
+  void* p = mmap(nullptr, bytes + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) throw Error("out of memory: " + std::to_string(bytes >> 20) + " MB for the SD autoencoder");
+  const uintptr_t base = reinterpret_cast<uintptr_t>(p), aligned = (base + kHugePage - 1) / kHugePage * kHugePage;
+  if (aligned > base) munmap(p, aligned - base);
+  if (aligned + bytes < base + bytes + kHugePage) munmap(reinterpret_cast<void*>(aligned + bytes), base + kHugePage - aligned);
+  madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+  return reinterpret_cast<void*>(aligned);
+}
+
+// A buffer of mapped pages that grows on request (its contents are not kept when it grows).
+class Pages {
+ public:
+  Pages() = default;
+  Pages(const Pages&) = delete;
+  Pages& operator=(const Pages&) = delete;
+  ~Pages() {
+    if (p_) munmap(p_, bytes_);
+  }
+  void* at_least(size_t bytes) {  // the buffer, grown to at least `bytes`
+    if (bytes > bytes_) {
+      if (p_) munmap(p_, bytes_);
+      p_ = nullptr;
+      bytes_ = page_bytes(bytes);
+      p_ = map_pages(bytes_);
+    }
+    return p_;
+  }
+
+ private:
+  void* p_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// The activations' memory. Freed buffers are kept for reuse, from one forward pass to the next, up
+// to the most this pool ever had in use at once: reusing touched memory costs nothing, while fresh
+// pages cost a fault each (measured in a decode's band copy-out: 0.7 GB/s into fresh pages, 4 GB/s
+// into reused ones, about 0.9 s of a 512x512 decode), and what is in use plus what is kept never
+// exceeds that high-water mark, so the pool does not raise the peak.
+class ActivationMemory : public std::enable_shared_from_this<ActivationMemory> {
+ public:
+  ~ActivationMemory() {
+    for (const auto& [p, bytes] : kept_) munmap(p, bytes);
+  }
+
+  at::Tensor get(at::IntArrayRef sizes, at::ScalarType dtype) {
+    int64_t numel = 1;
+    for (int64_t s : sizes) numel *= s;
+    size_t bytes = page_bytes(numel * at::elementSize(dtype));
+    void* p = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      // The smallest kept buffer that is big enough but not twice too big (a larger one serves a
+      // smaller request rather than fresh pages being mapped, within a bound on the waste); else the
+      // smallest kept ones go until the new one fits.
+      auto fit = kept_.end();
+      for (auto k = kept_.begin(); k != kept_.end(); ++k)
+        if (k->second >= bytes && k->second <= 2 * bytes && (fit == kept_.end() || k->second < fit->second)) fit = k;
+      if (fit != kept_.end()) {
+        p = fit->first;
+        bytes = fit->second;
+        kept_total_ -= bytes;
+        kept_.erase(fit);
+      } else {
+        std::sort(kept_.begin(), kept_.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+        while (!kept_.empty() && in_use_ + kept_total_ + bytes > high_) {
+          munmap(kept_.back().first, kept_.back().second);
+          kept_total_ -= kept_.back().second;
+          kept_.pop_back();
+        }
+      }
+      in_use_ += bytes;
+      high_ = std::max(high_, in_use_);
+    }
+    if (!p) p = map_pages(bytes);
+    std::weak_ptr<ActivationMemory> self = weak_from_this();
+    return at::from_blob(
+        p, sizes,
+        [self, bytes](void* q) {
+          if (auto memory = self.lock())
+            memory->keep(q, bytes);
+          else
+            munmap(q, bytes);
+        },
+        at::TensorOptions().dtype(dtype));
+  }
+
+ private:
+  void keep(void* p, size_t bytes) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    in_use_ -= bytes;
+    kept_.emplace_back(p, bytes);
+    kept_total_ += bytes;
+  }
+
+  std::mutex mutex_;
+  std::vector<std::pair<void*, size_t>> kept_;
+  size_t in_use_ = 0, kept_total_ = 0, high_ = 0;
+};
+
+// Lets the operating system have the pages of [begin, end) back (the memory stays allocated).
+void discard_pages(const void* begin, const void* end) {
+  const uintptr_t page = 4096, b = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page,
+                  e = reinterpret_cast<uintptr_t>(end) / page * page;
+  if (e > b + (uintptr_t{2} << 20)) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
 int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : a.size(1); }
@@ -63,7 +178,7 @@ int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : 
 struct ConvKernels {
   struct Entry {
     dnnl::convolution_forward primitive;
-    memory::desc src, dst;
+    memory::desc src, dst, scratchpad;
     memory weights;
   };
   // N, input rows, W, top padding, bottom padding, src blocked, residual, relu
@@ -71,6 +186,7 @@ struct ConvKernels {
   std::mutex mutex;
   std::map<Key, Entry> entries;
   std::vector<std::pair<memory::desc, memory>> weights;
+  std::vector<std::unique_ptr<Pages>> weight_pages;  // the weights' memory, outside malloc's heap
   memory bias;
   at::Tensor source;  // float32 [out, in, k, k] while needed
   int64_t out = 0, in = 0, k = 0;
@@ -89,6 +205,7 @@ class DnnlOps : public SdOps {
       : compute_(precision == Precision::kBFloat16 ? Type::bf16 : Type::f32),
         winograd_(winograd),
         band_bytes_(band_bytes),
+        memory_(std::make_shared<ActivationMemory>()),
         aten_(make_sd_ops_aten()) {}
 
   at::Tensor input(const at::Tensor& nchw) override {
@@ -104,18 +221,73 @@ class DnnlOps : public SdOps {
     return a.permute({0, 1, 4, 2, 3}).reshape({a.size(0), channels(a), a.size(2), a.size(3)}).contiguous();  // [N, C, H, W]
   }
 
-  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre) override {
+  at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre,
+                  SdConv* shortcut) override {
     const ConvKernels& layer = prepare(c);
     const bool banded = (pre.norm || pre.upsample2x) && is_blocked(x) && x.scalar_type() == at::kFloat && layer.k == 3 &&
-                        c.stride == 1 && c.pad_begin == 1 && c.pad_end == 1 && layer.out % 16 == 0;
-    if (banded) return conv_banded(x, c, residual, relu, pre);
+                        c.stride == 1 && c.pad_begin == 1 && c.pad_end == 1 && layer.out % 16 == 0 &&
+                        (!shortcut || (is_blocked(residual) && prepare(*shortcut).k == 1));
+    if (banded) return conv_banded(x, c, residual, shortcut, relu, pre);
     at::Tensor in = x;
     if (pre.norm) in = norm_silu(in, *pre.norm);
     if (pre.upsample2x) in = upsample2x(in);
-    return conv_whole(in, c, residual, relu);
+    return conv_whole(in, c, shortcut ? conv_whole(residual, *shortcut, {}, false) : residual, relu);
   }
 
-  at::Tensor attention(const at::Tensor& x, const SdAttention& a) override { return input(aten_->attention(output(x), a)); }
+  // Attention on the blocked layout, its buffers from the activation memory (ATen's temporaries would
+  // come from malloc's heap and stay resident there as holes): GroupNorm into pixel-major rows, the
+  // projections and the score blocks by BLAS, softmax in place, the residual added in the blocked layout.
+  at::Tensor attention(const at::Tensor& x, const SdAttention& a) override {
+    if (!is_blocked(x) || x.scalar_type() != at::kFloat) return input(aten_->attention(output(x), a));
+    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
+    std::vector<float> scale, shift;
+    group_affine(x, a.norm, scale, shift);
+    const at::Tensor y = activation(x.sizes(), at::kFloat), t = activation({pixels, c}, at::kFloat);  // [P, C]
+    const at::Tensor q = activation({pixels, c}, at::kFloat), k = activation({pixels, c}, at::kFloat),
+                     v = activation({pixels, c}, at::kFloat), o = activation({pixels, c}, at::kFloat);
+    const int64_t rows = std::min(kSdAttentionRows, pixels);
+    const at::Tensor s = activation({rows, pixels}, at::kFloat);  // a block of scores
+    const float* xp = x.data_ptr<float>();
+    float* yp = y.data_ptr<float>();
+    float* tp = t.data_ptr<float>();
+    for (int64_t i = 0; i < n; ++i) {
+      const float* xi = xp + i * c * pixels;
+      at::parallel_for(0, pixels, 256, [&](int64_t p0, int64_t p1) {
+        for (int64_t p = p0; p < p1; ++p)
+          for (int64_t b = 0; b < blocks; ++b)
+            for (int64_t l = 0; l < 16; ++l) {
+              const int64_t ch = b * 16 + l;
+              tp[p * c + ch] = xi[(b * pixels + p) * 16 + l] * scale[i * c + ch] + shift[i * c + ch];
+            }
+      });
+      at::addmm_out(const_cast<at::Tensor&>(q), a.q_bias, t, a.q_weight.t());
+      at::addmm_out(const_cast<at::Tensor&>(k), a.k_bias, t, a.k_weight.t());
+      at::addmm_out(const_cast<at::Tensor&>(v), a.v_bias, t, a.v_weight.t());
+      for (int64_t r = 0; r < pixels; r += rows) {
+        const int64_t m = std::min(rows, pixels - r);
+        at::Tensor sr = s.narrow(0, 0, m), orow = o.narrow(0, r, m);
+        at::mm_out(sr, q.narrow(0, r, m), k.t());
+        sr.mul_(1.0 / std::sqrt(static_cast<double>(c)));
+        sr.sub_(std::get<0>(sr.max(1, true))).exp_();
+        sr.div_(sr.sum(1, true));
+        at::mm_out(orow, sr, v);
+      }
+      at::addmm_out(const_cast<at::Tensor&>(t), a.out_bias, o, a.out_weight.t());  // t now holds the attention's output
+      float* yi = yp + i * c * pixels;
+      at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b)
+          for (int64_t p = 0; p < pixels; ++p)
+            for (int64_t l = 0; l < 16; ++l)
+              yi[(b * pixels + p) * 16 + l] = xi[(b * pixels + p) * 16 + l] + tp[p * c + b * 16 + l];
+      });
+    }
+    return y;
+  }
+
+  void end_pass() override {
+    std::lock_guard<std::mutex> lock(moments_mutex_);
+    moments_.clear();
+  }
 
  private:
   at::Tensor conv_whole(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu) {
@@ -135,6 +307,7 @@ class DnnlOps : public SdOps {
     const bool fuse = residual.defined() && !padded;
     const ConvKernels::Entry& e = kernels(c, n, h, w, c.pad_begin, c.pad_end, src_blocked, fuse, relu && !padded);
     at::Tensor dst = fuse ? checked_residual(residual, n, blocks, oh, ow) : activation({n, blocks, oh, ow, 16}, at::kFloat);
+    if (fuse) forget_moments(dst);
     execute(c, e, src.data_ptr(), dst.data_ptr());
     if (!padded) return dst;
     at::Tensor y = output(dst).narrow(1, 0, out).contiguous();  // [N, O, H', W']
@@ -144,64 +317,86 @@ class DnnlOps : public SdOps {
   }
 
   // A 3x3 stride-1 convolution of pre(x), computed band of output rows by band: each band's input
-  // rows (with their one-row halo) are transformed into a small buffer, convolved into another, and
-  // copied into place; the residual band is copied in first for the fused sum.
-  at::Tensor conv_banded(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre) {
+  // rows (with their one-row halo) are transformed into a small buffer, convolved into another (which
+  // holds the band's residual first, for the fused sum: the residual's rows, or shortcut(residual)
+  // computed from them), and copied into place, taking the output's per-channel moments on the way.
+  // With a shortcut that shrinks the channels the output overwrites the residual's memory: band r of
+  // the output lands on residual rows that band r or an earlier one has consumed.
+  at::Tensor conv_banded(const at::Tensor& x, SdConv& c, const at::Tensor& residual, SdConv* shortcut, bool relu,
+                         const SdPrologue& pre) {
     const int64_t n = x.size(0), blocks = x.size(1), sh = x.size(2), sw = x.size(3);
     const int64_t f = pre.upsample2x ? 2 : 1, h = sh * f, w = sw * f, out_blocks = prepare(c).out / 16;
+    const int64_t res_blocks = shortcut ? prepare(*shortcut).in / 16 : out_blocks;
+    if (shortcut && prepare(*shortcut).out != out_blocks * 16) throw Error("internal: a shortcut does not match its convolution");
     std::vector<float> scale, shift;
     if (pre.norm) group_affine(x, *pre.norm, scale, shift);
-    at::Tensor dst = residual.defined() ? checked_residual(residual, n, out_blocks, h, w)
-                                        : activation({n, out_blocks, h, w, 16}, at::kFloat);  // [N, O/16, H, W, 16]
+    at::Tensor dst;  // [N, O/16, H, W, 16]
+    if (residual.defined()) checked_residual(residual, n, res_blocks, h, w);
+    if (residual.defined() && res_blocks >= out_blocks)
+      dst = residual.view(-1).narrow(0, 0, n * out_blocks * h * w * 16).view({n, out_blocks, h, w, 16});
+    else
+      dst = activation({n, out_blocks, h, w, 16}, at::kFloat);
     const int64_t rows = band_rows(band_bytes_, blocks * 16, w, h);
     const bool bf16 = compute_ == Type::bf16;
     // The band buffers live as long as these operations (no page faults, no heap churn per layer);
     // one convolution at a time uses them.
     std::lock_guard<std::mutex> lock(band_mutex_);
-    const at::Tensor in_band = band_buffer(in_band_, blocks * (rows + 2) * w * 16 * (bf16 ? 2 : 4));
-    const at::Tensor out_band = band_buffer(out_band_, out_blocks * rows * w * 16 * 4);
+    float* ip = static_cast<float*>(
+        in_band_.at_least(std::max(blocks * (rows + 2) * (bf16 ? 2 : 4), shortcut ? res_blocks * rows * 4 : 0) * w * 16));
+    float* op = static_cast<float*>(out_band_.at_least(out_blocks * rows * w * 16 * 4));
     const float* xp = x.data_ptr<float>();
+    const float* rp = residual.defined() ? residual.data_ptr<float>() : nullptr;
     float* dp = dst.data_ptr<float>();
-    float* op = static_cast<float*>(out_band.data_ptr());
+    std::vector<double> sum(n * out_blocks * 16, 0.0), sumsq(n * out_blocks * 16, 0.0);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t r0 = 0; r0 < h; r0 += rows) {
         const int64_t r1 = std::min(h, r0 + rows), y0 = std::max<int64_t>(0, r0 - 1), y1 = std::min(h, r1 + 1), in_rows = y1 - y0;
+        const int64_t band = (r1 - r0) * w * 16;  // floats of one block's band of output rows
+        auto rows_of = [&](auto* base, int64_t count, int64_t b) { return base + ((i * count + b) * h + r0) * w * 16; };
+        if (shortcut) {  // the residual's band, gathered, through the 1x1 shortcut
+          at::parallel_for(0, res_blocks, 1, [&](int64_t b0, int64_t b1) {
+            for (int64_t b = b0; b < b1; ++b) std::memcpy(ip + b * band, rows_of(rp, res_blocks, b), band * sizeof(float));
+          });
+          execute(*shortcut, kernels(*shortcut, 1, r1 - r0, w, 0, 0, true, false, false), ip, op);
+        } else if (residual.defined()) {
+          at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
+            for (int64_t b = b0; b < b1; ++b) std::memcpy(op + b * band, rows_of(rp, out_blocks, b), band * sizeof(float));
+          });
+        }
         at::parallel_for(0, blocks * in_rows, 1, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t b = t / in_rows, j = t % in_rows, sy = (y0 + j) / f;
             const float* src = xp + (((i * blocks + b) * sh + sy) * sw) * 16;
             const int64_t at = (b * in_rows + j) * w * 16, ch = i * blocks * 16 + b * 16;
             kernels::block16_fill(src, sw, pre.norm ? &scale[ch] : nullptr, pre.norm ? &shift[ch] : nullptr, f == 2,
-                                  bf16 ? nullptr : static_cast<float*>(in_band.data_ptr()) + at,
-                                  bf16 ? static_cast<uint16_t*>(in_band.data_ptr()) + at : nullptr);
+                                  bf16 ? nullptr : ip + at, bf16 ? reinterpret_cast<uint16_t*>(ip) + at : nullptr);
           }
         });
-        const int64_t band = (r1 - r0) * w * 16;  // floats of one output block's band
-        auto dst_band = [&](int64_t ob) { return dp + ((i * out_blocks + ob) * h + r0) * w * 16; };
-        if (residual.defined())
-          at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
-            for (int64_t ob = b0; ob < b1; ++ob) std::memcpy(op + ob * band, dst_band(ob), band * sizeof(float));
-          });
-        const ConvKernels::Entry& e = kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu);
-        execute(c, e, in_band.data_ptr(), op);
+        execute(c, kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu), ip, op);
         at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
-          for (int64_t ob = b0; ob < b1; ++ob) std::memcpy(dst_band(ob), op + ob * band, band * sizeof(float));
+          for (int64_t b = b0; b < b1; ++b) {
+            const int64_t ch = (i * out_blocks + b) * 16;
+            kernels::block16_moments(op + b * band, band / 16, &sum[ch], &sumsq[ch]);
+            std::memcpy(rows_of(dp, out_blocks, b), op + b * band, band * sizeof(float));
+          }
         });
       }
+    if (residual.defined() && dst.data_ptr() == residual.data_ptr())  // the residual's rows past the output's
+      discard_pages(dp + dst.numel(), rp + residual.numel());
+    keep_moments(dst, std::move(sum), std::move(sumsq));
     return dst;
   }
 
-  // `buffer` grown to at least `bytes` (kept between calls).
-  static const at::Tensor& band_buffer(at::Tensor& buffer, int64_t bytes) {
-    if (!buffer.defined() || buffer.numel() < bytes) buffer = at::empty({bytes}, at::kByte);
-    return buffer;
-  }
-
+  // Runs a convolution. Its scratchpad (Winograd's transformed tiles: tens of MB) is one buffer kept
+  // by these operations: oneDNN's own would be allocated and freed around every run, each time
+  // fresh pages (measured: most of a Winograd decode's page faults).
   void execute(const SdConv& c, const ConvKernels::Entry& e, void* src, void* dst) {
     auto* cache = static_cast<ConvKernels*>(c.cache.get());
     memory src_m(e.src, dnnl_cpu_engine(), src), dst_m(e.dst, dnnl_cpu_engine(), dst);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DST, dst_m}};
     if (c.bias.defined()) args[DNNL_ARG_BIAS] = cache->bias;
+    std::lock_guard<std::mutex> lock(scratchpad_mutex_);
+    args[DNNL_ARG_SCRATCHPAD] = memory(e.scratchpad, dnnl_cpu_engine(), scratchpad_.at_least(e.scratchpad.get_size()));
     dnnl::stream stream(dnnl_cpu_engine());
     e.primitive.execute(stream, args);
     stream.wait();
@@ -214,17 +409,63 @@ class DnnlOps : public SdOps {
     return r;
   }
 
+  // Per-channel sums of x and x^2 (double) of a banded convolution's output, kept for the
+  // GroupNorm that reads it next. The entry knows its tensor by storage (a weak reference, so the
+  // identity cannot be reused while the entry exists), data pointer and shape.
+  struct Moments {
+    c10::weak_intrusive_ptr<c10::StorageImpl> storage;
+    const void* data;
+    std::vector<int64_t> sizes;
+    std::vector<double> sum, sumsq;
+    bool of(const at::Tensor& x) const {
+      return !storage.expired() && storage._unsafe_get_target() == x.storage().unsafeGetStorageImpl() && data == x.data_ptr() &&
+             sizes == x.sizes().vec();
+    }
+  };
+
+  void keep_moments(const at::Tensor& x, std::vector<double> sum, std::vector<double> sumsq) {
+    constexpr size_t kKept = 4;  // a resnet's input and intermediate, with room to spare
+    std::lock_guard<std::mutex> lock(moments_mutex_);
+    moments_.erase(std::remove_if(moments_.begin(), moments_.end(),
+                                  [&](const Moments& m) {  // and what was known of x's memory before
+                                    return m.storage.expired() ||
+                                           m.storage._unsafe_get_target() == x.storage().unsafeGetStorageImpl();
+                                  }),
+                   moments_.end());
+    if (moments_.size() >= kKept) moments_.erase(moments_.begin());
+    moments_.push_back({x.storage().getWeakStorageImpl(), x.data_ptr(), x.sizes().vec(), std::move(sum), std::move(sumsq)});
+  }
+
+  // Forgets x's moments (its values are about to change).
+  void forget_moments(const at::Tensor& x) {
+    std::lock_guard<std::mutex> lock(moments_mutex_);
+    moments_.erase(std::remove_if(moments_.begin(), moments_.end(), [&](const Moments& m) { return m.of(x); }), moments_.end());
+  }
+
   // GroupNorm's per-channel scale and shift for x [N, C/16, H, W, 16]: per-channel sums of x and x^2
-  // (double), then each group's mean and 1 / std folded with gamma and beta. scale, shift: [N * C].
+  // (kept from the convolution that made x, or one pass over x), then each group's mean and 1 / std
+  // folded with gamma and beta. scale, shift: [N * C].
   void group_affine(const at::Tensor& x, const SdNorm& norm, std::vector<float>& scale, std::vector<float>& shift) {
     const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
     if (c % norm.groups)
       throw Error(std::to_string(c) + " channels do not divide into " + std::to_string(norm.groups) + " groups");
-    const float* xp = x.data_ptr<float>();
-    std::vector<double> sum(n * c, 0.0), sumsq(n * c, 0.0);
-    at::parallel_for(0, n * blocks, 1, [&](int64_t b0, int64_t b1) {
-      for (int64_t b = b0; b < b1; ++b) kernels::block16_moments(xp + b * pixels * 16, pixels, &sum[b * 16], &sumsq[b * 16]);
-    });
+    std::vector<double> sum, sumsq;
+    {
+      std::lock_guard<std::mutex> lock(moments_mutex_);
+      for (const Moments& m : moments_)
+        if (m.of(x)) {
+          sum = m.sum;
+          sumsq = m.sumsq;
+        }
+    }
+    if (sum.empty()) {
+      sum.assign(n * c, 0.0);
+      sumsq.assign(n * c, 0.0);
+      const float* xp = x.data_ptr<float>();
+      at::parallel_for(0, n * blocks, 1, [&](int64_t b0, int64_t b1) {
+        for (int64_t b = b0; b < b1; ++b) kernels::block16_moments(xp + b * pixels * 16, pixels, &sum[b * 16], &sumsq[b * 16]);
+      });
+    }
     scale.assign(n * c, 0.0f);
     shift.assign(n * c, 0.0f);
     const float* gamma = norm.weight.data_ptr<float>();
@@ -318,6 +559,7 @@ class DnnlOps : public SdOps {
     if (relu) ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(ops);
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
     auto describe = [&](dnnl::algorithm algorithm) {
       const memory::dims strides{c.stride, c.stride}, pad_l{pad_top, c.pad_begin}, pad_r{pad_bottom, c.pad_end};
       const auto d = c.bias.defined() ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src, wei,
@@ -346,7 +588,8 @@ class DnnlOps : public SdOps {
       memory from = cache.source.defined()
                         ? memory(memory::desc({out, in, k, k}, Type::f32, Tag::oihw), dnnl_cpu_engine(), cache.source.data_ptr())
                         : cache.weights.front().second;
-      weights = memory(pd.weights_desc(), dnnl_cpu_engine());
+      cache.weight_pages.push_back(std::make_unique<Pages>());
+      weights = memory(pd.weights_desc(), dnnl_cpu_engine(), cache.weight_pages.back()->at_least(pd.weights_desc().get_size()));
       dnnl::stream stream(dnnl_cpu_engine());
       dnnl::reorder(from, weights).execute(stream, from, weights);
       stream.wait();
@@ -355,14 +598,20 @@ class DnnlOps : public SdOps {
       safetensors_drop_pages(cache.source);
       if (!may_wino) cache.source = at::Tensor();
     }
-    return cache.entries.emplace(key, ConvKernels::Entry{dnnl::convolution_forward(pd), src, dst, weights}).first->second;
+    return cache.entries.emplace(key, ConvKernels::Entry{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), weights})
+        .first->second;
   }
+
+  at::Tensor activation(at::IntArrayRef sizes, at::ScalarType dtype) { return memory_->get(sizes, dtype); }
 
   Type compute_;
   bool winograd_;
   int64_t band_bytes_;
-  std::mutex band_mutex_;
-  at::Tensor in_band_, out_band_;
+  std::shared_ptr<ActivationMemory> memory_;
+  std::mutex moments_mutex_;
+  std::vector<Moments> moments_;
+  std::mutex band_mutex_, scratchpad_mutex_;
+  Pages in_band_, out_band_, scratchpad_;
   std::unique_ptr<SdOps> aten_;
 };
 

@@ -58,6 +58,7 @@ class Taesd : public SdAutoencoder {
     }
     mean = ops_->output(ops_->conv(h, enc_out_));  // [N, latent, H/f, W/f]
     logvar = at::Tensor();
+    ops_->end_pass();
   }
 
   at::Tensor decode_unscaled(const at::Tensor& z) override {
@@ -66,7 +67,9 @@ class Taesd : public SdAutoencoder {
       for (Block& b : s.blocks) h = forward(h, b);                  // [N, C, h_s, w_s]
       h = ops_->conv(h, s.conv, {}, false, {nullptr, s.upsample});  // [N, C or out, h_s or 2 h_s, ...]
     }
-    return ops_->output(h) * 2.0 - 1.0;  // [N, out, h f, w f]
+    const at::Tensor image = ops_->output(h) * 2.0 - 1.0;  // [N, out, h f, w f]
+    ops_->end_pass();
+    return image;
   }
 
  private:
@@ -85,10 +88,9 @@ class Taesd : public SdAutoencoder {
             conv(half, idx, 1, "skip.")};
   }
   at::Tensor forward(const at::Tensor& x, Block& b) {
-    at::Tensor h = ops_->conv(x, b.conv0, {}, true);                       // [N, C, H, W]
-    h = ops_->conv(h, b.conv2, {}, true);                                  // [N, C, H, W]
-    const at::Tensor skip = b.skip.present() ? ops_->conv(x, b.skip) : x;  // [N, C, H, W]
-    return ops_->conv(h, b.conv4, skip, true);                             // [N, C, H, W]
+    at::Tensor h = ops_->conv(x, b.conv0, {}, true);                                   // [N, C, H, W]
+    h = ops_->conv(h, b.conv2, {}, true);                                              // [N, C, H, W]
+    return ops_->conv(h, b.conv4, x, true, {}, b.skip.present() ? &b.skip : nullptr);  // [N, C, H, W]
   }
 
   std::map<std::string, at::Tensor> w_;

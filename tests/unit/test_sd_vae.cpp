@@ -93,6 +93,63 @@ TEST(SdOps, BandedConvolutionsMatchAtens) {
   }
 }
 
+// A resnet's tail in bands of 4 rows: conv2(SiLU(GN(h))) + shortcut(x), with x of more channels
+// than the output (written over x's memory), fewer, or the same (identity); then a convolution of
+// the result, whose GroupNorm uses the moments kept from the bands.
+TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtens) {
+  auto aten = make_sd_ops_aten();
+  at::manual_seed(4);
+  const SdNorm norm{at::rand({48}) + 0.5, at::randn({48}) * 0.1, 8, 1e-6};
+  for (bool winograd : {false, true}) {
+    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, winograd, 1);
+    if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+    for (int64_t res_channels : {64, 32, 48}) {
+      const at::Tensor h = at::randn({2, 48, 10, 7}) * 2 + 0.3, x = at::randn({2, res_channels, 10, 7});  // [N, C, H, W]
+      SdConv conv2{at::randn({48, 48, 3, 3}) * 0.1, at::randn({48}) * 0.1}, next{at::randn({16, 48, 3, 3}) * 0.1, {}};
+      SdConv shortcut{at::randn({48, res_channels, 1, 1}) * 0.2, at::randn({48}) * 0.1, 1, 0, 0};
+      SdConv conv2_ref = conv2, next_ref = next, shortcut_ref = shortcut;
+      SdConv* sc = res_channels == 48 ? nullptr : &shortcut;
+      const at::Tensor want = aten->conv(h, conv2_ref, x, false, {&norm}, sc ? &shortcut_ref : nullptr);
+      const at::Tensor want_next = aten->conv(want, next_ref, {}, false, {&norm});
+      const at::Tensor y = dnnl->conv(dnnl->input(h), conv2, dnnl->input(x), false, {&norm}, sc);
+      const at::Tensor got = dnnl->output(y), got_next = dnnl->output(dnnl->conv(y, next, {}, false, {&norm}));
+      EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "winograd " << winograd << " residual channels " << res_channels
+                                                       << ": max diff " << (got - want).abs().max().item<double>();
+      EXPECT_TRUE(test::all_close(got_next, want_next, 0, 1e-4))
+          << "winograd " << winograd << " residual channels " << res_channels << ": max diff "
+          << (got_next - want_next).abs().max().item<double>();
+      dnnl->end_pass();
+    }
+  }
+}
+
+// Attention on the blocked layout, batch 2, against ATen's; run twice (the second time on reused
+// activation memory) with the same result.
+TEST(SdOps, AttentionMatchesAtensAndRepeats) {
+  auto aten = make_sd_ops_aten();
+  auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false);
+  if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+  at::manual_seed(5);
+  const int64_t c = 32;
+  auto linear = [&] { return at::randn({c, c}) / std::sqrt(static_cast<double>(c)); };
+  const SdAttention a{{at::rand({c}) + 0.5, at::randn({c}) * 0.1, 8, 1e-6},
+                      linear(),
+                      at::randn({c}) * 0.1,
+                      linear(),
+                      at::randn({c}) * 0.1,
+                      linear(),
+                      at::randn({c}) * 0.1,
+                      linear(),
+                      at::randn({c}) * 0.1};
+  const at::Tensor x = at::randn({2, c, 5, 7}) * 2 + 0.3;  // [N, C, H, W]
+  const at::Tensor want = aten->attention(x, a);
+  const at::Tensor first = dnnl->output(dnnl->attention(dnnl->input(x), a));
+  dnnl->end_pass();
+  const at::Tensor second = dnnl->output(dnnl->attention(dnnl->input(x), a));
+  EXPECT_TRUE(test::all_close(first, want, 0, 1e-4)) << "max diff " << (first - want).abs().max().item<double>();
+  EXPECT_TRUE(at::equal(first, second));
+}
+
 TEST(SdVae, ScalingFactorFromConfigDefaultAndOverride) {
   // config.json says 0.5: encode's mean is the posterior mean x 0.5, decode divides first.
   auto vae = SdAutoencoder::load(kDir + "diffusers_f32.safetensors");
