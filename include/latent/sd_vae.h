@@ -50,8 +50,9 @@ struct SdLoadOptions {
   Precision precision = Precision::kFloat32;
   /// Use oneDNN's kernels where the build has them (the reference path is ATen's; tests compare both).
   bool fast = true;
-  /// Winograd convolutions for 3x3 stride-1 layers in fp32 (oneDNN): ~1.6x faster decoding of
-  /// 512x512 on AVX-512 CPUs, but 4x the memory for those layers' weights. Off by default.
+  /// Winograd convolutions for every 3x3 stride-1 layer in fp32 (oneDNN). Off by default, when they
+  /// run only where their weights (4x the direct ones) are small beside the output; on, a 512x512
+  /// decode is ~1.5x faster again for about twice the memory (bench/RESULTS.md).
   bool winograd = false;
 };
 

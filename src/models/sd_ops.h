@@ -64,12 +64,15 @@ class SdOps {
 };
 
 /// Bytes of a banded convolution's input band (oneDNN): big enough for the kernels to run at full
-/// speed (measured: 2, 4 and 8 MB within noise on SD's shapes), small beside the activations.
-constexpr int64_t kSdBandBytes = int64_t{8} << 20;
+/// speed (measured: 2, 4 and 8 MB within noise on SD's shapes), small beside the activations; 2 MB
+/// keeps Winograd's scratch space (proportional to the band) small.
+constexpr int64_t kSdBandBytes = int64_t{2} << 20;
 
 std::unique_ptr<SdOps> make_sd_ops_aten();
 /// Null when the build has no oneDNN. Throws latent::Error for bf16 on a CPU without bf16 instructions.
-/// `winograd`: Winograd kernels for 3x3 stride-1 float32 convolutions (faster, 4x the weight memory).
+/// Winograd's kernels run the 3x3 stride-1 float32 convolutions whose transformed weights are small
+/// beside their output (SD's full-resolution layers); `winograd`: all of them (faster again, 4x the
+/// weight memory).
 std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.

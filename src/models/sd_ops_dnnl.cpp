@@ -1,8 +1,9 @@
 // SdOps on oneDNN (CPU). Activations with a multiple of 16 channels stay in oneDNN's nChw16c layout
 // ([N, C/16, H, W, 16]) from the first convolution to the last, so no layer reorders its input.
-// Convolutions: oneDNN's direct kernels, or on request (`winograd`) Winograd's F(4x4, 3x3) or
-// F(2x2, 3x3) for 3x3 stride-1 ones where oneDNN has it for the shape (float32 throughout; its
-// transformed weights take 4x the memory); bias, the residual sum and ReLU fused; weights kept once.
+// Convolutions: oneDNN's direct kernels, or Winograd's F(4x4, 3x3) or F(2x2, 3x3) (float32
+// throughout; its transformed weights take 4x the memory) for 3x3 stride-1 ones where oneDNN has it
+// for the shape and either its weights are small beside the output or `winograd` asks for it
+// everywhere; bias, the residual sum and ReLU fused; weights kept once per layout.
 // A convolution whose input is SiLU(GroupNorm(x)) or x upsampled runs band by band of output rows:
 // the band's input rows are computed into a small buffer, convolved, and copied into place, so the
 // normalized or upsampled tensor is never whole in memory (at 512x512 it would be 128-256 MB per
@@ -172,23 +173,23 @@ void discard_pages(const void* begin, const void* end) {
 
 int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : a.size(1); }
 
-// A convolution layer's oneDNN state. Its weights are kept once per layout the kernels want; the
-// float32 source is let go after the first layout (later ones are reordered from that), except for
-// layers that may run Winograd's kernels, whose weights are transformed from the source alone.
+// A convolution layer's oneDNN state. Its weights are kept once per layout the kernels want,
+// reordered from the float32 source or, when that had to go, from the first layout.
 struct ConvKernels {
   struct Entry {
     dnnl::convolution_forward primitive;
     memory::desc src, dst, scratchpad;
     memory weights;
   };
-  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool>;
+  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu, Winograd allowed
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, bool>;
   std::mutex mutex;
   std::map<Key, Entry> entries;
   std::vector<std::pair<memory::desc, memory>> weights;
   std::vector<std::unique_ptr<Pages>> weight_pages;  // the weights' memory, outside malloc's heap
   memory bias;
-  at::Tensor source;  // float32 [out, in, k, k] while needed
+  at::Tensor source;  // float32 [out, in, k, k]: the file's mapped bytes, or a converted copy until the first layout
+  bool source_mapped = false;
   int64_t out = 0, in = 0, k = 0;
 };
 
@@ -227,6 +228,9 @@ class DnnlOps : public SdOps {
     const bool banded = (pre.norm || pre.upsample2x) && is_blocked(x) && x.scalar_type() == at::kFloat && layer.k == 3 &&
                         c.stride == 1 && c.pad_begin == 1 && c.pad_end == 1 && layer.out % 16 == 0 &&
                         (!shortcut || (is_blocked(residual) && prepare(*shortcut).k == 1));
+    // In bf16 mode the band buffers hold bfloat16 for the convolution: the shortcut runs whole.
+    if (banded && shortcut && compute_ == Type::bf16)
+      return conv_banded(x, c, conv_whole(residual, *shortcut, {}, false), nullptr, relu, pre);
     if (banded) return conv_banded(x, c, residual, shortcut, relu, pre);
     at::Tensor in = x;
     if (pre.norm) in = norm_silu(in, *pre.norm);
@@ -305,7 +309,7 @@ class DnnlOps : public SdOps {
     if (compute_ == Type::f32 && x.scalar_type() != at::kFloat) src = x.to(at::kFloat);
     src = src.contiguous();
     const bool fuse = residual.defined() && !padded;
-    const ConvKernels::Entry& e = kernels(c, n, h, w, c.pad_begin, c.pad_end, src_blocked, fuse, relu && !padded);
+    const ConvKernels::Entry& e = kernels(c, n, h, w, c.pad_begin, c.pad_end, src_blocked, fuse, relu && !padded, oh * ow);
     at::Tensor dst = fuse ? checked_residual(residual, n, blocks, oh, ow) : activation({n, blocks, oh, ow, 16}, at::kFloat);
     if (fuse) forget_moments(dst);
     execute(c, e, src.data_ptr(), dst.data_ptr());
@@ -357,7 +361,7 @@ class DnnlOps : public SdOps {
           at::parallel_for(0, res_blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) std::memcpy(ip + b * band, rows_of(rp, res_blocks, b), band * sizeof(float));
           });
-          execute(*shortcut, kernels(*shortcut, 1, r1 - r0, w, 0, 0, true, false, false), ip, op);
+          execute(*shortcut, kernels(*shortcut, 1, r1 - r0, w, 0, 0, true, false, false, h * w), ip, op);
         } else if (residual.defined()) {
           at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) std::memcpy(op + b * band, rows_of(rp, out_blocks, b), band * sizeof(float));
@@ -372,7 +376,7 @@ class DnnlOps : public SdOps {
                                   bf16 ? nullptr : ip + at, bf16 ? reinterpret_cast<uint16_t*>(ip) + at : nullptr);
           }
         });
-        execute(c, kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu), ip, op);
+        execute(c, kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu, h * w), ip, op);
         at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t ch = (i * out_blocks + b) * 16;
@@ -526,6 +530,7 @@ class DnnlOps : public SdOps {
     if (!c.cache) {
       auto cache = std::make_shared<ConvKernels>();
       cache->source = c.weight.to(at::kFloat).contiguous();
+      cache->source_mapped = safetensors_drop_pages(cache->source);  // (nothing read yet to drop)
       cache->out = c.weight.size(0);
       cache->in = c.weight.size(1);
       cache->k = c.weight.size(2);
@@ -540,11 +545,17 @@ class DnnlOps : public SdOps {
     return *static_cast<ConvKernels*>(c.cache.get());
   }
 
+  // `pixels`: the whole output's, per image (a band's kernels are chosen for the layer it is part of).
   const ConvKernels::Entry& kernels(SdConv& c, int64_t n, int64_t h, int64_t w, int64_t pad_top, int64_t pad_bottom,
-                                    bool src_blocked, bool residual, bool relu) {
+                                    bool src_blocked, bool residual, bool relu, int64_t pixels) {
     auto& cache = prepare(c);
     std::lock_guard<std::mutex> lock(cache.mutex);
-    const ConvKernels::Key key{n, h, w, pad_top, pad_bottom, src_blocked, residual, relu};
+    // Winograd everywhere on request; else where its weights (F(4x4, 3x3): 36 values per input and
+    // output channel, 4x the direct kernels') are small beside the output: at SD 1.x sizes the layers
+    // at full resolution (measured: 5 MB more weights, 1.4 s less per decode and encode).
+    constexpr int64_t kWinogradBytesPerPixel = 40;
+    const bool wino_ok = winograd_ || cache.in * cache.out * 36 * 4 <= kWinogradBytesPerPixel * pixels;
+    const ConvKernels::Key key{n, h, w, pad_top, pad_bottom, src_blocked, residual, relu, wino_ok};
     auto it = cache.entries.find(key);
     if (it != cache.entries.end()) return it->second;
 
@@ -570,7 +581,7 @@ class DnnlOps : public SdOps {
     };
     dnnl::convolution_forward::primitive_desc pd;
     bool have = false;
-    const bool may_wino = compute_ == Type::f32 && k == 3 && c.stride == 1 && out % 16 == 0 && winograd_;
+    const bool may_wino = compute_ == Type::f32 && k == 3 && c.stride == 1 && out % 16 == 0 && wino_ok;
     if (may_wino && src_blocked) {
       try {
         pd = describe(dnnl::algorithm::convolution_winograd);
@@ -585,18 +596,32 @@ class DnnlOps : public SdOps {
     for (const auto& [desc, m] : cache.weights)
       if (desc == pd.weights_desc()) weights = m;
     if (!weights) {
-      memory from = cache.source.defined()
-                        ? memory(memory::desc({out, in, k, k}, Type::f32, Tag::oihw), dnnl_cpu_engine(), cache.source.data_ptr())
-                        : cache.weights.front().second;
-      cache.weight_pages.push_back(std::make_unique<Pages>());
-      weights = memory(pd.weights_desc(), dnnl_cpu_engine(), cache.weight_pages.back()->at_least(pd.weights_desc().get_size()));
+      // From the float32 source; once that has gone, from the first layout through a plain
+      // [out, in, k, k] copy (oneDNN reorders to Winograd's layout only from plain weights).
+      const memory::desc plain({out, in, k, k}, Type::f32, Tag::oihw);
       dnnl::stream stream(dnnl_cpu_engine());
-      dnnl::reorder(from, weights).execute(stream, from, weights);
+      memory from;
+      if (cache.source.defined()) {
+        from = memory(plain, dnnl_cpu_engine(), cache.source.data_ptr());
+      } else {
+        from = memory(plain, dnnl_cpu_engine());
+        dnnl::reorder(cache.weights.front().second, from).execute(stream, cache.weights.front().second, from);
+      }
+      auto add = [&](const memory::desc& desc) {
+        cache.weight_pages.push_back(std::make_unique<Pages>());
+        memory m(desc, dnnl_cpu_engine(), cache.weight_pages.back()->at_least(desc.get_size()));
+        dnnl::reorder(from, m).execute(stream, from, m);
+        cache.weights.push_back({desc, m});
+        return m;
+      };
+      // A source mapped from the file stays (its pages dropped: re-read if touched); a converted one
+      // goes, after a direct layout exists to come back from (Winograd's cannot be reordered back).
+      const bool converted = cache.source.defined() && !cache.source_mapped;
+      if (converted && have) add(describe(dnnl::algorithm::convolution_direct).weights_desc());
+      weights = add(pd.weights_desc());
       stream.wait();
-      cache.weights.push_back({pd.weights_desc(), weights});
-      // A mapped file's pages go from memory either way (re-read if touched again).
+      if (converted) cache.source = at::Tensor();
       safetensors_drop_pages(cache.source);
-      if (!may_wino) cache.source = at::Tensor();
     }
     return cache.entries.emplace(key, ConvKernels::Entry{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), weights})
         .first->second;

@@ -95,14 +95,21 @@ TEST(SdOps, BandedConvolutionsMatchAtens) {
 
 // A resnet's tail in bands of 4 rows: conv2(SiLU(GN(h))) + shortcut(x), with x of more channels
 // than the output (written over x's memory), fewer, or the same (identity); then a convolution of
-// the result, whose GroupNorm uses the moments kept from the bands.
+// the result, whose GroupNorm uses the moments kept from the bands. Float32 direct and Winograd
+// (1e-4), and bfloat16 where the CPU has it (3e-2: inputs and weights rounded to 8 bits).
 TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtens) {
   auto aten = make_sd_ops_aten();
   at::manual_seed(4);
   const SdNorm norm{at::rand({48}) + 0.5, at::randn({48}) * 0.1, 8, 1e-6};
-  for (bool winograd : {false, true}) {
-    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, winograd, 1);
+  for (int mode : {0, 1, 2}) {
+    std::unique_ptr<SdOps> dnnl;
+    try {
+      dnnl = make_sd_ops_dnnl(mode == 2 ? Precision::kBFloat16 : Precision::kFloat32, mode == 1, 1);
+    } catch (const Error&) {
+      continue;  // bf16 on a CPU without it
+    }
     if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+    const double tol = mode == 2 ? 3e-2 : 1e-4;
     for (int64_t res_channels : {64, 32, 48}) {
       const at::Tensor h = at::randn({2, 48, 10, 7}) * 2 + 0.3, x = at::randn({2, res_channels, 10, 7});  // [N, C, H, W]
       SdConv conv2{at::randn({48, 48, 3, 3}) * 0.1, at::randn({48}) * 0.1}, next{at::randn({16, 48, 3, 3}) * 0.1, {}};
@@ -113,10 +120,10 @@ TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtens) {
       const at::Tensor want_next = aten->conv(want, next_ref, {}, false, {&norm});
       const at::Tensor y = dnnl->conv(dnnl->input(h), conv2, dnnl->input(x), false, {&norm}, sc);
       const at::Tensor got = dnnl->output(y), got_next = dnnl->output(dnnl->conv(y, next, {}, false, {&norm}));
-      EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "winograd " << winograd << " residual channels " << res_channels
-                                                       << ": max diff " << (got - want).abs().max().item<double>();
-      EXPECT_TRUE(test::all_close(got_next, want_next, 0, 1e-4))
-          << "winograd " << winograd << " residual channels " << res_channels << ": max diff "
+      EXPECT_TRUE(test::all_close(got, want, 0, tol))
+          << "mode " << mode << " residual channels " << res_channels << ": max diff " << (got - want).abs().max().item<double>();
+      EXPECT_TRUE(test::all_close(got_next, want_next, 0, tol))
+          << "mode " << mode << " residual channels " << res_channels << ": max diff "
           << (got_next - want_next).abs().max().item<double>();
       dnnl->end_pass();
     }

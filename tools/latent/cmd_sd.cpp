@@ -113,7 +113,9 @@ void add_weights_options(CLI::App* c, SdArgs& a) {
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.49));
   c->add_option("--threads", a.threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);
-  c->add_flag("--winograd", a.winograd, "Winograd 3x3 convolutions in fp32: faster, 4x the memory for their weights");
+  c->add_flag("--winograd", a.winograd,
+              "Winograd in every fp32 3x3 convolution (by default only where its weights are small): faster, 4x the memory for "
+              "their weights");
 }
 
 double psnr(const at::Tensor& a, const at::Tensor& b) {  // on [0, 1] pixels
