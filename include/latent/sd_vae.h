@@ -50,9 +50,10 @@ struct SdLoadOptions {
   Precision precision = Precision::kFloat32;
   /// Use oneDNN's kernels where the build has them (the reference path is ATen's; tests compare both).
   bool fast = true;
-  /// Winograd convolutions for every 3x3 stride-1 layer in fp32 (oneDNN). Off by default, when they
-  /// run only where their weights (4x the direct ones) are small beside the output; on, a 512x512
-  /// decode is ~1.5x faster again for about twice the memory (bench/RESULTS.md).
+  /// Winograd convolutions for every 3x3 stride-1 layer in fp32 (oneDNN), their transformed weights
+  /// (4x the direct ones) all kept. Off by default, when they run on outputs of 128x128 and up with
+  /// weights transformed at each run where large: on, SD 1.x's 512x512 decode is ~10% faster for
+  /// about 2.5x the memory (bench/RESULTS.md).
   bool winograd = false;
 };
 

@@ -17,7 +17,7 @@
 namespace latent {
 
 struct SdConv {
-  at::Tensor weight, bias;  // [out, in, k, k], [out] or undefined
+  at::Tensor weight, bias;  // [out, in, k, k] (3x3 ones may be F16/BF16, as in the file), [out] float32 or undefined
   int64_t stride = 1;
   int64_t pad_begin = 1, pad_end = 1;  // top/left and bottom/right zero padding
   std::shared_ptr<void> cache;         // the implementation's prepared weights and kernels
@@ -70,9 +70,9 @@ constexpr int64_t kSdBandBytes = int64_t{2} << 20;
 
 std::unique_ptr<SdOps> make_sd_ops_aten();
 /// Null when the build has no oneDNN. Throws latent::Error for bf16 on a CPU without bf16 instructions.
-/// Winograd's kernels run the 3x3 stride-1 float32 convolutions whose transformed weights are small
-/// beside their output (SD's full-resolution layers); `winograd`: all of them (faster again, 4x the
-/// weight memory).
+/// Winograd's kernels run the 3x3 stride-1 float32 convolutions with outputs of 128x128 and up,
+/// their transformed weights kept where small beside the output, else transformed at each run;
+/// `winograd`: every 3x3 layer, its transformed weights all kept (a little faster, ~2 GB at SD size).
 std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.

@@ -24,7 +24,7 @@ class AtenOps : public SdOps {
       in = at::constant_pad_nd(in, {c.pad_begin, c.pad_end, c.pad_begin, c.pad_end});
       pad = 0;
     }
-    at::Tensor y = at::conv2d(in, c.weight, c.bias, {c.stride, c.stride}, {pad, pad});  // [N, O, H', W']
+    at::Tensor y = at::conv2d(in, c.weight.to(in.scalar_type()), c.bias, {c.stride, c.stride}, {pad, pad});  // [N, O, H', W']
     if (residual.defined()) y.add_(shortcut ? conv(residual, *shortcut, {}, false, {}, nullptr) : residual);
     if (relu) y.relu_();
     return y;

@@ -2,8 +2,12 @@
 // ([N, C/16, H, W, 16]) from the first convolution to the last, so no layer reorders its input.
 // Convolutions: oneDNN's direct kernels, or Winograd's F(4x4, 3x3) or F(2x2, 3x3) (float32
 // throughout; its transformed weights take 4x the memory) for 3x3 stride-1 ones where oneDNN has it
-// for the shape and either its weights are small beside the output or `winograd` asks for it
-// everywhere; bias, the residual sum and ReLU fused; weights kept once per layout.
+// for the shape and the output is large (128x128 and up); bias, the residual sum and ReLU fused.
+// Weights: kept in the kernels' layout where small beside the output; else (large layers of a file
+// read by mmap) transformed at each run into one shared buffer from the file's mapped bytes, whose
+// pages are dropped again after, so the process holds ~40 MB of weights instead of 335 (the file's
+// page cache holds them; re-read from disk if the system evicts it). `winograd` keeps Winograd
+// weights for every 3x3 layer (fastest, ~2 GB at SD 1.x size).
 // A convolution whose input is SiLU(GroupNorm(x)) or x upsampled runs band by band of output rows:
 // the band's input rows are computed into a small buffer, convolved, and copied into place, so the
 // normalized or upsampled tensor is never whole in memory (at 512x512 it would be 128-256 MB per
@@ -45,6 +49,9 @@ using Tag = memory::format_tag;
 using Type = memory::data_type;
 
 bool is_blocked(const at::Tensor& a) { return a.dim() == 5; }
+
+// Where a convolution's Winograd weights live, if it may run Winograd.
+enum class Wino { kNone, kKept, kTransient };
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
@@ -178,11 +185,11 @@ int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : 
 struct ConvKernels {
   struct Entry {
     dnnl::convolution_forward primitive;
-    memory::desc src, dst, scratchpad;
-    memory weights;
+    memory::desc src, dst, scratchpad, weights_desc;
+    memory weights;  // empty when they are made for each run (Winograd's, transient)
   };
-  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu, Winograd allowed
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, bool>;
+  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu, Winograd (a Wino value)
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int>;
   std::mutex mutex;
   std::map<Key, Entry> entries;
   std::vector<std::pair<memory::desc, memory>> weights;
@@ -402,6 +409,23 @@ class DnnlOps : public SdOps {
     std::lock_guard<std::mutex> lock(scratchpad_mutex_);
     args[DNNL_ARG_SCRATCHPAD] = memory(e.scratchpad, dnnl_cpu_engine(), scratchpad_.at_least(e.scratchpad.get_size()));
     dnnl::stream stream(dnnl_cpu_engine());
+    if (!e.weights) {  // transient: transformed once per layer run, the bands after the first reuse them
+      void* buffer = transient_.at_least(e.weights_desc.get_size());
+      if (transient_layer_ != cache || transient_desc_ != e.weights_desc) {
+        memory from = plain_weights(*cache, stream, transient_plain_), to(e.weights_desc, dnnl_cpu_engine(), buffer);
+        // Its scratch space ours too (oneDNN's would come from malloc's heap and stay there).
+        dnnl::primitive_attr attr;
+        attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+        const dnnl::reorder::primitive_desc rpd(from, to, attr);
+        memory scratch(rpd.scratchpad_desc(), dnnl_cpu_engine(), transient_scratch_.at_least(rpd.scratchpad_desc().get_size()));
+        dnnl::reorder(rpd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratch}});
+        stream.wait();
+        safetensors_drop_pages(cache->source);
+        transient_layer_ = cache;
+        transient_desc_ = e.weights_desc;
+      }
+      args[DNNL_ARG_WEIGHTS] = memory(e.weights_desc, dnnl_cpu_engine(), buffer);
+    }
     e.primitive.execute(stream, args);
     stream.wait();
   }
@@ -529,8 +553,11 @@ class DnnlOps : public SdOps {
   static ConvKernels& prepare(SdConv& c) {
     if (!c.cache) {
       auto cache = std::make_shared<ConvKernels>();
-      cache->source = c.weight.to(at::kFloat).contiguous();
+      // The file's mapped bytes in their own dtype when they are that (converted at each layout made),
+      // else a float32 copy.
+      cache->source = c.weight.contiguous();
       cache->source_mapped = safetensors_drop_pages(cache->source);  // (nothing read yet to drop)
+      if (!cache->source_mapped) cache->source = cache->source.to(at::kFloat);
       cache->out = c.weight.size(0);
       cache->in = c.weight.size(1);
       cache->k = c.weight.size(2);
@@ -550,12 +577,16 @@ class DnnlOps : public SdOps {
                                     bool src_blocked, bool residual, bool relu, int64_t pixels) {
     auto& cache = prepare(c);
     std::lock_guard<std::mutex> lock(cache.mutex);
-    // Winograd everywhere on request; else where its weights (F(4x4, 3x3): 36 values per input and
-    // output channel, 4x the direct kernels') are small beside the output: at SD 1.x sizes the layers
-    // at full resolution (measured: 5 MB more weights, 1.4 s less per decode and encode).
-    constexpr int64_t kWinogradBytesPerPixel = 40;
-    const bool wino_ok = winograd_ || cache.in * cache.out * 36 * 4 <= kWinogradBytesPerPixel * pixels;
-    const ConvKernels::Key key{n, h, w, pad_top, pad_bottom, src_blocked, residual, relu, wino_ok};
+    // Winograd everywhere on request, its weights kept. Else kept where they (F(4x4, 3x3): 36 values
+    // per input and output channel, 4x the direct kernels') are small beside the output (at SD 1.x
+    // sizes the layers at full resolution), and transformed for each run into one shared buffer
+    // where the output is large enough for that to pay (oneDNN's transform of a 512-channel layer
+    // takes ~42 ms; Winograd saves ~140 ms on one at 128x128, ~20 ms at 64x64).
+    constexpr int64_t kWinogradBytesPerPixel = 40, kTransientPixels = 128 * 128;
+    const Wino wino = winograd_ || cache.in * cache.out * 36 * 4 <= kWinogradBytesPerPixel * pixels ? Wino::kKept
+                      : pixels >= kTransientPixels                                                  ? Wino::kTransient
+                                                                                                    : Wino::kNone;
+    const ConvKernels::Key key{n, h, w, pad_top, pad_bottom, src_blocked, residual, relu, static_cast<int>(wino)};
     auto it = cache.entries.find(key);
     if (it != cache.entries.end()) return it->second;
 
@@ -581,7 +612,7 @@ class DnnlOps : public SdOps {
     };
     dnnl::convolution_forward::primitive_desc pd;
     bool have = false;
-    const bool may_wino = compute_ == Type::f32 && k == 3 && c.stride == 1 && out % 16 == 0 && wino_ok;
+    const bool may_wino = compute_ == Type::f32 && k == 3 && c.stride == 1 && out % 16 == 0 && wino != Wino::kNone;
     if (may_wino && src_blocked) {
       try {
         pd = describe(dnnl::algorithm::convolution_winograd);
@@ -591,22 +622,22 @@ class DnnlOps : public SdOps {
       }
     }
     if (!have) pd = describe(dnnl::algorithm::convolution_direct);
-    // The weights in the layout these kernels want, reordered once and shared by every shape.
+    // The weights in the layout these kernels want, reordered once and shared by every shape; or,
+    // transient, for each run: Winograd's as above, and large direct ones whose source is the file's
+    // mapped bytes (reordering 9 MB takes a few ms; kept, SD's 512-channel layers would hold ~170 MB
+    // that the file's page cache holds anyway).
+    constexpr int64_t kTransientDirectBytes = int64_t{4} << 20;
+    const bool transient =
+        (have && wino == Wino::kTransient) || (!have && cache.source.defined() && cache.source_mapped && cache.weights.empty() &&
+                                               cache.out * cache.in * k * k * 4 >= kTransientDirectBytes);
     memory weights;
     for (const auto& [desc, m] : cache.weights)
       if (desc == pd.weights_desc()) weights = m;
-    if (!weights) {
-      // From the float32 source; once that has gone, from the first layout through a plain
-      // [out, in, k, k] copy (oneDNN reorders to Winograd's layout only from plain weights).
-      const memory::desc plain({out, in, k, k}, Type::f32, Tag::oihw);
+    const bool converted = cache.source.defined() && !cache.source_mapped;
+    if (!weights && !(transient && !converted)) {
       dnnl::stream stream(dnnl_cpu_engine());
-      memory from;
-      if (cache.source.defined()) {
-        from = memory(plain, dnnl_cpu_engine(), cache.source.data_ptr());
-      } else {
-        from = memory(plain, dnnl_cpu_engine());
-        dnnl::reorder(cache.weights.front().second, from).execute(stream, cache.weights.front().second, from);
-      }
+      Pages as_float;  // an F16/BF16 source as float32, for this once
+      memory from = plain_weights(cache, stream, as_float);
       auto add = [&](const memory::desc& desc) {
         cache.weight_pages.push_back(std::make_unique<Pages>());
         memory m(desc, dnnl_cpu_engine(), cache.weight_pages.back()->at_least(desc.get_size()));
@@ -616,15 +647,33 @@ class DnnlOps : public SdOps {
       };
       // A source mapped from the file stays (its pages dropped: re-read if touched); a converted one
       // goes, after a direct layout exists to come back from (Winograd's cannot be reordered back).
-      const bool converted = cache.source.defined() && !cache.source_mapped;
       if (converted && have) add(describe(dnnl::algorithm::convolution_direct).weights_desc());
-      weights = add(pd.weights_desc());
+      if (!transient) weights = add(pd.weights_desc());
       stream.wait();
       if (converted) cache.source = at::Tensor();
       safetensors_drop_pages(cache.source);
     }
-    return cache.entries.emplace(key, ConvKernels::Entry{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), weights})
+    return cache.entries
+        .emplace(key, ConvKernels::Entry{dnnl::convolution_forward(pd), src, dst, pd.scratchpad_desc(), pd.weights_desc(),
+                                         transient ? memory() : weights})
         .first->second;
+  }
+
+  // The layer's weights as plain float32 [out, in, k, k]: its source (converted into `buffer` when
+  // F16/BF16), or a copy from its first layout once the source has gone (oneDNN reorders to
+  // Winograd's layout only from plain weights).
+  static memory plain_weights(const ConvKernels& cache, dnnl::stream& stream, Pages& buffer) {
+    const memory::desc plain({cache.out, cache.in, cache.k, cache.k}, Type::f32, Tag::oihw);
+    if (cache.source.defined() && cache.source.scalar_type() == at::kFloat)
+      return memory(plain, dnnl_cpu_engine(), const_cast<void*>(cache.source.data_ptr()));
+    memory from(plain, dnnl_cpu_engine(), buffer.at_least(plain.get_size()));
+    if (cache.source.defined()) {
+      at::from_blob(from.get_data_handle(), cache.source.sizes(), at::kFloat).copy_(cache.source);
+    } else {
+      memory first = cache.weights.front().second;
+      dnnl::reorder(first, from).execute(stream, first, from);
+    }
+    return from;
   }
 
   at::Tensor activation(at::IntArrayRef sizes, at::ScalarType dtype) { return memory_->get(sizes, dtype); }
@@ -635,8 +684,10 @@ class DnnlOps : public SdOps {
   std::shared_ptr<ActivationMemory> memory_;
   std::mutex moments_mutex_;
   std::vector<Moments> moments_;
-  std::mutex band_mutex_, scratchpad_mutex_;
-  Pages in_band_, out_band_, scratchpad_;
+  std::mutex band_mutex_, scratchpad_mutex_;  // the second also guards the transient weights
+  Pages in_band_, out_band_, scratchpad_, transient_, transient_scratch_, transient_plain_;
+  const ConvKernels* transient_layer_ = nullptr;  // whose weights transient_ holds, in which layout
+  memory::desc transient_desc_;
   std::unique_ptr<SdOps> aten_;
 };
 

@@ -493,7 +493,10 @@ SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling
     throw Error(msg.str());
   }
   w.dtype = dtypes.size() == 1 ? *dtypes.begin() : "mixed";
-  for (auto& [n, t] : w.tensors) t = t.to(at::kFloat).contiguous();
+  // Float32 for the models, except 3x3 convolution kernels, which stay as the file has them (mapped,
+  // F16/BF16 or F32): the oneDNN path converts each when it lays it out, the ATen one when it runs.
+  for (auto& [n, t] : w.tensors)
+    if (!(t.dim() == 4 && t.size(2) == 3)) t = t.to(at::kFloat).contiguous();
   return w;
 }
 

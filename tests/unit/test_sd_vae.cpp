@@ -130,6 +130,28 @@ TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtens) {
   }
 }
 
+// Layers whose Winograd weights are transformed for each run (large beside a 128x128 output) into
+// one shared buffer: A, then B (weights given in float16, so its source is a converted copy that
+// goes), then A again (the buffer switches back), in bands of 4 rows, against ATen.
+TEST(SdOps, TransientWinogradWeightsMatchAtens) {
+  auto aten = make_sd_ops_aten();
+  auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false, 1);
+  if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+  at::manual_seed(6);
+  const int64_t c = 80;
+  const SdNorm norm{at::rand({c}) + 0.5, at::randn({c}) * 0.1, 8, 1e-6};
+  SdConv a{at::randn({c, c, 3, 3}) * 0.05, at::randn({c}) * 0.1}, b{(at::randn({c, c, 3, 3}) * 0.05).to(at::kHalf), {}};
+  SdConv a_ref = a, b_ref{b.weight.to(at::kFloat), {}};
+  const at::Tensor x = at::randn({1, c, 128, 128});  // [N, C, H, W]
+  at::Tensor want = aten->conv(x, a_ref, {}, false, {&norm});
+  want = aten->conv(want, b_ref, {}, false, {&norm});
+  want = aten->conv(want, a_ref, {}, false, {&norm});
+  at::Tensor got = dnnl->conv(dnnl->input(x), a, {}, false, {&norm});
+  got = dnnl->conv(got, b, {}, false, {&norm});
+  got = dnnl->output(dnnl->conv(got, a, {}, false, {&norm}));
+  EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "max diff " << (got - want).abs().max().item<double>();
+}
+
 // Attention on the blocked layout, batch 2, against ATen's; run twice (the second time on reused
 // activation memory) with the same result.
 TEST(SdOps, AttentionMatchesAtensAndRepeats) {
