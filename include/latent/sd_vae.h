@@ -18,6 +18,7 @@
 #include <ATen/Tensor.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -60,8 +61,9 @@ struct SdLoadOptions {
 /// Tiled encode/decode for images larger than a tile: overlapping tiles, linearly blended where they
 /// overlap, so memory is bounded by the tile size and no seam shows.
 struct SdTiling {
-  int64_t tile = 0;       ///< tile side in image pixels (a multiple of the downsampling factor); 0: no tiling
-  double overlap = 0.25;  ///< fraction of a tile shared with its neighbour
+  int64_t tile = 0;               ///< tile side in image pixels (a multiple of the downsampling factor); 0: no tiling
+  double overlap = 0.25;          ///< fraction of a tile shared with its neighbour
+  std::function<void()> on_tile;  ///< called as each tile is done (progress), when set
 };
 
 class SdAutoencoder {
@@ -81,6 +83,8 @@ class SdAutoencoder {
   at::Tensor encode(const at::Tensor& images, bool sample, uint64_t seed = 0, const SdTiling& tiling = {});
   /// Scaled latents -> images [N, out_channels, H*f, W*f], about [-1, 1] (not clamped).
   at::Tensor decode(const at::Tensor& latents, const SdTiling& tiling = {});
+  /// Tiles an image of height x width pixels is encoded or decoded in (1 when it fits one tile).
+  int64_t tile_count(int64_t height, int64_t width, const SdTiling& tiling) const;
 
   /// The posterior's mean and log-variance, unscaled, for one untiled batch (TAESD: logvar undefined).
   virtual void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) = 0;

@@ -48,7 +48,7 @@ at::Tensor tile_ramp(int64_t begin, int64_t end, int64_t prev_end, int64_t next_
 // Runs `fn` on overlapping tiles of x [N, C, H, W] (tiles of `tile` input units, at least `overlap`
 // shared) and blends the outputs, which are `ratio_num / ratio_den` times the input size.
 at::Tensor run_tiled(const at::Tensor& x, int64_t tile, int64_t overlap, int64_t ratio_num, int64_t ratio_den,
-                     const std::function<at::Tensor(const at::Tensor&)>& fn) {
+                     const std::function<at::Tensor(const at::Tensor&)>& fn, const std::function<void()>& on_tile) {
   const int64_t H = x.size(2), W = x.size(3);
   const auto rows = tile_starts(H, tile, overlap), cols = tile_starts(W, tile, overlap);
   auto out_pos = [&](int64_t p) { return p * ratio_num / ratio_den; };
@@ -71,6 +71,7 @@ at::Tensor run_tiled(const at::Tensor& x, int64_t tile, int64_t overlap, int64_t
       const at::Tensor w = wy.unsqueeze(1) * wx.unsqueeze(0);  // [th', tw']
       out.narrow(2, out_pos(rows[i]), y.size(2)).narrow(3, out_pos(cols[j]), y.size(3)).add_(y * w);
       weight.narrow(0, out_pos(rows[i]), y.size(2)).narrow(1, out_pos(cols[j]), y.size(3)).add_(w);
+      if (on_tile) on_tile();
     }
   }
   return out / weight;
@@ -113,11 +114,14 @@ at::Tensor SdAutoencoder::encode(const at::Tensor& images, bool sample, uint64_t
   const bool tiled = tiling.tile > 0 && (x.size(2) > tiling.tile || x.size(3) > tiling.tile);
   if (tiled) {
     const int64_t overlap = static_cast<int64_t>(tiling.tile / f * tiling.overlap) * f;
-    const at::Tensor moments = run_tiled(x, tiling.tile, overlap, 1, f, [&](const at::Tensor& t) {
-      at::Tensor m, lv;
-      posterior(t.contiguous(), m, lv);
-      return lv.defined() ? at::cat({m, lv}, 1) : m;
-    });
+    const at::Tensor moments = run_tiled(
+        x, tiling.tile, overlap, 1, f,
+        [&](const at::Tensor& t) {
+          at::Tensor m, lv;
+          posterior(t.contiguous(), m, lv);
+          return lv.defined() ? at::cat({m, lv}, 1) : m;
+        },
+        tiling.on_tile);
     const int64_t lc = config_.latent_channels;
     mean = moments.narrow(1, 0, lc);
     if (moments.size(1) == 2 * lc) logvar = moments.narrow(1, lc, lc);
@@ -143,9 +147,17 @@ at::Tensor SdAutoencoder::decode(const at::Tensor& latents, const SdTiling& tili
   const int64_t tile = tiling.tile / f;
   if (tiling.tile > 0 && (z.size(2) > tile || z.size(3) > tile)) {
     const int64_t overlap = static_cast<int64_t>(tile * tiling.overlap);
-    return run_tiled(z, tile, overlap, f, 1, [&](const at::Tensor& t) { return decode_unscaled(t.contiguous()); });
+    return run_tiled(
+        z, tile, overlap, f, 1, [&](const at::Tensor& t) { return decode_unscaled(t.contiguous()); }, tiling.on_tile);
   }
   return decode_unscaled(z);
+}
+
+int64_t SdAutoencoder::tile_count(int64_t height, int64_t width, const SdTiling& tiling) const {
+  const int64_t f = config_.downsampling_factor();
+  if (tiling.tile <= 0 || (height <= tiling.tile && width <= tiling.tile)) return 1;
+  const int64_t tile = tiling.tile / f, overlap = static_cast<int64_t>(tile * tiling.overlap);
+  return static_cast<int64_t>(tile_starts(height / f, tile, overlap).size() * tile_starts(width / f, tile, overlap).size());
 }
 
 }  // namespace latent

@@ -40,7 +40,8 @@ check "encode of two PNG files" [ "$($PY -c "import numpy as np; print(np.load('
 check "encode --resize" [ "$($PY -c "import numpy as np; print(np.load('$T/zr.npy').shape)")" = "(1, 4, 4, 8)" ]
 "$LATENT" sd encode --taesd "$F/taesd/diffusion_pytorch_model.safetensors" "$F/image.npy" -o "$T/t.npy" >/dev/null 2>&1
 check "--taesd encode = reference" close "$T/t.npy" "np.load('$F/taesd/latents.npy')"
-"$LATENT" sd decode --vae "$VAE" "$T/lat.npy" --tile 8 --tile-overlap 0.25 -o "$T/dt.npy" >/dev/null 2>&1
+"$LATENT" sd decode --vae "$VAE" "$T/lat.npy" --tile 8 --tile-overlap 0.25 -o "$T/dt.npy" >/dev/null 2>"$T/dt.err"
+check "a tiled decode's progress counts tiles" grep -q "tiles" "$T/dt.err"
 check "tiled decode is close to untiled" $PY -c "import numpy as np,sys; a=np.load('$T/dt.npy'); b=np.load('$T/d.npy'); sys.exit(0 if a.shape==b.shape and np.isfinite(a).all() else 1)"
 
 # Bad input: a clear message, a non-zero exit, never a crash.

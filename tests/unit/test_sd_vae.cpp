@@ -322,8 +322,13 @@ TEST(SdVae, TiledDecodeAndEncodeBlendWholeTiles) {
   const at::Tensor z =
       at::randn({1, 4, 24, 32}, gen);  // scaled latents; tiles of 16 latents start at rows 0, 8 and columns 0, 12, 16
   SdTiling tiling;
-  tiling.tile = 32;                                 // pixels (16 latents), at least 4 latents shared
+  tiling.tile = 32;  // pixels (16 latents), at least 4 latents shared
+  int64_t tiles_done = 0;
+  tiling.on_tile = [&] { ++tiles_done; };
   const at::Tensor tiled = vae->decode(z, tiling);  // [1, 3, 48, 64]
+  EXPECT_EQ(tiles_done, 6);                         // rows 0, 8 x columns 0, 12, 16: each reported
+  EXPECT_EQ(vae->tile_count(48, 64, tiling), 6);
+  EXPECT_EQ(vae->tile_count(32, 32, tiling), 1);
   ASSERT_EQ(tiled.sizes(), (at::IntArrayRef{1, 3, 48, 64}));
   const at::Tensor unscaled = z / vae->config().scaling_factor;
   const at::Tensor first = vae->decode_unscaled(unscaled.narrow(2, 0, 16).narrow(3, 0, 16).contiguous());  // [1, 3, 32, 32]

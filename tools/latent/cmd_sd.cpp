@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 
 #include "common.h"
@@ -53,7 +54,24 @@ std::unique_ptr<SdAutoencoder> load_vae(const SdArgs& a) {
   return vae;
 }
 
-SdTiling tiling(const SdArgs& a) { return SdTiling{a.tile, a.overlap}; }
+SdTiling tiling(const SdArgs& a) { return SdTiling{a.tile, a.overlap, {}}; }
+
+// Runs work(i, tiling) for each of n images of height x width pixels under a progress bar: one step
+// per image, or, when the images are tiled, one per tile (`passes` tiled passes per image), so a
+// single large image shows its progress too.
+void for_each_image(const std::string& label, const SdAutoencoder& vae, const SdArgs& a, int64_t n, int64_t height, int64_t width,
+                    int64_t passes, const std::function<void(int64_t, const SdTiling&)>& work) {
+  SdTiling t = tiling(a);
+  const int64_t tiles = vae.tile_count(height, width, t);
+  ProgressBar bar(label, tiles > 1 ? n * tiles * passes : n, tiles > 1 ? "tiles" : "images");
+  int64_t done = 0;
+  if (tiles > 1) t.on_tile = [&] { bar.update(++done); };
+  for (int64_t i = 0; i < n; ++i) {
+    work(i, t);
+    if (tiles == 1) bar.update(++done);
+  }
+  bar.finish();
+}
 
 // Images in [-1, 1] [N, C, H, W] from PNG/JPEG/BMP files (each [C, H, W]) or NPY arrays [N, C, H, W].
 at::Tensor load_images(const SdArgs& a, int64_t channels) {
@@ -143,13 +161,10 @@ void add_sd(CLI::App& app) {
     auto vae = load_vae(*a);
     if (!ends_with(a->out, ".npy")) throw Error("-o " + a->out + ": latents are written as .npy");
     const at::Tensor x = load_images(*a, vae->config().in_channels);
-    ProgressBar bar("sd encode", x.size(0), "images");
     std::vector<at::Tensor> out;
-    for (int64_t i = 0; i < x.size(0); ++i) {
-      out.push_back(vae->encode(x.narrow(0, i, 1), !a->mean, a->seed + i, tiling(*a)));
-      bar.update(i + 1);
-    }
-    bar.finish();
+    for_each_image("sd encode", *vae, *a, x.size(0), x.size(2), x.size(3), 1, [&](int64_t i, const SdTiling& t) {
+      out.push_back(vae->encode(x.narrow(0, i, 1), !a->mean, a->seed + i, t));
+    });
     const at::Tensor z = at::cat(out, 0);
     npy_save(a->out, z);
     std::printf("wrote %s: latents [%lld, %lld, %lld, %lld]\n", a->out.c_str(), static_cast<long long>(z.size(0)),
@@ -165,13 +180,10 @@ void add_sd(CLI::App& app) {
     auto vae = load_vae(*a);
     at::Tensor z = npy_load(a->inputs.at(0)).to(at::kFloat);
     if (z.dim() == 3) z = z.unsqueeze(0);
-    ProgressBar bar("sd decode", z.size(0), "images");
     std::vector<at::Tensor> out;
-    for (int64_t i = 0; i < z.size(0); ++i) {
-      out.push_back(vae->decode(z.narrow(0, i, 1), tiling(*a)));
-      bar.update(i + 1);
-    }
-    bar.finish();
+    const int64_t f = vae->config().downsampling_factor();
+    for_each_image("sd decode", *vae, *a, z.size(0), z.size(2) * f, z.size(3) * f, 1,
+                   [&](int64_t i, const SdTiling& t) { out.push_back(vae->decode(z.narrow(0, i, 1), t)); });
     for (const std::string& p : save_images(at::cat(out, 0), a->out)) std::printf("wrote %s\n", p.c_str());
   });
 
@@ -184,13 +196,10 @@ void add_sd(CLI::App& app) {
   r->callback([a]() {
     auto vae = load_vae(*a);
     const at::Tensor x = load_images(*a, vae->config().in_channels);
-    ProgressBar bar("sd roundtrip", x.size(0), "images");
     std::vector<at::Tensor> out;
-    for (int64_t i = 0; i < x.size(0); ++i) {
-      out.push_back(vae->decode(vae->encode(x.narrow(0, i, 1), false, 0, tiling(*a)), tiling(*a)));
-      bar.update(i + 1);
-    }
-    bar.finish();
+    for_each_image("sd roundtrip", *vae, *a, x.size(0), x.size(2), x.size(3), 2, [&](int64_t i, const SdTiling& t) {
+      out.push_back(vae->decode(vae->encode(x.narrow(0, i, 1), false, 0, t), t));
+    });
     const at::Tensor y = at::cat(out, 0);
     for (int64_t i = 0; i < x.size(0); ++i)
       std::printf("image %lld: PSNR %.2f dB\n", static_cast<long long>(i), psnr(x[i], y[i]));
