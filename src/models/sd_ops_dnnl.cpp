@@ -24,6 +24,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <immintrin.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -170,6 +171,39 @@ class ActivationMemory : public std::enable_shared_from_this<ActivationMemory> {
   std::vector<std::pair<void*, size_t>> kept_;
   size_t in_use_ = 0, kept_total_ = 0, high_ = 0;
 };
+
+// y = x over `pixels` rows of 16 floats (64-byte aligned), adding per-lane sums of x and x^2 into
+// sum[16] and sumsq[16], in one read of x; y written with streaming stores (it is not read again
+// soon, and they save reading y's lines before writing them).
+__attribute__((target("avx512f"))) void copy_moments_avx512(const float* x, int64_t pixels, float* y, double* sum,
+                                                            double* sumsq) {
+  for (int64_t p0 = 0; p0 < pixels; p0 += 64) {
+    __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps();
+    const int64_t p1 = std::min<int64_t>(pixels, p0 + 64);
+    for (int64_t p = p0; p < p1; ++p) {
+      const __m512 v = _mm512_load_ps(x + p * 16);
+      _mm512_stream_ps(y + p * 16, v);
+      s = _mm512_add_ps(s, v);
+      q = _mm512_fmadd_ps(v, v, q);
+    }
+    alignas(64) float ss[16], qq[16];
+    _mm512_store_ps(ss, s);
+    _mm512_store_ps(qq, q);
+    for (int l = 0; l < 16; ++l) {
+      sum[l] += ss[l];
+      sumsq[l] += qq[l];
+    }
+  }
+  _mm_sfence();  // the streaming stores visible before any later store (other threads read y next)
+}
+
+void copy_moments(const float* x, int64_t pixels, float* y, double* sum, double* sumsq) {
+  static const bool avx512 = __builtin_cpu_supports("avx512f");
+  if (avx512 && reinterpret_cast<uintptr_t>(x) % 64 == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0)
+    return copy_moments_avx512(x, pixels, y, sum, sumsq);
+  kernels::block16_moments(x, pixels, sum, sumsq);
+  std::memcpy(y, x, pixels * 16 * sizeof(float));
+}
 
 // Lets the operating system have the pages of [begin, end) back (the memory stays allocated).
 void discard_pages(const void* begin, const void* end) {
@@ -387,8 +421,7 @@ class DnnlOps : public SdOps {
         at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t ch = (i * out_blocks + b) * 16;
-            kernels::block16_moments(op + b * band, band / 16, &sum[ch], &sumsq[ch]);
-            std::memcpy(rows_of(dp, out_blocks, b), op + b * band, band * sizeof(float));
+            copy_moments(op + b * band, band / 16, rows_of(dp, out_blocks, b), &sum[ch], &sumsq[ch]);
           }
         });
       }
