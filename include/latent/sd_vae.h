@@ -53,7 +53,7 @@ struct SdLoadOptions {
   bool fast = true;
   /// Winograd convolutions for every 3x3 stride-1 layer in fp32 (oneDNN), their transformed weights
   /// (4x the direct ones) all kept. Off by default, when they run on outputs of 128x128 and up with
-  /// weights transformed at each run where large: on, SD 1.x's 512x512 decode is ~10% faster for
+  /// weights transformed at each run where large: on, SD 1.x's 512x512 decode is ~20% faster for
   /// about 2.5x the memory (bench/RESULTS.md).
   bool winograd = false;
 };

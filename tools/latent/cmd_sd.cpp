@@ -133,7 +133,7 @@ void add_weights_options(CLI::App* c, SdArgs& a) {
   c->add_option("--threads", a.threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);
   c->add_flag("--winograd", a.winograd,
               "Winograd in every fp32 3x3 convolution with its transformed weights all kept (by default: outputs of 128x128 "
-              "and up, large weights transformed at each run): ~10% faster, ~2.5x the memory");
+              "and up, large weights transformed at each run): ~20% faster, ~2.5x the memory");
 }
 
 double psnr(const at::Tensor& a, const at::Tensor& b) {  // on [0, 1] pixels
