@@ -146,7 +146,15 @@ class ActivationMemory : public std::enable_shared_from_this<ActivationMemory> {
       in_use_ += bytes;
       high_ = std::max(high_, in_use_);
     }
-    if (!p) p = map_pages(bytes);
+    if (!p) {
+      try {
+        p = map_pages(bytes);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        in_use_ -= bytes;
+        throw;
+      }
+    }
     std::weak_ptr<ActivationMemory> self = weak_from_this();
     return at::from_blob(
         p, sizes,
