@@ -222,8 +222,8 @@ void discard_pages(const void* begin, const void* end) {
 
 int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : a.size(1); }
 
-// A convolution layer's oneDNN state. Its weights are kept once per layout the kernels want,
-// reordered from the float32 source or, when that had to go, from the first layout.
+// A convolution layer's oneDNN state. Its weights are kept once per layout the kernels want (or made
+// for each run), reordered from the source or, when that had to go, from the first layout.
 struct ConvKernels {
   struct Entry {
     dnnl::convolution_forward primitive;
@@ -237,7 +237,7 @@ struct ConvKernels {
   std::vector<std::pair<memory::desc, memory>> weights;
   std::vector<std::unique_ptr<Pages>> weight_pages;  // the weights' memory, outside malloc's heap
   memory bias;
-  at::Tensor source;  // float32 [out, in, k, k]: the file's mapped bytes, or a converted copy until the first layout
+  at::Tensor source;  // [out, in, k, k]: the file's mapped bytes (any dtype), or a float32 copy until the first layout
   bool source_mapped = false;
   int64_t out = 0, in = 0, k = 0;
 };
@@ -295,9 +295,10 @@ class DnnlOps : public SdOps {
     const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
     std::vector<float> scale, shift;
     group_affine(x, a.norm, scale, shift);
-    const at::Tensor y = activation(x.sizes(), at::kFloat), t = activation({pixels, c}, at::kFloat);  // [P, C]
-    const at::Tensor q = activation({pixels, c}, at::kFloat), k = activation({pixels, c}, at::kFloat),
-                     v = activation({pixels, c}, at::kFloat), o = activation({pixels, c}, at::kFloat);
+    const at::Tensor y = activation(x.sizes(), at::kFloat);
+    at::Tensor t = activation({pixels, c}, at::kFloat);  // [P, C]
+    at::Tensor q = activation({pixels, c}, at::kFloat), k = activation({pixels, c}, at::kFloat),
+               v = activation({pixels, c}, at::kFloat), o = activation({pixels, c}, at::kFloat);
     const int64_t rows = std::min(kSdAttentionRows, pixels);
     const at::Tensor s = activation({rows, pixels}, at::kFloat);  // a block of scores
     const float* xp = x.data_ptr<float>();
@@ -313,9 +314,9 @@ class DnnlOps : public SdOps {
               tp[p * c + ch] = xi[(b * pixels + p) * 16 + l] * scale[i * c + ch] + shift[i * c + ch];
             }
       });
-      at::addmm_out(const_cast<at::Tensor&>(q), a.q_bias, t, a.q_weight.t());
-      at::addmm_out(const_cast<at::Tensor&>(k), a.k_bias, t, a.k_weight.t());
-      at::addmm_out(const_cast<at::Tensor&>(v), a.v_bias, t, a.v_weight.t());
+      at::addmm_out(q, a.q_bias, t, a.q_weight.t());
+      at::addmm_out(k, a.k_bias, t, a.k_weight.t());
+      at::addmm_out(v, a.v_bias, t, a.v_weight.t());
       for (int64_t r = 0; r < pixels; r += rows) {
         const int64_t m = std::min(rows, pixels - r);
         at::Tensor sr = s.narrow(0, 0, m), orow = o.narrow(0, r, m);
@@ -325,7 +326,7 @@ class DnnlOps : public SdOps {
         sr.div_(sr.sum(1, true));
         at::mm_out(orow, sr, v);
       }
-      at::addmm_out(const_cast<at::Tensor&>(t), a.out_bias, o, a.out_weight.t());  // t now holds the attention's output
+      at::addmm_out(t, a.out_bias, o, a.out_weight.t());  // t now holds the attention's output
       float* yi = yp + i * c * pixels;
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
@@ -622,7 +623,7 @@ class DnnlOps : public SdOps {
     // per input and output channel, 4x the direct kernels') are small beside the output (at SD 1.x
     // sizes the layers at full resolution), and transformed for each run into one shared buffer
     // where the output is large enough for that to pay (oneDNN's transform of a 512-channel layer
-    // takes ~42 ms; Winograd saves ~140 ms on one at 128x128, ~20 ms at 64x64).
+    // takes ~42 ms; Winograd saves ~135 ms on one at 128x128, ~30 ms at 64x64).
     constexpr int64_t kWinogradBytesPerPixel = 40, kTransientPixels = 128 * 128;
     const Wino wino = winograd_ || cache.in * cache.out * 36 * 4 <= kWinogradBytesPerPixel * pixels ? Wino::kKept
                       : pixels >= kTransientPixels                                                  ? Wino::kTransient
