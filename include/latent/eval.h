@@ -8,6 +8,7 @@
 
 #include "latent/data.h"
 #include "latent/model.h"
+#include "latent/precision.h"
 
 namespace latent {
 
@@ -16,6 +17,7 @@ struct EvalOptions {
   uint64_t seed = 1;
   int64_t iwae_k = 0;        // 0: skip the IWAE estimate
   int64_t iwae_rows = 1024;  // decoder rows per batched product in the IWAE estimate (1024: measured fastest)
+  Precision iwae_precision = Precision::kFloat32;  // of the IWAE estimate's decoder products (mlp_vae, ReLU, Bernoulli)
   bool progress = false;
 };
 
@@ -27,6 +29,7 @@ struct EvalResult {
   std::vector<double> mu_variance;  // Cov_x(E_q[z_i]) per dim
   int64_t iwae_k = 0;
   double iwae_nll = 0;  // -log p(x) estimate with iwae_k samples (nats per example)
+  Precision iwae_precision = Precision::kFloat32;
   double seconds = 0;
 
   nlohmann::json to_json() const;
@@ -35,9 +38,13 @@ struct EvalResult {
 EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& options);
 
 /// The IWAE estimate of log p(x) for each example of x [N, D...] with k samples, accumulated in
-/// float64 over chunks of samples. Returns float64 [N].
+/// float64 over chunks of samples. Returns float64 [N]. Each example draws its noise from its own
+/// generator (seeded from `seed` and its index), so the result does not depend on thread count or
+/// batching. `precision` applies to the decoder products of mlp_vae models with ReLU and a Bernoulli
+/// likelihood (others always run in float32: `used`, when given, receives the one that ran); bf16 and
+/// bf16x3 throw latent::Error where the CPU or the build cannot run them.
 at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
-                               bool progress = false);
+                               bool progress = false, Precision precision = Precision::kFloat32, Precision* used = nullptr);
 
 /// The seed of the fixed binarization of held-out data for dynamically binarized models.
 constexpr uint64_t kTestBinarizeSeed = 0xb1aa7ull;

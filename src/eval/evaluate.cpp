@@ -1,6 +1,8 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Parallel.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 
@@ -19,6 +21,7 @@ nlohmann::json EvalResult::to_json() const {
   if (iwae_k > 0) {
     j["iwae_k"] = iwae_k;
     j["iwae_nll"] = iwae_nll;
+    j["iwae_precision"] = precision_name(iwae_precision);
   }
   return j;
 }
@@ -28,49 +31,111 @@ at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed) {
   return at::bernoulli(x, gen);
 }
 
+namespace {
+
+// Decoder rows per product in the per-image path: 64, 128 and 256 measured the same on all 2,000-image
+// runs; oneDNN's bf16 kernel ran 25% faster at 256 rows than at 1024 alone.
+constexpr int64_t kRowsPerProduct = 256;
+
+/// Adds the log-weights lw[0..n) to a running float64 log-sum-exp (max, sum of exp(lw - max)).
+void accumulate_log_sum_exp(const double* lw, int64_t n, double& max, double& sum) {
+  for (int64_t r = 0; r < n; ++r) {
+    if (lw[r] > max) {
+      sum = sum * std::exp(max - lw[r]) + 1.0;
+      max = lw[r];
+    } else {
+      sum += std::exp(lw[r] - max);
+    }
+  }
+}
+
+/// log p(x) of one image on the fused decoder: k samples (the noise from the image's own generator,
+/// drawn in chunks of `chunk` as the generic path draws it). Runs on the calling thread.
+double iwae_one_image(const FusedMlpDecoder& decoder, const float* x, const float* mu, const float* logvar, int64_t d, int64_t k,
+                      int64_t chunk, at::Generator& gen) {
+  std::vector<float> z(static_cast<size_t>(k * d)), sigma(d);
+  std::vector<double> log_px(k), lw(k);
+  for (int64_t j = 0; j < d; ++j) sigma[j] = std::exp(0.5f * logvar[j]);
+  for (int64_t k0 = 0; k0 < k; k0 += chunk) {
+    const int64_t c = std::min(chunk, k - k0);
+    const at::Tensor eps = at::randn({c, d}, gen, at::kFloat);
+    const float* e = eps.data_ptr<float>();
+    for (int64_t r = 0; r < c; ++r) {
+      // log p(z) - log q(z | x) = 0.5 * sum_j (eps_j^2 - z_j^2 + logvar_j), the log(2 pi) terms cancelling.
+      double ratio = 0;
+      for (int64_t j = 0; j < d; ++j) {
+        const float e_rj = e[r * d + j], z_rj = mu[j] + sigma[j] * e_rj;
+        z[(k0 + r) * d + j] = z_rj;
+        ratio += static_cast<double>(e_rj) * e_rj - static_cast<double>(z_rj) * z_rj + logvar[j];
+      }
+      lw[k0 + r] = 0.5 * ratio;
+    }
+  }
+  decoder.log_likelihood_one(z.data(), k, x, kRowsPerProduct, log_px.data());
+  for (int64_t r = 0; r < k; ++r) lw[r] += log_px[r];
+  double max = -INFINITY, sum = 0;
+  accumulate_log_sum_exp(lw.data(), k, max, sum);
+  return max + std::log(sum) - std::log(static_cast<double>(k));
+}
+
+}  // namespace
+
 at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
-                               bool progress) {
+                               bool progress, Precision precision, Precision* used) {
   at::NoGradGuard no_grad;
   const int64_t n = x.size(0), d = model.latent_dim();
-  // Many images and samples share each decoder product: rows = images_per_batch * k_chunk.
   const int64_t k_chunk = std::max<int64_t>(1, std::min(k, rows_per_batch));
-  const int64_t images = std::max<int64_t>(1, rows_per_batch / k_chunk);
   at::Tensor out = at::empty({n}, at::kDouble);
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  double* outp = out.data_ptr<double>();
+  // Each image draws its samples from its own generator, so the estimate does not depend on how
+  // images are batched or spread over threads.
+  auto generator_of = [seed](int64_t i) { return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, i)); };
   ProgressBar bar("iwae k=" + std::to_string(k), n, "images", progress);
-  // mlp_vae with ReLU and Bernoulli: the decoder as fused products and kernels (no temporaries).
-  std::unique_ptr<FusedMlpDecoder> fused = x.scalar_type() == at::kFloat ? FusedMlpDecoder::make(model) : nullptr;
   const at::Tensor xc = x.contiguous();
-  const int64_t D = model.data_dim();
-  std::vector<const float*> x_rows;
+  std::unique_ptr<FusedMlpDecoder> fused = x.scalar_type() == at::kFloat ? FusedMlpDecoder::make(model, precision) : nullptr;
+  if (used) *used = fused ? fused->precision() : Precision::kFloat32;
+  if (fused) {
+    // mlp_vae with ReLU and Bernoulli: one image per thread at a time, its k samples through the
+    // fused decoder on that thread (no hand-over between threads inside a product).
+    at::Tensor mu = at::empty({n, d}), logvar = at::empty({n, d});
+    for (int64_t start = 0; start < n; start += 500) {
+      const int64_t b = std::min<int64_t>(500, n - start);
+      Posterior q = model.encode(xc.narrow(0, start, b));
+      mu.narrow(0, start, b).copy_(q.mu);
+      logvar.narrow(0, start, b).copy_(q.logvar);
+    }
+    const int64_t D = model.data_dim();
+    const float *xp = xc.data_ptr<float>(), *mup = mu.data_ptr<float>(), *lvp = logvar.data_ptr<float>();
+    std::atomic<int64_t> done{0};
+    at::parallel_for(0, n, 1, [&](int64_t i0, int64_t i1) {
+      for (int64_t i = i0; i < i1; ++i) {
+        at::Generator gen = generator_of(i);
+        outp[i] = iwae_one_image(*fused, xp + i * D, mup + i * d, lvp + i * d, d, k, k_chunk, gen);
+        const int64_t now = ++done;
+        if (at::get_thread_num() == 0) bar.update(now);
+      }
+    });
+    bar.finish();
+    return out;
+  }
+  // Any other model: many images and samples share each decoder pass (rows = images * k_chunk).
+  const int64_t images = std::max<int64_t>(1, rows_per_batch / k_chunk);
   for (int64_t start = 0; start < n; start += images) {
     const int64_t b = std::min(images, n - start);
     at::Tensor xb = xc.narrow(0, start, b);
     Posterior q = model.encode(xb);  // [b, d]
-    at::Tensor running_max = at::full({b}, -INFINITY, at::kDouble);
-    at::Tensor running_sum = at::zeros({b}, at::kDouble);
+    std::vector<at::Generator> gens;
+    for (int64_t i = 0; i < b; ++i) gens.push_back(generator_of(start + i));
+    std::vector<double> max(b, -INFINITY), sum(b, 0.0);
     for (int64_t k0 = 0; k0 < k; k0 += k_chunk) {
       const int64_t kc = std::min(k_chunk, k - k0);
-      at::Tensor eps = at::randn({kc, b, d}, gen, x.options());
-      at::Tensor lw;  // [kc, b] float64
-      if (fused) {
-        at::Tensor z = reparameterize(q.mu.unsqueeze(0), q.logvar.unsqueeze(0), eps).contiguous();  // [kc, b, d]
-        at::Tensor log_px = at::empty({kc, b}, at::kDouble);
-        const float* xp = xb.data_ptr<float>();
-        x_rows.resize(kc * b);
-        for (int64_t j = 0; j < kc; ++j)
-          for (int64_t i = 0; i < b; ++i) x_rows[j * b + i] = xp + i * D;
-        fused->log_likelihood(z.view({kc * b, d}), x_rows, log_px.data_ptr<double>());
-        lw = log_px + log_prior_ratio(q, z, eps).to(at::kDouble);
-      } else {
-        lw = iwae_log_weights(model, xb, q, eps).to(at::kDouble);
-      }
-      at::Tensor chunk_max = std::get<0>(lw.max(0));  // [b]
-      at::Tensor new_max = at::maximum(running_max, chunk_max);
-      running_sum = running_sum * at::exp(running_max - new_max) + at::exp(lw - new_max).sum(0);
-      running_max = new_max;
+      std::vector<at::Tensor> per_image;
+      for (auto& gen : gens) per_image.push_back(at::randn({kc, d}, gen, x.options()));
+      at::Tensor eps = at::stack(per_image, 1);                                              // [kc, b, d]
+      at::Tensor lw = iwae_log_weights(model, xb, q, eps).to(at::kDouble).t().contiguous();  // [b, kc]
+      for (int64_t i = 0; i < b; ++i) accumulate_log_sum_exp(lw.data_ptr<double>() + i * kc, kc, max[i], sum[i]);
     }
-    out.narrow(0, start, b).copy_(running_max + at::log(running_sum) - std::log(static_cast<double>(k)));
+    for (int64_t i = 0; i < b; ++i) outp[start + i] = max[i] + std::log(sum[i]) - std::log(static_cast<double>(k));
     bar.update(start + b);
   }
   bar.finish();
@@ -115,8 +180,8 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
   }
   if (options.iwae_k > 0) {
     r.iwae_k = options.iwae_k;
-    at::Tensor ll =
-        iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows, options.progress);
+    at::Tensor ll = iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows,
+                                        options.progress, options.iwae_precision, &r.iwae_precision);
     r.iwae_nll = -ll.mean().item<double>();
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

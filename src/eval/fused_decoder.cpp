@@ -33,20 +33,52 @@ std::unique_ptr<FusedMlpDecoder> FusedMlpDecoder::make(VaeImpl& model, Precision
   return decoder;
 }
 
-void FusedMlpDecoder::log_likelihood(const at::Tensor& z, const std::vector<const float*>& x_rows, double* out) {
-  const int64_t R = z.size(0), D = data_dim_;
-  if (R > capacity_) {
-    capacity_ = R;
-    buffers_.clear();
-    for (const auto& l : layers_) buffers_.push_back(at::empty({R, l.Wt.size(1)}, at::kFloat));
+void FusedMlpDecoder::log_likelihood(const float* z, int64_t R, const float* const* x_rows, double* out) const {
+  const int64_t D = data_dim_;
+  thread_local std::vector<float> logits;  // [R, D]
+  logits.resize(static_cast<size_t>(R * D));
+  logits_into(z, R, logits.data());
+  const float* l = logits.data();
+  at::parallel_for(0, R, 32, [&](int64_t r0, int64_t r1) { kernels::bernoulli_log_prob_rows(l, x_rows, out, r0, r1, D); });
+}
+
+void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const {
+  const int64_t d = layers_.front().Wt.size(0), D = data_dim_;
+  chunk = std::max<int64_t>(1, std::min(chunk, R));
+  const std::vector<const float*> x_rows(chunk, x);
+  const bool restrictable = packed_ && layers_.size() >= 2 && packed_->precision() != Precision::kBFloat16;
+  if (!restrictable) {
+    for (int64_t r0 = 0; r0 < R; r0 += chunk) log_likelihood(z + r0 * d, std::min(chunk, R - r0), x_rows.data(), out + r0);
+    return;
   }
-  std::vector<at::Tensor> outs;
-  for (auto& b : buffers_) outs.push_back(b.narrow(0, 0, R));
-  const float* logits = forward(z, outs).data_ptr<float>();  // [R, D]
-  at::parallel_for(0, R, 32, [&](int64_t r0, int64_t r1) {
-    std::vector<float> scratch(D);
-    kernels::bernoulli_log_prob_rows(logits, x_rows.data(), out, scratch.data(), r0, r1, D);
-  });
+  // Pass 1: the last layer's inputs (ReLU units) that any row uses.
+  const int64_t H = layers_.back().Wt.size(0);
+  thread_local std::vector<float> h, logits;
+  h.resize(static_cast<size_t>(chunk * H));
+  std::vector<uint8_t> used(H, 0);
+  for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+    const int64_t c = std::min(chunk, R - r0);
+    packed_->hidden(z + r0 * d, c, h.data());
+    kernels::mark_positive(h.data(), c, H, used.data());
+  }
+  std::vector<int32_t> active;
+  for (int64_t i = 0; i < H; ++i)
+    if (used[i]) active.push_back(static_cast<int32_t>(i));
+  // Pass 2: the hidden layers again (cheap beside the last), then the last layer on the active
+  // units only where that leaves out a tenth or more of its products.
+  std::unique_ptr<PackedMlp::Restricted> last;
+  if (!active.empty() && active.size() * 10 <= static_cast<size_t>(H) * 9) last = packed_->restrict_last(active);
+  logits.resize(static_cast<size_t>(chunk * D));
+  for (int64_t r0 = 0; r0 < R; r0 += chunk) {
+    const int64_t c = std::min(chunk, R - r0);
+    if (last) {
+      packed_->hidden(z + r0 * d, c, h.data());
+      last->forward(h.data(), c, logits.data());
+    } else {
+      packed_->forward(z + r0 * d, c, logits.data());
+    }
+    kernels::bernoulli_log_prob_rows(logits.data(), x_rows.data(), out + r0, 0, c, D);
+  }
 }
 
 const at::Tensor& FusedMlpDecoder::forward(const at::Tensor& z, std::vector<at::Tensor>& outs) const {

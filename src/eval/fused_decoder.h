@@ -18,8 +18,14 @@ class FusedMlpDecoder {
   /// latent::Error where the CPU or the build cannot run it.
   static std::unique_ptr<FusedMlpDecoder> make(VaeImpl& model, Precision precision = Precision::kFloat32);
 
-  /// out[r] = log p(x_rows[r] | z[r]) for z [R, d] (contiguous float32); x_rows[r] points at D floats.
-  void log_likelihood(const at::Tensor& z, const std::vector<const float*>& x_rows, double* out);
+  /// out[r] = log p(x_rows[r] | z[r]) for z [R, d] (row-major float32); x_rows[r] points at D floats.
+  /// Any number of threads may call it at once; inside a parallel region it runs on the calling thread.
+  void log_likelihood(const float* z, int64_t R, const float* const* x_rows, double* out) const;
+
+  /// out[r] = log p(x | z[r]) for R rows of z that all decode toward one x (the k samples of one
+  /// image), in chunks of `chunk` rows on the calling thread. With oneDNN in fp32 or bf16x3 the last
+  /// layer leaves out the hidden units that no row uses (exact: their products are zero).
+  void log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const;
 
   /// The decoder's logits for z [R, d]: [R, D...] in the model's data shape. Uses no shared
   /// buffers, so any number of threads may call it at once (the explorer's request threads do).
@@ -40,8 +46,6 @@ class FusedMlpDecoder {
   std::unique_ptr<PackedMlp> packed_;  // null without oneDNN
   int64_t data_dim_ = 0;
   std::vector<int64_t> data_shape_;
-  std::vector<at::Tensor> buffers_;  // per layer output, [capacity, out]
-  int64_t capacity_ = 0;
 };
 
 }  // namespace latent

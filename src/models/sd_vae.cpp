@@ -88,6 +88,8 @@ void check_tiling(const SdTiling& tiling, int64_t f) {
 SdAutoencoder::~SdAutoencoder() = default;
 
 std::unique_ptr<SdAutoencoder> SdAutoencoder::load(const std::string& path, const SdLoadOptions& options) {
+  if (options.precision == Precision::kBFloat16x3)
+    throw Error("precision bf16x3 is for MLP products; the SD autoencoder runs in fp32 or bf16");
   SdWeights weights = sd_weights_load(path, options.scaling_factor);
   std::unique_ptr<SdOps> ops = options.fast ? make_sd_ops_dnnl(options.precision, options.winograd) : nullptr;
   if (!ops) {

@@ -75,12 +75,19 @@ LATENT_VECTORIZED void bernoulli_row(const float* __restrict l, const float* __r
   }
 }
 
-LATENT_VECTORIZED void bernoulli_log_prob_row(const float* __restrict l, const float* __restrict x, float* __restrict r,
-                                              int64_t D) {
-  for (int64_t k = 0; k < D; ++k) {
-    const float lk = l[k];
-    r[k] = x[k] * lk - (std::max(lk, 0.0f) + log1p_u(exp_np(-std::fabs(lk))));
-  }
+// sum_k x_k l_k - softplus(l_k), in 16 float lanes (one 512-bit register) and then in double.
+LATENT_VECTORIZED double bernoulli_log_prob_row(const float* __restrict l, const float* __restrict x, int64_t D) {
+  float lanes[16] = {};
+  int64_t k = 0;
+  for (; k + 16 <= D; k += 16)
+    for (int j = 0; j < 16; ++j) {
+      const float lk = l[k + j];
+      lanes[j] += x[k + j] * lk - (std::max(lk, 0.0f) + log1p_u(exp_np(-std::fabs(lk))));
+    }
+  double s = 0;
+  for (; k < D; ++k) s += x[k] * l[k] - (std::max(l[k], 0.0f) + log1p_u(exp_np(-std::fabs(l[k]))));
+  for (float v : lanes) s += v;
+  return s;
 }
 
 LATENT_VECTORIZED void gaussian_row(const float* __restrict m, const float* __restrict x, const float* __restrict lv,
@@ -108,11 +115,9 @@ void bernoulli_nll_grad(const float* logits, const float* x, float* grad, double
   }
 }
 
-void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, float* scratch, int64_t r0, int64_t r1,
-                             int64_t D) {
+void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, int64_t r0, int64_t r1, int64_t D) {
   for (int64_t r = r0; r < r1; ++r) {
-    bernoulli_log_prob_row(logits + r * D, x_rows[r], scratch, D);
-    out[r] = lane_sum(scratch, D);
+    out[r] = bernoulli_log_prob_row(logits + r * D, x_rows[r], D);
   }
 }
 
@@ -309,6 +314,42 @@ LATENT_VECTORIZED void block16_fill(const float* x, int64_t pixels, const float*
     fill_any(x, pixels, a, b, twice, y_bf16);
   else
     fill_any(x, pixels, a, b, twice, y);
+}
+
+LATENT_VECTORIZED void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width,
+                                    bool lo_last, uint16_t* out) {
+  const int64_t lo_at = lo_last ? 2 * width : width, hi_again = lo_last ? width : 2 * width;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * stride;
+    uint16_t* __restrict o = out + r * 3 * width;
+    for (int64_t i = 0; i < width; ++i) {
+      const float v = cols ? xr[cols[i]] : xr[i];
+      const uint16_t hi = bf16_of(v);
+      const uint32_t hi_bits = static_cast<uint32_t>(hi) << 16;
+      float hi_value;
+      std::memcpy(&hi_value, &hi_bits, 4);
+      o[i] = hi;
+      o[lo_at + i] = bf16_of(v - hi_value);
+      o[hi_again + i] = hi;
+    }
+  }
+}
+
+LATENT_VECTORIZED void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width,
+                                      float* out) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * stride;
+    float* __restrict o = out + r * width;
+    for (int64_t i = 0; i < width; ++i) o[i] = xr[cols[i]];
+  }
+}
+
+LATENT_VECTORIZED void mark_positive(const float* x, int64_t rows, int64_t cols, uint8_t* used) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict xr = x + r * cols;
+    uint8_t* __restrict u = used;
+    for (int64_t i = 0; i < cols; ++i) u[i] |= xr[i] > 0.0f;
+  }
 }
 
 }  // namespace latent::kernels

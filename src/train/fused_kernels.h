@@ -36,6 +36,18 @@ void relu_backward(float* dg, const float* h, int64_t n);
 float exp_nonpositive(float x);
 float log1p_unit(float e);
 
+/// The bf16x3 split of x [rows, stride]: each row's columns cols[0..width) (its first `width` when cols
+/// is null) as three bfloat16 parts of `width` each, [hi | lo | hi] or,
+/// with lo_last, [hi | hi | lo], where hi = bf16(v) and lo = bf16(v - hi), both rounded to nearest
+/// even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, bool lo_last, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
+
+/// used[i] |= x[r, i] > 0 for every row r of x [rows, cols].
+void mark_positive(const float* x, int64_t rows, int64_t cols, uint8_t* used);
+
 }  // namespace latent::kernels
 
 namespace latent::kernels {
@@ -48,6 +60,14 @@ void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float 
 /// dst[k] += src[k]
 void add_into(float* dst, const float* src, int64_t n);
 
+/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
+/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
+/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
+
 }  // namespace latent::kernels
 
 namespace latent::kernels {
@@ -55,14 +75,29 @@ namespace latent::kernels {
 /// c[r, :] += bias, then ReLU when `relu`; c is [rows, cols].
 void bias_act(float* c, const float* bias, int64_t rows, int64_t cols, bool relu);
 
+/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
+/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
+/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
+
 }  // namespace latent::kernels
 
 namespace latent::kernels {
 
 /// log Bernoulli(x | sigmoid(l)) summed per row for rows [r0, r1) of logits [R, D]; row r's
-/// target is x_rows[r] (rows may share one image). `scratch` holds D floats.
-void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, float* scratch, int64_t r0, int64_t r1,
-                             int64_t D);
+/// target is x_rows[r] (rows may share one image).
+void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, int64_t r0, int64_t r1, int64_t D);
+
+/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
+/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
+/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
 
 }  // namespace latent::kernels
 
@@ -73,6 +108,14 @@ void to_u8(const float* x, int64_t n, uint8_t* out);
 
 /// out[i] = round(255 sigmoid(logits[i])): a Bernoulli decoder's means as 8-bit pixels, in one pass.
 void sigmoid_to_u8(const float* logits, int64_t n, uint8_t* out);
+
+/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
+/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
+/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
 
 }  // namespace latent::kernels
 
@@ -86,5 +129,13 @@ void block16_moments(const float* x, int64_t pixels, double* sum, double* sumsq)
 /// pixels of 16 lanes; with `twice` every pixel is written twice side by side (nearest-neighbour 2x
 /// upsampling of a row). `y_bf16` (when not null) receives the result as bfloat16 instead of y.
 void block16_fill(const float* x, int64_t pixels, const float* a, const float* b, bool twice, float* y, uint16_t* y_bf16);
+
+/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
+/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
+/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
+
+/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
 
 }  // namespace latent::kernels

@@ -32,6 +32,29 @@ class PackedMlp {
   /// Any number of threads may call it at once; each product runs on the calling thread's OpenMP team.
   void forward(const float* x, int64_t rows, float* y) const;
 
+  /// Every layer but the last: h [rows, inputs of the last layer], float32. fp32 and bf16x3 only;
+  /// the MLP must have two layers or more.
+  void hidden(const float* x, int64_t rows, float* h) const;
+
+  /// The last layer restricted to some of its inputs. For inputs h whose other columns are all zero
+  /// (ReLU units inactive on every row, as for the k samples of one image in an IWAE estimate) it
+  /// gives the whole layer's result with fewer multiplications: the products it leaves out are 0 * w.
+  class Restricted {
+   public:
+    ~Restricted();
+    /// y [rows, out] = the last layer of h [rows, inputs of the last layer] (float32, full width).
+    void forward(const float* h, int64_t rows, float* y) const;
+
+   private:
+    friend class PackedMlp;
+    struct Impl;
+    explicit Restricted(std::unique_ptr<Impl> impl);
+    std::unique_ptr<Impl> impl_;
+  };
+  /// `active`: ascending column indices of h, not empty. Packs a weight of its own (microseconds to
+  /// a millisecond), so it pays for products of thousands of rows.
+  std::unique_ptr<Restricted> restrict_last(const std::vector<int32_t>& active) const;
+
   int64_t in_features() const;
   int64_t out_features() const;
   Precision precision() const;

@@ -83,8 +83,10 @@ TEST(FusedMlp, DoesNotApplyToOtherModels) {
 #include <ATen/CPUGeneratorImpl.h>
 
 #include "eval/fused_decoder.h"
+#include "latent/error.h"
 #include "latent/eval.h"
 #include "latent/objective.h"
+#include "latent/train.h"
 
 namespace latent {
 namespace {
@@ -101,7 +103,7 @@ TEST(FusedMlpDecoder, LogLikelihoodMatchesTheModel) {
   std::vector<const float*> rows;
   for (int64_t r = 0; r < 7; ++r) rows.push_back(x.data_ptr<float>() + (r % 3) * 30);  // rows share images
   std::vector<double> out(7);
-  fused->log_likelihood(z, rows, out.data());
+  fused->log_likelihood(z.data_ptr<float>(), 7, rows.data(), out.data());
   at::Tensor expect = m->log_likelihood(m->decode(z), x.index_select(0, at::arange(7) % 3).reshape({7, 1, 6, 5}));
   for (int64_t r = 0; r < 7; ++r) EXPECT_NEAR(out[r], expect[r].item<double>(), 1e-5 * std::abs(out[r])) << r;
   EXPECT_FALSE(FusedMlpDecoder::make(*make_model(
@@ -128,11 +130,11 @@ TEST(FusedMlpDecoder, IwaeEstimateEqualsTheGenericPath) {
   Vae m = make_model(relu, {12});
   at::Tensor x = at::bernoulli(at::full({5, 12}, 0.4));
   at::Tensor fused = iwae_log_likelihood(*m, x, 300, 9, 128);
-  // The generic path by hand, replaying the same noise stream (one image per batch, 128-sample chunks).
+  // The generic path by hand, replaying the same noise stream (128-sample chunks).
   at::NoGradGuard ng;
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(9);
   at::Tensor generic = at::empty({5}, at::kDouble);
   for (int64_t i = 0; i < 5; ++i) {
+    at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(9, i));  // each image its own stream
     at::Tensor xb = x.narrow(0, i, 1);
     Posterior q = m->encode(xb);
     std::vector<at::Tensor> lws;
@@ -142,6 +144,57 @@ TEST(FusedMlpDecoder, IwaeEstimateEqualsTheGenericPath) {
     generic[i] = (at::logsumexp(at::cat(lws), 0) - std::log(300.0))[0];
   }
   EXPECT_TRUE(test::all_close(fused, generic, 0, 1e-4));
+}
+
+TEST(FusedMlpDecoder, OneImagesRowsMatchTheGeneralPath) {
+  // log_likelihood_one restricts the last layer to the hidden units its rows use: the same values as
+  // log_likelihood (float32, 1e-5 relative), with units that never fire among them.
+  at::manual_seed(10);
+  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [100], "latent": 4})"), {1, 8, 8});
+  {
+    at::NoGradGuard ng;
+    for (auto& [name, p] : named_parameters(*m))
+      if (name == "decoder.0.bias") p.narrow(0, 0, 30).fill_(-50.0);
+  }
+  for (Precision p : {Precision::kFloat32, Precision::kBFloat16x3}) {
+    std::unique_ptr<FusedMlpDecoder> fused;
+    try {
+      fused = FusedMlpDecoder::make(*m, p);
+    } catch (const Error&) {
+      continue;  // bf16x3 without bfloat16 matrix units
+    }
+    ASSERT_TRUE(fused);
+    at::Tensor x = at::bernoulli(at::full({64}, 0.3));
+    at::Tensor z = at::randn({300, 4});
+    std::vector<double> one(300), general(300);
+    fused->log_likelihood_one(z.data_ptr<float>(), 300, x.data_ptr<float>(), 128, one.data());
+    const std::vector<const float*> rows(300, x.data_ptr<float>());
+    fused->log_likelihood(z.data_ptr<float>(), 300, rows.data(), general.data());
+    for (int r = 0; r < 300; ++r)
+      EXPECT_NEAR(one[r], general[r], 1e-5 * std::abs(general[r])) << precision_name(p) << " row " << r;
+  }
+}
+
+TEST(FusedMlpDecoder, IwaeEstimateDoesNotDependOnThreadsAndBFloat16x3AgreesWithFloat32) {
+  at::manual_seed(11);
+  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [96], "latent": 3})"), {40});
+  at::Tensor x = at::bernoulli(at::full({6, 40}, 0.4));
+  const int threads = at::get_num_threads();
+  at::set_num_threads(1);
+  const at::Tensor one = iwae_log_likelihood(*m, x, 700, 3, 256);
+  at::set_num_threads(2);
+  const at::Tensor two = iwae_log_likelihood(*m, x, 700, 3, 256);
+  at::set_num_threads(threads);
+  EXPECT_TRUE(one.equal(two)) << "each image draws from its own generator, whatever thread runs it";
+  Precision used = Precision::kFloat32;
+  at::Tensor x3;
+  try {
+    x3 = iwae_log_likelihood(*m, x, 700, 3, 256, false, Precision::kBFloat16x3, &used);
+  } catch (const Error&) {
+    GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
+  }
+  EXPECT_EQ(used, Precision::kBFloat16x3);
+  EXPECT_TRUE(test::all_close(x3, one, 0, 1e-4)) << "bf16x3 moves the estimate by far less than 1e-4 nats";
 }
 
 }  // namespace

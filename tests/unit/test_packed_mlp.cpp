@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <thread>
 
 #include "latent/error.h"
@@ -120,6 +121,90 @@ TEST(Kernels, ToU8RoundsAndClamps) {
   kernels::to_u8(x, 9, out);
   const uint8_t expect[] = {0, 255, 128, 0, 255, 0, 10, 11, 255};
   for (int i = 0; i < 9; ++i) EXPECT_EQ(out[i], expect[i]) << i;
+}
+
+TEST(PackedMlp, BFloat16x3KeepsFloat32Accuracy) {
+  // Three bfloat16 products per float32 one keep ~17 bits: against float64 the outputs (magnitude
+  // ~1-3) stay within 3e-5, where plain bfloat16 misses by more than 1e-3. Every layer is 64 wide
+  // or more, so every one is split.
+  at::manual_seed(7);
+  const auto layers = random_layers({96, 128, 80, 40});
+  auto x3 = make_or_skip(layers, Precision::kBFloat16x3);
+  auto bf16 = make_or_skip(layers, Precision::kBFloat16);
+  if (!x3 || !bf16) GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
+  EXPECT_EQ(x3->precision(), Precision::kBFloat16x3);
+  for (int64_t rows : {1, 16, 300}) {
+    at::Tensor x = at::randn({rows, 96});
+    const at::Tensor expect = reference(layers, x);
+    const double err = (run(*x3, x).to(at::kDouble) - expect).abs().max().item<double>();
+    EXPECT_LT(err, 3e-5) << rows << " rows";
+    EXPECT_GT((run(*bf16, x).to(at::kDouble) - expect).abs().max().item<double>(), 1e-3) << rows << " rows";
+  }
+}
+
+// The last layer restricted to the hidden units some row uses equals the whole layer on those rows.
+void check_restricted_last(Precision precision, double tolerance) {
+  at::manual_seed(8);
+  auto layers = random_layers({20, 100, 50});
+  layers[0].bias.narrow(0, 10, 37).fill_(-100.0);  // 37 hidden units that never fire: not a multiple of 32 left
+  auto mlp = make_or_skip(layers, precision);
+  if (!mlp) GTEST_SKIP() << "no oneDNN or no bfloat16 matrix units";
+  const int64_t rows = 70;
+  at::Tensor x = at::randn({rows, 20});
+  at::Tensor h = at::empty({rows, 100});
+  mlp->hidden(x.data_ptr<float>(), rows, h.data_ptr<float>());
+  at::Tensor h_expect = at::linear(x, layers[0].weight, layers[0].bias).relu();
+  EXPECT_LT((h - h_expect).abs().max().item<double>(), 1e-4);
+  std::vector<uint8_t> used(100, 0);
+  kernels::mark_positive(h.data_ptr<float>(), rows, 100, used.data());
+  std::vector<int32_t> active;
+  for (int32_t i = 0; i < 100; ++i)
+    if (used[i]) active.push_back(i);
+  ASSERT_LE(active.size(), 63u);
+  ASSERT_GT(active.size(), 40u);
+  auto last = mlp->restrict_last(active);
+  at::Tensor got = at::empty({rows, 50});
+  last->forward(h.data_ptr<float>(), rows, got.data_ptr<float>());
+  const at::Tensor expect = reference(layers, x);
+  EXPECT_LT((got.to(at::kDouble) - expect).abs().max().item<double>(), tolerance);
+  // Leaving out a unit that fires changes the result: the subset is really what runs.
+  active.erase(active.begin() + 3);
+  mlp->restrict_last(active)->forward(h.data_ptr<float>(), rows, got.data_ptr<float>());
+  EXPECT_GT((got.to(at::kDouble) - expect).abs().max().item<double>(), 10 * tolerance);
+}
+
+TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneFloat32) { check_restricted_last(Precision::kFloat32, 1e-4); }
+TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneBFloat16x3) { check_restricted_last(Precision::kBFloat16x3, 1e-4); }
+
+TEST(Kernels, SplitBFloat16x3HoldsTheValueInTwoParts) {
+  at::manual_seed(9);
+  at::Tensor x = at::randn({3, 37}) * at::exp(at::randn({3, 37}) * 3);  // magnitudes over many octaves
+  const int32_t cols[] = {5, 0, 36, 5};
+  std::vector<uint16_t> out(3 * 3 * 4), out_last(out.size());
+  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, false, out.data());
+  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, true, out_last.data());
+  auto value = [](uint16_t h) {
+    const uint32_t u = static_cast<uint32_t>(h) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return static_cast<double>(f);
+  };
+  for (int r = 0; r < 3; ++r)
+    for (int i = 0; i < 4; ++i) {
+      const double v = x[r][cols[i]].item<double>();
+      const uint16_t* o = out.data() + r * 12;
+      const uint16_t* ol = out_last.data() + r * 12;
+      EXPECT_EQ(o[i], o[8 + i]);    // [hi | lo | hi]
+      EXPECT_EQ(ol[i], ol[4 + i]);  // [hi | hi | lo]
+      EXPECT_EQ(o[i], ol[i]);
+      EXPECT_EQ(o[4 + i], ol[8 + i]);
+      EXPECT_LE(std::abs(value(o[i]) - v), std::abs(v) * std::ldexp(1.0, -8)) << "hi is v rounded to 8 bits";
+      EXPECT_LE(std::abs(value(o[i]) + value(o[4 + i]) - v), std::abs(v) * std::ldexp(1.0, -16)) << r << "," << i;
+    }
+  std::vector<float> gathered(3 * 4);
+  kernels::gather_columns(x.data_ptr<float>(), 3, 37, cols, 4, gathered.data());
+  for (int r = 0; r < 3; ++r)
+    for (int i = 0; i < 4; ++i) EXPECT_EQ(gathered[r * 4 + i], x[r][cols[i]].item<float>());
 }
 
 }  // namespace
