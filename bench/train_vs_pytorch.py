@@ -7,7 +7,7 @@ the 10,000 test images. PyTorch runs with its best thread count (each candidate 
 short trial first); latent runs `latent train` with the same settings. Prints samples/s of each
 (mean over epochs, training only), their ratio, and the test loss after the same epochs.
 
-    /usr/bin/python3 bench/train_vs_pytorch.py [--epochs 10] [--latent build/latent]
+    /usr/bin/python3 bench/train_vs_pytorch.py [--epochs 10] [--bf16] [--latent build/latent]
 """
 import argparse
 import gzip
@@ -54,7 +54,7 @@ def loss_terms(logits, x, mu, logvar):
     return recon, kl
 
 
-def pytorch_train(train, test, epochs, threads, batch=128, max_steps=None, seed=0):
+def pytorch_train(train, test, epochs, threads, batch=128, max_steps=None, seed=0, bf16=False):
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model = VAE()
@@ -65,8 +65,9 @@ def pytorch_train(train, test, epochs, threads, batch=128, max_steps=None, seed=
         seen, start = 0, time.perf_counter()
         for i in range(0, len(train), batch):
             x = train[perm[i:i + batch]]
-            logits, mu, logvar = model(x, torch.randn(x.shape[0], 20))
-            recon, kl = loss_terms(logits, x, mu, logvar)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                logits, mu, logvar = model(x, torch.randn(x.shape[0], 20))
+            recon, kl = loss_terms(logits.float(), x, mu.float(), logvar.float())
             loss = (recon + kl).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -87,10 +88,11 @@ def pytorch_train(train, test, epochs, threads, batch=128, max_steps=None, seed=
     return sum(rates) / len(rates), test_loss
 
 
-def latent_train(binary, epochs, threads):
+def latent_train(binary, epochs, threads, precision="fp32"):
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([binary, "train", "--data", "fashion-mnist", "--epochs", str(epochs), "--batch-size", "128",
-                        "--lr", "1e-3", "--threads", str(threads), "--seed", "0", "--quiet", "--out", out],
+                        "--lr", "1e-3", "--threads", str(threads), "--seed", "0", "--quiet", "--out", out,
+                        "--precision", precision],
                        check=True, stdout=subprocess.DEVNULL)
         metrics = [json.loads(line) for line in open(os.path.join(out, "metrics.jsonl"))]
     rate = sum(m["samples_per_s"] for m in metrics) / len(metrics)
@@ -102,6 +104,8 @@ def main():
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--latent", default=os.path.join(os.path.dirname(__file__), "..", "build", "latent"))
     ap.add_argument("--threads", default="1,2", help="thread counts to try for each side")
+    ap.add_argument("--bf16", action="store_true",
+                    help="also mixed precision: latent --precision bf16 and PyTorch under torch.autocast(bfloat16)")
     args = ap.parse_args()
     candidates = [int(t) for t in args.threads.split(",")]
     train, test = idx_images("train-images-idx3-ubyte.gz"), idx_images("t10k-images-idx3-ubyte.gz")

@@ -36,6 +36,7 @@ struct TrainOptions {
   int64_t iwae_k = 5;              // samples per example for objective "iwae"
   int64_t limit = 0;               // train on the first `limit` training examples only (0: all)
   bool fused = true;               // the fused step for mlp_vae models when it applies (same numbers, faster)
+  std::string precision = "fp32";  // or "bf16": mixed precision, bfloat16 products in the fused step
   bool progress = true;            // progress bar on stderr
   std::string out;                 // output folder
 

@@ -352,4 +352,8 @@ LATENT_VECTORIZED void mark_positive(const float* x, int64_t rows, int64_t cols,
   }
 }
 
+LATENT_VECTORIZED void to_bf16(const float* x, int64_t n, uint16_t* out) {
+  for (int64_t i = 0; i < n; ++i) out[i] = bf16_of(x[i]);
+}
+
 }  // namespace latent::kernels

@@ -45,6 +45,9 @@ void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* c
 /// out [rows, width] = the columns cols[0..width) of x [rows, stride].
 void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
 
+/// out[i] = x[i] rounded to bfloat16 (nearest even; finite values).
+void to_bf16(const float* x, int64_t n, uint16_t* out);
+
 /// used[i] |= x[r, i] > 0 for every row r of x [rows, cols].
 void mark_positive(const float* x, int64_t rows, int64_t cols, uint8_t* used);
 

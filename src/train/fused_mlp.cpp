@@ -12,6 +12,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <algorithm>
 #include <map>
 
 #include "latent/checkpoint.h"
@@ -28,7 +29,8 @@ struct Linear {
 
 class FusedMlpStep : public TrainStep {
  public:
-  FusedMlpStep(VaeImpl& model, std::map<std::string, at::Tensor> params) : model_(model) {
+  FusedMlpStep(VaeImpl& model, std::map<std::string, at::Tensor> params, Precision precision) : model_(model) {
+    if (precision == Precision::kBFloat16) bf16_ = std::make_unique<Bf16Gemm>();
     const ModelConfig& c = model.config();
     auto linear = [&](const std::string& name) {
       Linear l{params.at(name + ".weight"), params.at(name + ".bias"), {}, {}};
@@ -50,6 +52,7 @@ class FusedMlpStep : public TrainStep {
     at::NoGradGuard no_grad;
     const int64_t B = x_in.size(0), D = model_.data_dim(), d = model_.latent_dim();
     reserve(B);
+    if (bf16_) bf16_->clear();  // the weights changed since the last step
     const at::Tensor x = x_in.reshape({B, D}).contiguous();
     const at::Tensor eps = eps_in.contiguous();
     auto rows = [B](const at::Tensor& t) { return t.narrow(0, 0, B); };
@@ -110,10 +113,10 @@ class FusedMlpStep : public TrainStep {
     at::Tensor dg = dout;
     for (size_t j = dec_.size(); j-- > 0;) {
       const at::Tensor& in = j == 0 ? z : rows(dec_h_[j - 1]);
-      gemm(dg, true, in, false, dec_[j].gW);  // [out, in]
+      product(dg, true, in, false, dec_[j].gW);  // [out, in]
       at::sum_out(dec_[j].gb, dg, 0);
       at::Tensor din = rows(j == 0 ? dz_buf_ : dec_dh_[j - 1]);
-      gemm(dg, false, dec_[j].W, false, din);  // [B, in]
+      product(dg, false, dec_[j].W, false, din);  // [B, in]
       if (j > 0) kernels::relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
       dg = din;
     }
@@ -122,33 +125,44 @@ class FusedMlpStep : public TrainStep {
     kernels::reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(), sigma.data_ptr<float>(),
                               dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d, static_cast<float>(beta) * scale);
     at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
-    gemm(dmu, true, henc, false, mu_.gW);  // [d, h]
+    product(dmu, true, henc, false, mu_.gW);  // [d, h]
     at::sum_out(mu_.gb, dmu, 0);
-    gemm(dlv, true, henc, false, lv_.gW);
+    product(dlv, true, henc, false, lv_.gW);
     at::sum_out(lv_.gb, dlv, 0);
     if (enc_.empty()) return loss;
     at::Tensor dh = rows(enc_dh_.back());
-    gemm(dmu, false, mu_.W, false, dh);  // [B, h]
-    gemm(dlv, false, lv_.W, false, dh, /*accumulate=*/true);
+    product(dmu, false, mu_.W, false, dh);  // [B, h]
+    product(dlv, false, lv_.W, false, dh, /*accumulate=*/true);
     // Through the encoder.
     for (size_t i = enc_.size(); i-- > 0;) {
       const at::Tensor hout = rows(enc_h_[i]);
       kernels::relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
       const at::Tensor in = i == 0 ? x : rows(enc_h_[i - 1]);
-      gemm(dh, true, in, false, enc_[i].gW);  // [h_i, in]
+      product(dh, true, in, false, enc_[i].gW);  // [h_i, in]
       at::sum_out(enc_[i].gb, dh, 0);
       if (i == 0) break;
       at::Tensor din = rows(enc_dh_[i - 1]);
-      gemm(dh, false, enc_[i].W, false, din);  // [B, in]
+      product(dh, false, enc_[i].W, false, din);  // [B, in]
       dh = din;
     }
     return loss;
   }
 
  private:
+  // c = op(a) op(b) (+ c): in bfloat16 for mixed precision where every dimension is 64 or more (the
+  // products with the latent code's width stay float32), else in float32.
+  void product(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c,
+               bool accumulate = false) {
+    const int64_t K = trans_a ? a.size(0) : a.size(1);
+    if (bf16_ && std::min({c.size(0), c.size(1), K}) >= 64)
+      bf16_->run(a, trans_a, b, trans_b, c, accumulate);
+    else
+      gemm(a, trans_a, b, trans_b, c, accumulate);
+  }
+
   // out = act(in W^T + b): the product, then bias and activation in one pass.
-  static void linear_act(const at::Tensor& in, const Linear& l, const at::Tensor& out, bool relu) {
-    gemm(in, false, l.W, true, out);
+  void linear_act(const at::Tensor& in, const Linear& l, const at::Tensor& out, bool relu) {
+    product(in, false, l.W, true, out);
     kernels::bias_act(out.data_ptr<float>(), l.b.data_ptr<float>(), out.size(0), out.size(1), relu);
   }
 
@@ -190,6 +204,7 @@ class FusedMlpStep : public TrainStep {
   }
 
   VaeImpl& model_;
+  std::unique_ptr<Bf16Gemm> bf16_;  // mixed precision: bfloat16 products
   std::vector<Linear> enc_, dec_;
   Linear mu_, lv_;
   at::Tensor dec_logvar_, g_dec_logvar_;
@@ -201,7 +216,7 @@ class FusedMlpStep : public TrainStep {
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model) {
+std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model, Precision precision) {
   const ModelConfig& c = model.config();
   if (c.type != "mlp_vae" || c.activation != "relu") return nullptr;
   std::map<std::string, at::Tensor> params;
@@ -209,7 +224,7 @@ std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model) {
     if (!p.device().is_cpu() || p.scalar_type() != at::kFloat || !p.is_contiguous()) return nullptr;
     params[name] = p;
   }
-  return std::make_unique<FusedMlpStep>(model, std::move(params));
+  return std::make_unique<FusedMlpStep>(model, std::move(params), precision);
 }
 
 }  // namespace latent

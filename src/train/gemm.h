@@ -6,11 +6,32 @@
 
 #include <ATen/Tensor.h>
 
+#include <memory>
+
 namespace latent {
 
 /// C = op(A) op(B), or C += op(A) op(B) with accumulate. A and B are given in their stored
 /// (contiguous) shape; trans_a / trans_b transpose them. C is [M, N], contiguous.
 void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate = false);
+
+/// Matrix products with bfloat16 operands and float32 accumulation and output (mixed-precision
+/// training: the operands are rounded to 8 significant bits, the sums are not), on oneDNN's matmul
+/// (Intel AMX tiles where the CPU has them). One instance serves one thread; each float32 operand is
+/// rounded once between clear() calls however many products read it.
+class Bf16Gemm {
+ public:
+  /// Throws latent::Error where the build has no oneDNN or the CPU no bfloat16 matrix instructions.
+  Bf16Gemm();
+  ~Bf16Gemm();
+  /// Forgets the rounded copies (call when the operands' values change: each training step).
+  void clear();
+  /// As gemm(); a and b are float32, contiguous.
+  void run(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate = false);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// The name of the implementation in use ("oneDNN" or "ATen").
 const char* gemm_backend();

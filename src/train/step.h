@@ -11,6 +11,7 @@
 #include "latent/checkpoint.h"
 #include "latent/data.h"
 #include "latent/model.h"
+#include "latent/precision.h"
 #include "latent/train.h"
 #include "latent/vq_vae.h"
 
@@ -37,8 +38,10 @@ std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits =
 std::unique_ptr<TrainStep> make_iwae_step(VaeImpl& model);
 
 /// The fused step for mlp_vae with ReLU on contiguous float32 CPU tensors, or null when the
-/// model does not qualify.
-std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model);
+/// model does not qualify. With bf16 (mixed precision) the products whose dimensions are all 64 or
+/// more take bfloat16 operands (float32 accumulation, weights and optimizer state stay float32);
+/// throws latent::Error where the build or CPU cannot.
+std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model, Precision precision = Precision::kFloat32);
 
 // Shared by the VAE loop (trainer.cpp) and the VQ-VAE loop (vq_trainer.cpp).
 constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;  // epoch e shuffles with mix_seed(seed, salt + e)

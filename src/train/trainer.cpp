@@ -102,10 +102,14 @@ TrainResult run_loop(Run& run) {
   const double beta = opt.beta >= 0 ? opt.beta : run.info.model.beta;
 
   std::unique_ptr<TrainStep> step;
+  const Precision precision = parse_precision(opt.precision);
   if (opt.objective == "iwae")
     step = make_iwae_step(model);
   else if (opt.fused && opt.free_bits == 0)
-    step = make_fused_mlp_step(model);
+    step = make_fused_mlp_step(model, precision);
+  if (!step && precision != Precision::kFloat32)
+    throw Error("--precision " + opt.precision +
+                " applies to the fused step only: an mlp_vae with ReLU, the elbo objective and no free bits");
   if (!step) step = make_autograd_step(model, opt.free_bits);
   const bool iwae = opt.objective == "iwae";
 
@@ -187,6 +191,7 @@ TrainResult run_loop(Run& run) {
     EvalResult ev = evaluate(model, test, eo);
     nlohmann::json m = {{"epoch", epoch + 1},
                         {"objective", opt.objective},
+                        {"precision", opt.precision},
                         {"beta", beta},
                         {"train_loss", sum_loss / seen},
                         {"train_elbo", -(sum_recon + sum_kl) / seen},
@@ -298,7 +303,8 @@ nlohmann::json TrainOptions::to_json() const {
           {"seed", seed},           {"threads", threads},       {"binarize", binarize},
           {"beta", beta},           {"kl_warmup", kl_warmup},   {"limit", limit},
           {"fused", fused},         {"kl_cycle", kl_cycle},     {"kl_cycle_ratio", kl_cycle_ratio},
-          {"free_bits", free_bits}, {"objective", objective},   {"iwae_k", iwae_k}};
+          {"free_bits", free_bits}, {"objective", objective},   {"iwae_k", iwae_k},
+          {"precision", precision}};
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
@@ -321,6 +327,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
   o.free_bits = j.value("free_bits", o.free_bits);
   o.objective = j.value("objective", o.objective);
   o.iwae_k = j.value("iwae_k", o.iwae_k);
+  o.precision = j.value("precision", o.precision);
   return o;
 }
 

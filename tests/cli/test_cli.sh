@@ -45,6 +45,12 @@ check "eval JSON has the IWAE NLL" [ "$(json_get "$T/eval.json" "['iwae_k']")" =
 check "IWAE NLL <= -ELBO" $PY -c "
 import json; d=json.load(open('$T/eval.json')); import sys; sys.exit(0 if d['iwae_nll'] <= -d['elbo'] + 1 and d['iwae_nll'] > 100 else 1)"
 check "eval reports active units" [ "$(json_get "$T/eval.json" "['active_units']")" -ge 1 ]
+# The default precision (bf16x3 on CPUs with AMX, else fp32) gives float32's estimate to 1e-4 nats.
+"$LATENT" eval "$T/run/model.safetensors" --iwae-k 200 --limit 300 --json --precision fp32 >"$T/eval32.json" 2>/dev/null
+check "eval names its precision, and fp32 agrees with it" $PY -c "
+import json; a=json.load(open('$T/eval.json')); b=json.load(open('$T/eval32.json')); import sys
+sys.exit(0 if a['iwae_precision'] in ('fp32', 'bf16x3') and b['iwae_precision'] == 'fp32' and abs(a['iwae_nll'] - b['iwae_nll']) < 1e-4 else 1)"
+expect_error "precision" "$LATENT" eval "$T/run/model.safetensors" --precision fp16
 
 # --- sample, reconstruct, interpolate, encode, decode ------------------------------------------
 C="$T/run/model.safetensors"
@@ -92,6 +98,16 @@ assert json.loads(json.loads(raw[8:8 + n])['__metadata__']['classes']) == ['blue
 check "train --objective iwae --k 5" grep -q '"objective":"iwae"' "$T/iw/metrics.jsonl"
 "$LATENT" train --limit 2000 --epochs 1 --free-bits 0.25 --kl-cycle 1 --out "$T/fb" --quiet >/dev/null 2>&1
 check "train --free-bits --kl-cycle" [ -s "$T/fb/model.safetensors" ]
+# Mixed precision (bfloat16 products) where the CPU has bfloat16 matrix instructions; a clear error elsewhere.
+if "$LATENT" train --limit 2000 --epochs 2 --precision bf16 --out "$T/bf" --quiet >/dev/null 2>"$T/bf.err"; then
+  "$LATENT" train --limit 2000 --epochs 2 --out "$T/bf32" --quiet >/dev/null 2>&1
+  check "train --precision bf16 learns as fp32 does (test ELBO within 3 nats)" $PY -c "
+import json; m=[json.loads(l) for l in open('$T/bf/metrics.jsonl')]; f=[json.loads(l) for l in open('$T/bf32/metrics.jsonl')]
+import sys; sys.exit(0 if abs(m[-1]['test_elbo'] - f[-1]['test_elbo']) < 3 and m[-1]['precision'] == 'bf16' else 1)"
+else
+  check "train --precision bf16 refused with a reason" grep -q "bf16 needs" "$T/bf.err"
+fi
+expect_error "applies to the fused step only" "$LATENT" train --limit 100 --precision bf16 --free-bits 0.5 --out "$T/x"
 
 # --- VQ-VAE: EMA codebook, code statistics per epoch, prior sampling, resume ----------------------
 VQ='{"type": "vq_vae", "channels": [16, 32], "codebook": 64, "code_dim": 16}'

@@ -122,6 +122,11 @@ void add_train(CLI::App& app) {
       ->delimiter(',');
   cmd->add_option("--resume", args->resume, "continue training from a checkpoint");
   cmd->add_flag("--no-fused", args->no_fused, "use the autograd step even where the fused MLP step applies");
+  cmd->add_option("--precision", args->opt.precision,
+                  "fp32, or bf16: mixed precision (bfloat16 products with float32 sums, weights and Adam state; mlp_vae "
+                  "with ReLU; CPUs with bfloat16 matrix instructions)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--quiet", args->quiet, "no progress bar");
   cmd->footer(
       "Example:\n  latent train --data fashion-mnist --config '{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}' "
