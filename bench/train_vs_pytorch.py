@@ -116,17 +116,30 @@ def main():
           f" -> best {best}")
     pt_rate, pt_loss = pytorch_train(train, test, args.epochs, best)
     results = [(f"PyTorch {torch.__version__} eager", best, pt_rate, pt_loss)]
-    for t in candidates:
-        rate, loss = latent_train(args.latent, args.epochs, t)
-        results.append(("latent", t, rate, loss))
+    if args.bf16:
+        rate, loss = pytorch_train(train, test, args.epochs, best, bf16=True)
+        results.append(("PyTorch autocast bf16", best, rate, loss))
+    precisions = ["fp32", "bf16"] if args.bf16 else ["fp32"]
+    for precision in precisions:
+        for t in candidates:
+            rate, loss = latent_train(args.latent, args.epochs, t, precision)
+            results.append(("latent" if precision == "fp32" else "latent --precision bf16", t, rate, loss))
 
     print(f"\n784-400-20 VAE, Fashion-MNIST, batch 128, Adam 1e-3, {args.epochs} epochs")
-    print(f"{'':24s} {'threads':>7s} {'samples/s':>11s} {'ratio':>7s} {'test loss (nats)':>17s}")
+    print(f"{'':26s} {'threads':>7s} {'samples/s':>11s} {'ratio':>7s} {'test loss (nats)':>17s}")
     for name, t, rate, loss in results:
-        print(f"{name:24s} {t:7d} {rate:11,.0f} {rate / pt_rate:6.2f}x {loss:17.2f}")
-    best_latent = max(results[1:], key=lambda r: r[2])
-    print(f"\nlatent / PyTorch (best thread counts): {best_latent[2] / pt_rate:.2f}x samples/s; "
-          f"test loss {best_latent[3]:.2f} vs {pt_loss:.2f} nats (difference {best_latent[3] - pt_loss:+.2f})")
+        print(f"{name:26s} {t:7d} {rate:11,.0f} {rate / pt_rate:6.2f}x {loss:17.2f}")
+    print()
+    for precision in precisions:
+        rows = [r for r in results if r[0].startswith("latent") and (precision == "bf16") == ("bf16" in r[0])]
+        best_latent = max(rows, key=lambda r: r[2])
+        print(f"latent {precision} / PyTorch fp32 (best thread counts): {best_latent[2] / pt_rate:.2f}x samples/s; "
+              f"test loss {best_latent[3]:.2f} vs {pt_loss:.2f} nats (difference {best_latent[3] - pt_loss:+.2f})")
+    if args.bf16:
+        ac = results[1]
+        best_bf16 = max((r for r in results if r[0].startswith("latent --precision bf16")), key=lambda r: r[2])
+        print(f"latent bf16 / PyTorch autocast bf16: {best_bf16[2] / ac[2]:.2f}x samples/s; "
+              f"test loss {best_bf16[3]:.2f} vs {ac[3]:.2f} nats")
 
 
 if __name__ == "__main__":
