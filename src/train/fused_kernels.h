@@ -90,6 +90,9 @@ void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t*
 
 namespace latent::kernels {
 
+/// log(1 + exp(-a)) for a >= 0 from the table the AVX-512 likelihood pass uses (absolute error < 1e-7).
+float softplus_of_nonnegative(float a);
+
 /// log Bernoulli(x | sigmoid(l)) summed per row for rows [r0, r1) of logits [R, D]; row r's
 /// target is x_rows[r] (rows may share one image).
 void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, int64_t r0, int64_t r1, int64_t D);

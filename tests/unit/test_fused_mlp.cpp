@@ -24,6 +24,32 @@ TEST(FusedKernels, ExpAndLog1pAreAccurate) {
   EXPECT_LT(worst_log, 3e-7);  // a few float ulps of log 2 (absolute)
 }
 
+TEST(FusedKernels, SoftplusTableIsAccurate) {
+  // log(1 + exp(-a)) from the table the AVX-512 likelihood pass uses: float32 rounding of values up to log 2.
+  double worst = 0;
+  for (int i = 0; i <= 400000; ++i) {
+    const float a = 40.0f * static_cast<float>(i) / 400000;
+    worst = std::max(worst, std::abs(kernels::softplus_of_nonnegative(a) - std::log1p(std::exp(-double(a)))));
+  }
+  EXPECT_LT(worst, 1.5e-7);
+}
+
+TEST(FusedKernels, BernoulliLogProbRowsMatchFloat64) {
+  // Whole rows (a tail shorter than 16, logits beyond +-32) against float64: 1e-5 relative.
+  at::manual_seed(13);
+  for (int64_t D : {5, 37, 784}) {
+    at::Tensor l = at::randn({6, D}) * 12, x = at::rand({6, D});
+    std::vector<const float*> rows;
+    for (int64_t r = 0; r < 6; ++r) rows.push_back(x.data_ptr<float>() + r * D);
+    std::vector<double> out(6);
+    kernels::bernoulli_log_prob_rows(l.data_ptr<float>(), rows.data(), out.data(), 0, 6, D);
+    const at::Tensor ld = l.to(at::kDouble), xd = x.to(at::kDouble);
+    const at::Tensor expect = (xd * ld - (ld.clamp_min(0) + at::log1p(at::exp(-ld.abs())))).sum(1);
+    for (int64_t r = 0; r < 6; ++r)
+      EXPECT_NEAR(out[r], expect[r].item<double>(), 1e-5 * std::abs(expect[r].item<double>())) << D << " row " << r;
+  }
+}
+
 struct Case {
   std::string config;
   std::vector<int64_t> shape;
