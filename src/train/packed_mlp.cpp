@@ -28,15 +28,6 @@ using dnnl::memory;
 using Tag = memory::format_tag;
 using Type = memory::data_type;
 
-// float32 -> bfloat16, rounding to nearest even (finite inputs; the decoder sees no NaN).
-void to_bf16(const float* x, int64_t n, uint16_t* out) {
-  for (int64_t i = 0; i < n; ++i) {
-    uint32_t u;
-    std::memcpy(&u, &x[i], 4);
-    out[i] = static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-  }
-}
-
 size_t type_size(Type t) { return t == Type::bf16 ? 2 : 4; }
 
 }  // namespace
@@ -188,7 +179,7 @@ struct PackedMlp::Impl {
     const void* in = x;
     if (layers.front()->src == Type::bf16 && !layers.front()->x3) {
       a.resize(static_cast<size_t>(rows * layers.front()->in) * 2);
-      to_bf16(x, rows * layers.front()->in, reinterpret_cast<uint16_t*>(a.data()));
+      kernels::to_bf16(x, rows * layers.front()->in, reinterpret_cast<uint16_t*>(a.data()));
       in = a.data();
     }
     for (size_t j = 0; j < end; ++j) {
@@ -204,7 +195,7 @@ struct PackedMlp::Impl {
     }
   }
 
-  std::vector<at::Tensor> weights;  // float32 [out, in] per layer, for restrict_last
+  at::Tensor last_weight;  // float32 [out, in] of the last layer, for restrict_last
   std::vector<std::unique_ptr<PackedLayer>> layers;
   Precision precision = Precision::kFloat32;
 };
@@ -221,8 +212,8 @@ std::unique_ptr<PackedMlp> PackedMlp::make(const std::vector<Layer>& layers, Pre
     const Layer& l = layers[j];
     if (j > 0 && l.weight.size(1) != impl->layers.back()->out) throw Error("PackedMlp: layer sizes do not chain");
     impl->layers.push_back(Impl::pack(l.weight, l.bias, l.relu, precision, j + 1 == layers.size()));
-    impl->weights.push_back(l.weight.to(at::kFloat).contiguous());
   }
+  impl->last_weight = layers.back().weight.to(at::kFloat).contiguous();
   return std::unique_ptr<PackedMlp>(new PackedMlp(std::move(impl)));
 }
 
@@ -241,7 +232,7 @@ std::unique_ptr<PackedMlp::Restricted> PackedMlp::restrict_last(const std::vecto
   const size_t last = impl_->layers.size() - 1;
   auto r = std::make_unique<Restricted::Impl>();
   at::Tensor bias = at::from_blob(impl_->layers[last]->bias.get_data_handle(), {impl_->layers[last]->out}, at::kFloat);
-  r->layer = Impl::pack(impl_->weights[last], bias, impl_->layers[last]->relu, impl_->precision, true, active);
+  r->layer = Impl::pack(impl_->last_weight, bias, impl_->layers[last]->relu, impl_->precision, true, active);
   return std::unique_ptr<Restricted>(new Restricted(std::move(r)));
 }
 
