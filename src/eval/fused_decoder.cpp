@@ -64,19 +64,17 @@ void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float*
   std::vector<int32_t> active;
   for (int64_t i = 0; i < H; ++i)
     if (used[i]) active.push_back(static_cast<int32_t>(i));
-  // Pass 2: the hidden layers again (cheap beside the last), then the last layer on the active
-  // units only where that leaves out a tenth or more of its products.
-  std::unique_ptr<PackedMlp::Restricted> last;
-  if (!active.empty() && active.size() * 10 <= static_cast<size_t>(H) * 9) last = packed_->restrict_last(active);
+  // Pass 2: the decoder again (its hidden layers are cheap beside the last), on the active units of
+  // its last hidden layer only where that leaves out a tenth or more of the last layer's products.
+  std::unique_ptr<PackedMlp::Restricted> restricted;
+  if (!active.empty() && active.size() * 10 <= static_cast<size_t>(H) * 9) restricted = packed_->restrict_last(active);
   logits.resize(static_cast<size_t>(chunk * D));
   for (int64_t r0 = 0; r0 < R; r0 += chunk) {
     const int64_t c = std::min(chunk, R - r0);
-    if (last) {
-      packed_->hidden(z + r0 * d, c, h.data());
-      last->forward(h.data(), c, logits.data());
-    } else {
+    if (restricted)
+      restricted->forward(z + r0 * d, c, logits.data());
+    else
       packed_->forward(z + r0 * d, c, logits.data());
-    }
     kernels::bernoulli_log_prob_rows(logits.data(), x_rows.data(), out + r0, 0, c, D);
   }
 }

@@ -412,30 +412,32 @@ LATENT_VECTORIZED void block16_fill(const float* x, int64_t pixels, const float*
 }
 
 LATENT_VECTORIZED void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width,
-                                    bool lo_last, uint16_t* out) {
-  const int64_t lo_at = lo_last ? 2 * width : width, hi_again = lo_last ? width : 2 * width;
+                                    int64_t padded, uint16_t* hi, uint16_t* lo) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * stride;
-    uint16_t* __restrict o = out + r * 3 * width;
+    uint16_t* __restrict h = hi + r * padded;
+    uint16_t* __restrict l = lo + r * padded;
     for (int64_t i = 0; i < width; ++i) {
       const float v = cols ? xr[cols[i]] : xr[i];
-      const uint16_t hi = bf16_of(v);
-      const uint32_t hi_bits = static_cast<uint32_t>(hi) << 16;
-      float hi_value;
-      std::memcpy(&hi_value, &hi_bits, 4);
-      o[i] = hi;
-      o[lo_at + i] = bf16_of(v - hi_value);
-      o[hi_again + i] = hi;
+      const uint16_t top = bf16_of(v);
+      const uint32_t top_bits = static_cast<uint32_t>(top) << 16;
+      float top_value;
+      std::memcpy(&top_value, &top_bits, 4);
+      h[i] = top;
+      l[i] = bf16_of(v - top_value);
     }
+    std::fill(h + width, h + padded, uint16_t{0});
+    std::fill(l + width, l + padded, uint16_t{0});
   }
 }
 
 LATENT_VECTORIZED void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width,
-                                      float* out) {
+                                      int64_t padded, float* out) {
   for (int64_t r = 0; r < rows; ++r) {
     const float* __restrict xr = x + r * stride;
-    float* __restrict o = out + r * width;
+    float* __restrict o = out + r * padded;
     for (int64_t i = 0; i < width; ++i) o[i] = xr[cols[i]];
+    std::fill(o + width, o + padded, 0.0f);
   }
 }
 

@@ -36,24 +36,21 @@ void relu_backward(float* dg, const float* h, int64_t n);
 float exp_nonpositive(float x);
 float log1p_unit(float e);
 
-/// The bf16x3 split of x [rows, stride]: each row's columns cols[0..width) (its first `width` when cols
-/// is null) as three bfloat16 parts of `width` each, [hi | lo | hi] or,
-/// with lo_last, [hi | hi | lo], where hi = bf16(v) and lo = bf16(v - hi), both rounded to nearest
-/// even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, bool lo_last, uint16_t* out);
+/// The bf16x3 split of x [rows, stride] into hi [rows, padded] and lo [rows, padded]: each row's
+/// columns cols[0..width) (its first `width` when cols is null) as hi = bf16(v) and lo = bf16(v - hi),
+/// both rounded to nearest even, so that hi + lo holds v to ~2^-17 relative; columns [width, padded) are 0.
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded,
+                  uint16_t* hi, uint16_t* lo);
 
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
+/// out [rows, padded] = the columns cols[0..width) of x [rows, stride], then zeros.
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded,
+                    float* out);
 
 /// out[i] = x[i] rounded to bfloat16 (nearest even; finite values).
 void to_bf16(const float* x, int64_t n, uint16_t* out);
 
 /// used[i] |= x[r, i] > 0 for every row r of x [rows, cols].
 void mark_positive(const float* x, int64_t rows, int64_t cols, uint8_t* used);
-
-}  // namespace latent::kernels
-
-namespace latent::kernels {
 
 /// One Adam update of n elements (PyTorch's rule):
 ///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= step_size m / (sqrt(v) inv_sqrt_bias2 + eps)
@@ -63,32 +60,8 @@ void adam_update(float* p, const float* g, float* m, float* v, int64_t n, float 
 /// dst[k] += src[k]
 void add_into(float* dst, const float* src, int64_t n);
 
-/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
-/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
-/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
-
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
-
-}  // namespace latent::kernels
-
-namespace latent::kernels {
-
 /// c[r, :] += bias, then ReLU when `relu`; c is [rows, cols].
 void bias_act(float* c, const float* bias, int64_t rows, int64_t cols, bool relu);
-
-/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
-/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
-/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
-
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
-
-}  // namespace latent::kernels
-
-namespace latent::kernels {
 
 /// log(1 + exp(-a)) for a >= 0 from the table the AVX-512 likelihood pass uses (absolute error < 1e-7).
 float softplus_of_nonnegative(float a);
@@ -97,35 +70,11 @@ float softplus_of_nonnegative(float a);
 /// target is x_rows[r] (rows may share one image).
 void bernoulli_log_prob_rows(const float* logits, const float* const* x_rows, double* out, int64_t r0, int64_t r1, int64_t D);
 
-/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
-/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
-/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
-
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
-
-}  // namespace latent::kernels
-
-namespace latent::kernels {
-
 /// out[i] = round(255 x[i]) with x clamped to [0, 1] (NaN -> 0): image values to 8-bit pixels.
 void to_u8(const float* x, int64_t n, uint8_t* out);
 
 /// out[i] = round(255 sigmoid(logits[i])): a Bernoulli decoder's means as 8-bit pixels, in one pass.
 void sigmoid_to_u8(const float* logits, int64_t n, uint8_t* out);
-
-/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
-/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
-/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
-
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
-
-}  // namespace latent::kernels
-
-namespace latent::kernels {
 
 /// Per-lane sums of x and x^2 over `pixels` rows of 16 floats (one channel block of oneDNN's
 /// nChw16c layout), added into sum[16] and sumsq[16] (float partial sums of 64 rows, double across).
@@ -135,13 +84,5 @@ void block16_moments(const float* x, int64_t pixels, double* sum, double* sumsq)
 /// pixels of 16 lanes; with `twice` every pixel is written twice side by side (nearest-neighbour 2x
 /// upsampling of a row). `y_bf16` (when not null) receives the result as bfloat16 instead of y.
 void block16_fill(const float* x, int64_t pixels, const float* a, const float* b, bool twice, float* y, uint16_t* y_bf16);
-
-/// The bf16x3 operand of x [rows, stride]: each row's columns cols[0..width) (or its first `width`
-/// when cols is null) as [hi | lo | hi] (3 * width bfloat16), hi = bf16(v) and lo = bf16(v - hi), both
-/// rounded to nearest even, so that hi + lo holds v to ~2^-17 relative.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, uint16_t* out);
-
-/// out [rows, width] = the columns cols[0..width) of x [rows, stride].
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, float* out);
 
 }  // namespace latent::kernels

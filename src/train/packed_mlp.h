@@ -36,14 +36,14 @@ class PackedMlp {
   /// the MLP must have two layers or more.
   void hidden(const float* x, int64_t rows, float* h) const;
 
-  /// The last layer restricted to some of its inputs. For inputs h whose other columns are all zero
-  /// (ReLU units inactive on every row, as for the k samples of one image in an IWAE estimate) it
-  /// gives the whole layer's result with fewer multiplications: the products it leaves out are 0 * w.
+  /// The MLP with its last hidden layer cut to some of its units. For inputs on which the other units
+  /// are inactive (ReLU gives 0 on every row, as for the k samples of one image in an IWAE estimate)
+  /// it gives the whole MLP's result with fewer multiplications: the products it leaves out are 0 * w.
   class Restricted {
    public:
     ~Restricted();
-    /// y [rows, out] = the last layer of h [rows, inputs of the last layer] (float32, full width).
-    void forward(const float* h, int64_t rows, float* y) const;
+    /// y [rows, out] = the MLP of x [rows, in] (float32).
+    void forward(const float* x, int64_t rows, float* y) const;
 
    private:
     friend class PackedMlp;
@@ -51,8 +51,10 @@ class PackedMlp {
     explicit Restricted(std::unique_ptr<Impl> impl);
     std::unique_ptr<Impl> impl_;
   };
-  /// `active`: ascending column indices of h, not empty. Packs a weight of its own (microseconds to
-  /// a millisecond), so it pays for products of thousands of rows.
+  /// `active`: ascending indices of the last hidden layer's units (the last layer's inputs), not
+  /// empty; the MLP must have two layers or more. Packs two weights of its own (under a millisecond
+  /// for the 784-400-20 decoder), so it pays for products of thousands of rows. Shares the MLP's
+  /// other layers: it must not outlive the MLP.
   std::unique_ptr<Restricted> restrict_last(const std::vector<int32_t>& active) const;
 
   int64_t in_features() const;

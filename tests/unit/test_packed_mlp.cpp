@@ -142,35 +142,39 @@ TEST(PackedMlp, BFloat16x3KeepsFloat32Accuracy) {
   }
 }
 
-// The last layer restricted to the hidden units some row uses equals the whole layer on those rows.
+// The MLP cut to the last hidden layer's units that some row uses equals the whole MLP on those
+// rows: with one hidden layer (the IWAE decoder's shape) and with two (a layer before the cut one).
 void check_restricted_last(Precision precision, double tolerance) {
-  at::manual_seed(8);
-  auto layers = random_layers({20, 100, 50});
-  layers[0].bias.narrow(0, 10, 37).fill_(-100.0);  // 37 hidden units that never fire: not a multiple of 32 left
-  auto mlp = make_or_skip(layers, precision);
-  if (!mlp) GTEST_SKIP() << "no oneDNN or no bfloat16 matrix units";
-  const int64_t rows = 70;
-  at::Tensor x = at::randn({rows, 20});
-  at::Tensor h = at::empty({rows, 100});
-  mlp->hidden(x.data_ptr<float>(), rows, h.data_ptr<float>());
-  at::Tensor h_expect = at::linear(x, layers[0].weight, layers[0].bias).relu();
-  EXPECT_LT((h - h_expect).abs().max().item<double>(), 1e-4);
-  std::vector<uint8_t> used(100, 0);
-  kernels::mark_positive(h.data_ptr<float>(), rows, 100, used.data());
-  std::vector<int32_t> active;
-  for (int32_t i = 0; i < 100; ++i)
-    if (used[i]) active.push_back(i);
-  ASSERT_LE(active.size(), 63u);
-  ASSERT_GT(active.size(), 40u);
-  auto last = mlp->restrict_last(active);
-  at::Tensor got = at::empty({rows, 50});
-  last->forward(h.data_ptr<float>(), rows, got.data_ptr<float>());
-  const at::Tensor expect = reference(layers, x);
-  EXPECT_LT((got.to(at::kDouble) - expect).abs().max().item<double>(), tolerance);
-  // Leaving out a unit that fires changes the result: the subset is really what runs.
-  active.erase(active.begin() + 3);
-  mlp->restrict_last(active)->forward(h.data_ptr<float>(), rows, got.data_ptr<float>());
-  EXPECT_GT((got.to(at::kDouble) - expect).abs().max().item<double>(), 10 * tolerance);
+  for (const std::vector<int64_t>& sizes : {std::vector<int64_t>{20, 100, 50}, std::vector<int64_t>{20, 64, 100, 50}}) {
+    SCOPED_TRACE(sizes.size() - 1);
+    at::manual_seed(8);
+    auto layers = random_layers(sizes);
+    const size_t cut = layers.size() - 2;  // the layer whose units are cut
+    layers[cut].bias.narrow(0, 10, 37).fill_(-100.0);  // 37 units that never fire: not a multiple of 32 left
+    auto mlp = make_or_skip(layers, precision);
+    if (!mlp) GTEST_SKIP() << "no oneDNN or no bfloat16 matrix units";
+    const int64_t rows = 70;
+    at::Tensor x = at::randn({rows, 20});
+    at::Tensor h = at::empty({rows, 100});
+    mlp->hidden(x.data_ptr<float>(), rows, h.data_ptr<float>());
+    std::vector<PackedMlp::Layer> head(layers.begin(), layers.end() - 1);
+    EXPECT_LT((h.to(at::kDouble) - reference(head, x)).abs().max().item<double>(), tolerance);
+    std::vector<uint8_t> used(100, 0);
+    kernels::mark_positive(h.data_ptr<float>(), rows, 100, used.data());
+    std::vector<int32_t> active;
+    for (int32_t i = 0; i < 100; ++i)
+      if (used[i]) active.push_back(i);
+    ASSERT_LE(active.size(), 63u);
+    ASSERT_GT(active.size(), 40u);
+    at::Tensor got = at::empty({rows, 50});
+    mlp->restrict_last(active)->forward(x.data_ptr<float>(), rows, got.data_ptr<float>());
+    const at::Tensor expect = reference(layers, x);
+    EXPECT_LT((got.to(at::kDouble) - expect).abs().max().item<double>(), tolerance);
+    // Leaving out a unit that fires changes the result: the subset is really what runs.
+    active.erase(active.begin() + 3);
+    mlp->restrict_last(active)->forward(x.data_ptr<float>(), rows, got.data_ptr<float>());
+    EXPECT_GT((got.to(at::kDouble) - expect).abs().max().item<double>(), 10 * tolerance);
+  }
 }
 
 TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneFloat32) { check_restricted_last(Precision::kFloat32, 1e-4); }
@@ -180,31 +184,32 @@ TEST(Kernels, SplitBFloat16x3HoldsTheValueInTwoParts) {
   at::manual_seed(9);
   at::Tensor x = at::randn({3, 37}) * at::exp(at::randn({3, 37}) * 3);  // magnitudes over many octaves
   const int32_t cols[] = {5, 0, 36, 5};
-  std::vector<uint16_t> out(3 * 3 * 4), out_last(out.size());
-  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, false, out.data());
-  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, true, out_last.data());
+  constexpr int kPadded = 6;  // two zero columns after the four taken
+  std::vector<uint16_t> hi(3 * kPadded, 0xffff), lo(hi), hi_all(3 * 40, 0xffff), lo_all(hi_all);
+  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, hi.data(), lo.data());
+  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, nullptr, 37, 40, hi_all.data(), lo_all.data());
   auto value = [](uint16_t h) {
     const uint32_t u = static_cast<uint32_t>(h) << 16;
     float f;
     std::memcpy(&f, &u, 4);
     return static_cast<double>(f);
   };
-  for (int r = 0; r < 3; ++r)
+  for (int r = 0; r < 3; ++r) {
     for (int i = 0; i < 4; ++i) {
       const double v = x[r][cols[i]].item<double>();
-      const uint16_t* o = out.data() + r * 12;
-      const uint16_t* ol = out_last.data() + r * 12;
-      EXPECT_EQ(o[i], o[8 + i]);    // [hi | lo | hi]
-      EXPECT_EQ(ol[i], ol[4 + i]);  // [hi | hi | lo]
-      EXPECT_EQ(o[i], ol[i]);
-      EXPECT_EQ(o[4 + i], ol[8 + i]);
-      EXPECT_LE(std::abs(value(o[i]) - v), std::abs(v) * std::ldexp(1.0, -8)) << "hi is v rounded to 8 bits";
-      EXPECT_LE(std::abs(value(o[i]) + value(o[4 + i]) - v), std::abs(v) * std::ldexp(1.0, -16)) << r << "," << i;
+      const uint16_t h = hi[r * kPadded + i], l = lo[r * kPadded + i];
+      EXPECT_LE(std::abs(value(h) - v), std::abs(v) * std::ldexp(1.0, -8)) << "hi is v rounded to 8 bits";
+      EXPECT_LE(std::abs(value(h) + value(l) - v), std::abs(v) * std::ldexp(1.0, -16)) << r << "," << i;
+      EXPECT_EQ(h, hi_all[r * 40 + cols[i]]);  // the same split with and without a gather
+      EXPECT_EQ(l, lo_all[r * 40 + cols[i]]);
     }
-  std::vector<float> gathered(3 * 4);
-  kernels::gather_columns(x.data_ptr<float>(), 3, 37, cols, 4, gathered.data());
+    for (int i = 4; i < kPadded; ++i) EXPECT_EQ(hi[r * kPadded + i] | lo[r * kPadded + i], 0) << "padding is zero";
+    for (int i = 37; i < 40; ++i) EXPECT_EQ(hi_all[r * 40 + i] | lo_all[r * 40 + i], 0) << "padding is zero";
+  }
+  std::vector<float> gathered(3 * kPadded, 1.0f);
+  kernels::gather_columns(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, gathered.data());
   for (int r = 0; r < 3; ++r)
-    for (int i = 0; i < 4; ++i) EXPECT_EQ(gathered[r * 4 + i], x[r][cols[i]].item<float>());
+    for (int i = 0; i < kPadded; ++i) EXPECT_EQ(gathered[r * kPadded + i], i < 4 ? x[r][cols[i]].item<float>() : 0.0f);
 }
 
 }  // namespace
