@@ -39,12 +39,11 @@ float log1p_unit(float e);
 /// The bf16x3 split of x [rows, stride] into hi [rows, padded] and lo [rows, padded]: each row's
 /// columns cols[0..width) (its first `width` when cols is null) as hi = bf16(v) and lo = bf16(v - hi),
 /// both rounded to nearest even, so that hi + lo holds v to ~2^-17 relative; columns [width, padded) are 0.
-void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded,
-                  uint16_t* hi, uint16_t* lo);
+void split_bf16x3(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded, uint16_t* hi,
+                  uint16_t* lo);
 
 /// out [rows, padded] = the columns cols[0..width) of x [rows, stride], then zeros.
-void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded,
-                    float* out);
+void gather_columns(const float* x, int64_t rows, int64_t stride, const int32_t* cols, int64_t width, int64_t padded, float* out);
 
 /// out[i] = x[i] rounded to bfloat16 (nearest even; finite values).
 void to_bf16(const float* x, int64_t n, uint16_t* out);

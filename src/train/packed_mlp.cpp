@@ -104,8 +104,7 @@ struct PackedMlp::Impl {
         scratch.resize(prim.scratch_bytes + 64);
         args[DNNL_ARG_SRC] = memory({{rows, in}, src, Tag::ab}, engine, DNNL_MEMORY_NONE);
         args[DNNL_ARG_DST] = memory({{rows, out}, dst, Tag::ab}, engine, DNNL_MEMORY_NONE);
-        args[DNNL_ARG_SCRATCHPAD] =
-            memory({{static_cast<int64_t>(scratch.size())}, Type::u8, Tag::a}, engine, scratch.data());
+        args[DNNL_ARG_SCRATCHPAD] = memory({{static_cast<int64_t>(scratch.size())}, Type::u8, Tag::a}, engine, scratch.data());
       }
       args[DNNL_ARG_SRC].set_data_handle(const_cast<void*>(x));
       args[DNNL_ARG_DST].set_data_handle(y);
@@ -242,8 +241,8 @@ std::unique_ptr<PackedMlp> PackedMlp::make(const std::vector<Layer>& layers, Pre
   }
   if (layers.size() >= 2)
     for (size_t j = layers.size() - 2; j < layers.size(); ++j)
-      impl->source.push_back({layers[j].weight.to(at::kFloat).contiguous(), layers[j].bias.to(at::kFloat).contiguous(),
-                              layers[j].relu});
+      impl->source.push_back(
+          {layers[j].weight.to(at::kFloat).contiguous(), layers[j].bias.to(at::kFloat).contiguous(), layers[j].relu});
   return std::unique_ptr<PackedMlp>(new PackedMlp(std::move(impl)));
 }
 

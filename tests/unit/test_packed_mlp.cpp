@@ -149,7 +149,7 @@ void check_restricted_last(Precision precision, double tolerance) {
     SCOPED_TRACE(sizes.size() - 1);
     at::manual_seed(8);
     auto layers = random_layers(sizes);
-    const size_t cut = layers.size() - 2;  // the layer whose units are cut
+    const size_t cut = layers.size() - 2;              // the layer whose units are cut
     layers[cut].bias.narrow(0, 10, 37).fill_(-100.0);  // 37 units that never fire: not a multiple of 32 left
     auto mlp = make_or_skip(layers, precision);
     if (!mlp) GTEST_SKIP() << "no oneDNN or no bfloat16 matrix units";
