@@ -28,6 +28,11 @@ std::unique_ptr<FusedMlpDecoder> FusedMlpDecoder::make(VaeImpl& model, Precision
   for (size_t j = 0; j < decoder->layers_.size(); ++j)
     packed.push_back({decoder->layers_[j].Wt.t(), decoder->layers_[j].b, j + 1 < decoder->layers_.size()});
   decoder->packed_ = PackedMlp::make(packed, precision);
+  if (precision == Precision::kFloat32) {
+    std::vector<SplitReluDecoder::Layer> split;
+    for (const Layer& l : decoder->layers_) split.push_back({l.Wt, l.b});
+    decoder->split_ = SplitReluDecoder::make(std::move(split));
+  }
   decoder->data_dim_ = model.data_dim();
   decoder->data_shape_ = model.data_shape();
   return decoder;
@@ -44,6 +49,7 @@ void FusedMlpDecoder::log_likelihood(const float* z, int64_t R, const float* con
 
 void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const {
   const int64_t d = layers_.front().Wt.size(0), D = data_dim_;
+  if (split_) return split_->log_likelihood_one(z, R, x, out);
   chunk = std::max<int64_t>(1, std::min(chunk, R));
   const std::vector<const float*> x_rows(chunk, x);
   const bool restrictable = packed_ && layers_.size() >= 2 && packed_->precision() != Precision::kBFloat16;

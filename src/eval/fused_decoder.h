@@ -6,6 +6,7 @@
 #include <memory>
 #include <vector>
 
+#include "eval/split_relu_decoder.h"
 #include "latent/model.h"
 #include "train/packed_mlp.h"
 
@@ -23,8 +24,10 @@ class FusedMlpDecoder {
   void log_likelihood(const float* z, int64_t R, const float* const* x_rows, double* out) const;
 
   /// out[r] = log p(x | z[r]) for R rows of z that all decode toward one x (the k samples of one
-  /// image), in chunks of `chunk` rows on the calling thread. With oneDNN in fp32 or bf16x3 the last
-  /// layer leaves out the hidden units that no row uses (exact: their products are zero).
+  /// image), on the calling thread. In fp32 on AVX-512 it runs on SplitReluDecoder (units off in a
+  /// block of rows left out, units on folded into a map of the layer's input); else in chunks of
+  /// `chunk` rows, and with oneDNN in fp32 or bf16x3 the last layer leaves out the hidden units that
+  /// no row uses (exact: their products are zero).
   void log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const;
 
   /// The decoder's logits for z [R, d]: [R, D...] in the model's data shape. Uses no shared
@@ -34,6 +37,8 @@ class FusedMlpDecoder {
   void logits_into(const float* z, int64_t R, float* out) const;
 
   Precision precision() const { return packed_ ? packed_->precision() : Precision::kFloat32; }
+  /// What log_likelihood_one runs on in fp32 on AVX-512 (null elsewhere).
+  const SplitReluDecoder* split() const { return split_.get(); }
 
  private:
   struct Layer {
@@ -43,7 +48,8 @@ class FusedMlpDecoder {
   /// h [R, in] through every layer into `outs` ([R, out] each); returns the last.
   const at::Tensor& forward(const at::Tensor& z, std::vector<at::Tensor>& outs) const;
   std::vector<Layer> layers_;
-  std::unique_ptr<PackedMlp> packed_;  // null without oneDNN
+  std::unique_ptr<PackedMlp> packed_;        // null without oneDNN
+  std::unique_ptr<SplitReluDecoder> split_;  // fp32 on AVX-512 only
   int64_t data_dim_ = 0;
   std::vector<int64_t> data_shape_;
 };
