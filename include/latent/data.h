@@ -54,7 +54,10 @@ struct DataSplit {
 
 /// Loads `spec` and splits it. The held-out split is a fixed permutation, so the same spec
 /// always gives the same split (eval finds the test set of a training run from its checkpoint).
-DataSplit load_data(const DataSpec& spec);
+/// `test_only`: the train split stays empty where the test split has files of its own (fashion-mnist,
+/// test_source) and nothing needs the training data (no standardization), so eval and the explorer
+/// skip reading it.
+DataSplit load_data(const DataSpec& spec, bool test_only = false);
 
 /// Loads one source (no split).
 Dataset load_source(const std::string& source, const std::string& labels, const DataSpec& options);

@@ -34,7 +34,7 @@ Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_ov
   if (split == "all") {  // every example, in file order
     d = load_source(spec.source, spec.labels, spec);
   } else {
-    DataSplit data = load_data(spec);
+    DataSplit data = load_data(spec, split == "test");
     d = split == "test" ? data.test : data.train;
   }
   if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");

@@ -117,20 +117,21 @@ Dataset load_source(const std::string& source, const std::string& labels, const 
   return d;
 }
 
-DataSplit load_data(const DataSpec& spec) {
+DataSplit load_data(const DataSpec& spec, bool test_only) {
   if (spec.source.empty()) throw Error("no data source given");
   if (!(spec.test_fraction >= 0.0 && spec.test_fraction < 1.0)) throw Error("test fraction must be in [0, 1)");
   DataSplit split;
+  const bool with_train = !test_only || spec.standardize || (spec.source != "fashion-mnist" && spec.test_source.empty());
   if (spec.source == "fashion-mnist") {
     const std::string dir = fashion_mnist_dir();
     const std::string probe = dir + "/train-images-idx3-ubyte.gz";
     if (!std::filesystem::exists(probe))
       throw Error("fashion-mnist: " + probe + " not found; install Debian's dataset-fashion-mnist (scripts/setup.sh does)");
-    split.train = load_source(probe, dir + "/train-labels-idx1-ubyte.gz", spec);
+    if (with_train) split.train = load_source(probe, dir + "/train-labels-idx1-ubyte.gz", spec);
     split.test = load_source(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz", spec);
     split.train.classes = split.test.classes = fashion_mnist_classes();
   } else if (!spec.test_source.empty()) {
-    split.train = load_source(spec.source, spec.labels, spec);
+    if (with_train) split.train = load_source(spec.source, spec.labels, spec);
     split.test = load_source(spec.test_source, spec.test_labels, spec);
   } else {
     Dataset all = load_source(spec.source, spec.labels, spec);
@@ -142,7 +143,7 @@ DataSplit load_data(const DataSpec& spec) {
     split.test = all.select(perm.narrow(0, 0, n_test));
     split.train = all.select(perm.narrow(0, n_test, n - n_test));
   }
-  if (split.test.size() > 0 && split.test.example_shape() != split.train.example_shape())
+  if (with_train && split.test.size() > 0 && split.test.example_shape() != split.train.example_shape())
     throw Error("the test data's example shape differs from the training data's");
   if (!spec.classes.empty()) {  // one-class (or few-class) training, e.g. for anomaly detection
     for (Dataset* d : {&split.train, &split.test}) {
@@ -152,7 +153,8 @@ DataSplit load_data(const DataSpec& spec) {
       for (int64_t c : spec.classes) keep |= d->y == c;
       *d = d->select(keep.nonzero().reshape({-1}));
     }
-    if (split.train.size() == 0) throw Error(spec.source + ": no training examples of the classes given by --classes");
+    if (with_train && split.train.size() == 0)
+      throw Error(spec.source + ": no training examples of the classes given by --classes");
   }
   if (spec.standardize) {
     split.mean = split.train.x.mean(0);

@@ -204,6 +204,32 @@ TEST(LoadData, FashionMnistIsTheNamedDefault) {
   EXPECT_EQ(s.train.classes.size(), 10u);
   EXPECT_GE(s.test.x.min().item<float>(), 0.0f);
   EXPECT_LE(s.test.x.max().item<float>(), 1.0f);
+  // Test only: the same test split, no training data read.
+  spec.classes = {3, 7};
+  DataSplit t = load_data(spec, /*test_only=*/true), full = load_data(spec);
+  EXPECT_EQ(t.train.size(), 0);
+  EXPECT_EQ(t.test.size(), 2000);
+  EXPECT_TRUE(at::equal(t.test.x, full.test.x));
+  EXPECT_TRUE(at::equal(t.test.y, full.test.y));
+}
+
+TEST(LoadData, TestOnlyReadsTheTrainingDataWhereTheSplitNeedsIt) {
+  TempDir dir;
+  npy_save(dir / "train.npy", at::randn({30, 4}));
+  npy_save(dir / "test.npy", at::randn({6, 4}));
+  DataSpec spec;
+  spec.source = dir / "train.npy";
+  spec.test_source = dir / "test.npy";
+  EXPECT_EQ(load_data(spec, true).train.size(), 0);  // a test file of its own
+  EXPECT_EQ(load_data(spec, true).test.size(), 6);
+  spec.standardize = true;  // the statistics come from the training data
+  DataSplit s = load_data(spec, true);
+  EXPECT_EQ(s.train.size(), 30);
+  EXPECT_TRUE(at::equal(s.test.x, load_data(spec).test.x));
+  spec.standardize = false;
+  spec.test_source.clear();  // a held-out split: drawn from all the data
+  spec.test_fraction = 0.5;
+  EXPECT_EQ(load_data(spec, true).train.size(), 15);
 }
 
 }  // namespace
