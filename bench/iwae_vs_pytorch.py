@@ -59,6 +59,15 @@ def pytorch_iwae_nll(model, x, k, rows=1024, seed=0):
     return -out
 
 
+def cpu_line():
+    """The CPU's name and the vector/matrix units that decide latent's kernels."""
+    info = open("/proc/cpuinfo").read()
+    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown CPU")
+    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
+    units = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f in flags]
+    return f"{name} ({os.cpu_count()} CPUs; {', '.join(units) or 'no AVX-512'})"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
@@ -92,6 +101,7 @@ def main():
 
     n = len(x)
     print(f"IWAE NLL, k = {args.k}, {n} Fashion-MNIST test images, {args.threads} threads, {config}")
+    print(cpu_line())
     print(f"{'':26s} {'seconds':>9s} {'images/s':>9s} {'NLL (nats)':>11s}")
     print(f"{'PyTorch ' + torch.__version__ + ' eager':26s} {pt_s:9.1f} {n / pt_s:9.2f} {pt_nll:11.3f}")
     print(f"{'latent, ' + latent_precision + ' (default)':26s} {latent_s:9.1f} {n / latent_s:9.2f} {latent_nll:11.3f}")
