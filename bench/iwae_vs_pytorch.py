@@ -4,8 +4,9 @@
 Both evaluate -log p(x) ~= -log (1/k) sum_j p(x, z_j) / q(z_j | x) with k samples per test image on
 the same mlp_vae checkpoint: PyTorch loads its weights by state-dict name (tests/cli/pytorch_interop.py)
 and shares each decoder product across 1024 rows (images x samples) with a float64 running
-log-sum-exp, as latent does. Prints images/s of each, their ratio and the estimates; latent runs as users run it (--precision
-auto: bf16x3 products on CPUs with AMX) and with --precision fp32.
+log-sum-exp, as latent does. Prints images/s of each, their ratio and the estimates. latent runs as
+users run it (--precision auto: bf16x3 products on CPUs with AMX, else fp32) once before PyTorch and
+once after, and with --precision fp32 where auto chose otherwise.
 
     /usr/bin/python3 bench/iwae_vs_pytorch.py CHECKPOINT [--k 5000] [--limit 10000] [--latent build/latent]
 """
@@ -91,23 +92,33 @@ def main():
         result = json.loads(out.stdout)
         return time.perf_counter() - t0, result["iwae_nll"], result["iwae_precision"]
 
-    latent_s, latent_nll, latent_precision = run_latent()  # as users run it (--precision auto)
-    fp32_s, fp32_nll, _ = run_latent("--precision", "fp32")
+    # latent as users run it (--precision auto) before and after PyTorch, so that a change in the
+    # machine's speed during the run shows; in fp32 too where auto chose something else.
+    before_s, latent_nll, latent_precision = run_latent()
+    fp32 = run_latent("--precision", "fp32") if latent_precision != "fp32" else None
 
     torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     pt_nll = pytorch_iwae_nll(model, x, args.k).mean().item()
     pt_s = time.perf_counter() - t0
 
+    after_s, _, _ = run_latent()
+    latent_s = (before_s + after_s) / 2
+
     n = len(x)
     print(f"IWAE NLL, k = {args.k}, {n} Fashion-MNIST test images, {args.threads} threads, {config}")
     print(cpu_line())
-    print(f"{'':26s} {'seconds':>9s} {'images/s':>9s} {'NLL (nats)':>11s}")
-    print(f"{'PyTorch ' + torch.__version__ + ' eager':26s} {pt_s:9.1f} {n / pt_s:9.2f} {pt_nll:11.3f}")
-    print(f"{'latent, ' + latent_precision + ' (default)':26s} {latent_s:9.1f} {n / latent_s:9.2f} {latent_nll:11.3f}")
-    print(f"{'latent, fp32':26s} {fp32_s:9.1f} {n / fp32_s:9.2f} {fp32_nll:11.3f}")
-    print(f"\nlatent is {pt_s / latent_s:.2f}x faster ({latent_precision}); {pt_s / fp32_s:.2f}x in fp32; "
-          f"the two estimates differ by {abs(latent_nll - fp32_nll):.1e} nats")
+    print(f"{'':32s} {'seconds':>9s} {'images/s':>9s} {'NLL (nats)':>11s}")
+    print(f"{'PyTorch ' + torch.__version__ + ' eager':32s} {pt_s:9.1f} {n / pt_s:9.2f} {pt_nll:11.3f}")
+    for label, secs in (("before", before_s), ("after", after_s)):
+        print(f"{'latent, ' + latent_precision + ' (default), ' + label:32s} {secs:9.1f} {n / secs:9.2f} {latent_nll:11.3f}")
+    if fp32:
+        print(f"{'latent, fp32':32s} {fp32[0]:9.1f} {n / fp32[0]:9.2f} {fp32[1]:11.3f}")
+    print(f"\nlatent is {pt_s / latent_s:.2f}x faster ({latent_precision}, mean of its two runs; "
+          f"{pt_s / max(before_s, after_s):.2f}x against the slower)")
+    if fp32:
+        print(f"fp32: {pt_s / fp32[0]:.2f}x; the estimates differ by {abs(latent_nll - fp32[1]):.1e} nats")
+    print(f"latent and PyTorch differ by {abs(latent_nll - pt_nll):.1e} nats (Monte Carlo: each draws its own noise)")
 
 
 if __name__ == "__main__":
