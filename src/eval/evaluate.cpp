@@ -106,9 +106,11 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
     }
     const int64_t D = model.data_dim();
     const float *xp = xc.data_ptr<float>(), *mup = mu.data_ptr<float>(), *lvp = logvar.data_ptr<float>();
-    std::atomic<int64_t> done{0};
-    at::parallel_for(0, n, 1, [&](int64_t i0, int64_t i1) {
-      for (int64_t i = i0; i < i1; ++i) {
+    // Images are handed out one at a time: their cost varies (with the hidden units their samples
+    // use), so equal halves left one thread idle at the end.
+    std::atomic<int64_t> next{0}, done{0};
+    at::parallel_for(0, at::get_num_threads(), 1, [&](int64_t, int64_t) {
+      for (int64_t i = next++; i < n; i = next++) {
         at::Generator gen = generator_of(i);
         outp[i] = iwae_one_image(*fused, xp + i * D, mup + i * d, lvp + i * d, d, k, k_chunk, gen);
         const int64_t now = ++done;
