@@ -24,8 +24,8 @@ class FusedMlpDecoder {
   void log_likelihood(const float* z, int64_t R, const float* const* x_rows, double* out) const;
 
   /// out[r] = log p(x | z[r]) for R rows of z that all decode toward one x (the k samples of one
-  /// image), on the calling thread. In fp32 on AVX-512 it runs on SplitReluDecoder (units off in a
-  /// block of rows left out, units on folded into a map of the layer's input); else in chunks of
+  /// image), on the calling thread. In fp32 on AVX-512 it runs on SplitReluDecoder (units silent in a
+  /// block of rows left out, units firing on most rows folded into a map of the layer's input); else in chunks of
   /// `chunk` rows, and with oneDNN in fp32 or bf16x3 the last layer leaves out the hidden units that
   /// no row uses (exact: their products are zero).
   void log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const;

@@ -13,8 +13,9 @@ struct Decoder {
 };
 
 // Layers of the given sizes; in the last hidden layer the first `on` units get a bias that keeps them
-// firing, the next `off` one that keeps them silent, for latent codes near the origin.
-Decoder make_decoder(const std::vector<int64_t>& sizes, int64_t on, int64_t off) {
+// firing, the next `off` one that keeps them silent and the next `mostly` one that has them fire on
+// most rows (folded, with their negative part in the products), for latent codes near the origin.
+Decoder make_decoder(const std::vector<int64_t>& sizes, int64_t on, int64_t off, int64_t mostly = 0) {
   Decoder m;
   for (size_t j = 0; j + 1 < sizes.size(); ++j) {
     m.w.push_back(at::randn({sizes[j + 1], sizes[j]}, at::kDouble) / std::sqrt(static_cast<double>(sizes[j])));
@@ -24,6 +25,7 @@ Decoder make_decoder(const std::vector<int64_t>& sizes, int64_t on, int64_t off)
     at::Tensor& bh = m.b[m.b.size() - 2];
     bh.narrow(0, 0, on).fill_(30.0);
     bh.narrow(0, on, off).fill_(-30.0);
+    bh.narrow(0, on + off, mostly).fill_(2.0);
   }
   return m;
 }
@@ -48,7 +50,7 @@ at::Tensor reference(const Decoder& m, const at::Tensor& z, const at::Tensor& x)
 
 struct Case {
   std::vector<int64_t> sizes;  // d, hidden..., D
-  int64_t on, off, rows;
+  int64_t on, off, mostly, rows;
 };
 
 TEST(SplitReluDecoder, MatchesFloat64) {
@@ -56,16 +58,16 @@ TEST(SplitReluDecoder, MatchesFloat64) {
   // within 1e-6 of the sum of |x l| + softplus(l) per row (measured worst 4e-8 of it; leaving out
   // one unit's products misses by ~1e-2 of it).
   const std::vector<Case> cases = {
-      {{5, 70, 37}, 30, 20, 700},      // spans of 256 and a last one of 188: blocks of 32 and 28
-      {{3, 16, 12}, 0, 0, 3},          // fewer rows than a tile; fewer outputs than a vector
-      {{4, 90, 100}, 60, 10, 333},     // most units folded; a full 48-column panel and tails
-      {{6, 24, 70, 50}, 30, 20, 300},  // two hidden layers: u is the first's output (24 wide)
-      {{5, 40, 31}, 0, 38, 64},        // two units left, and a last vector of 15 columns
+      {{5, 70, 37}, 30, 20, 10, 700},      // spans of 256 and a last one of 188: blocks of 32 and 28
+      {{3, 16, 12}, 0, 0, 0, 3},           // fewer rows than a tile; fewer outputs than a vector
+      {{4, 90, 100}, 40, 10, 20, 333},     // most units folded; a full 48-column panel and tails
+      {{6, 24, 70, 50}, 30, 20, 10, 300},  // two hidden layers: u is the first's output (24 wide)
+      {{5, 40, 31}, 0, 38, 0, 64},         // two units left, and a last vector of 15 columns
   };
   for (const Case& c : cases) {
     SCOPED_TRACE(c.sizes.size() == 3 ? c.sizes[1] : -c.sizes[2]);
     at::manual_seed(c.rows);
-    const Decoder m = make_decoder(c.sizes, c.on, c.off);
+    const Decoder m = make_decoder(c.sizes, c.on, c.off, c.mostly);
     auto split = make_split(m);
     if (!split) GTEST_SKIP() << "no AVX-512 on this CPU";
     const int64_t d = c.sizes.front(), D = c.sizes.back();
