@@ -17,9 +17,9 @@ constexpr int64_t kPanel = 48;    // columns of one register tile
 // Rows that share one choice of units: one register tile. On the Fashion-MNIST decoder (784-400-20,
 // k = 5000) the last layer's multiply-adds come to 0.31 of the dense layer's in blocks of 8 rows,
 // 0.35 in 16 and 0.40 in 32; the kernel does fewer of them per second on 8 rows (each B panel
-// serves one tile: 126 against 132 GFLOP/s) but the whole pass ran fastest there (7.7 ms per image
-// on one core, 8.3-8.9 in blocks of 16, 9.0-9.9 in 32). 4-row tiles ran 23% slower per multiply-add
-// than 8-row ones while leaving out only 14% more.
+// serves one tile: 134-138 GFLOP/s alone against 150-168 on 32) but the whole pass ran fastest there
+// (7.7 ms per image on one core, 8.3-8.9 in blocks of 16, 9.0-9.9 in 32). 4-row tiles ran 23% slower
+// per multiply-add than 8-row ones while leaving out only 14% more.
 constexpr int64_t kBlockRows = kTileRows;
 // Rows whose hidden layers are computed together (their pre-activations kept: 400 KB at H = 400).
 constexpr int64_t kSpanRows = 256;
