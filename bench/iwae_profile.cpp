@@ -3,7 +3,8 @@
 // the dense layer's (SplitReluDecoder::Work). A tool for optimizing that pass; the comparison with
 // PyTorch is bench/iwae_vs_pytorch.py.
 //
-//   build/bench/iwae_profile CHECKPOINT [images = 200] [k = 5000]
+//   build/bench/iwae_profile CHECKPOINT [images = 200] [k = 5000]   (an mlp_vae trained on Fashion-MNIST:
+//   the first test images are its inputs)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 

@@ -63,7 +63,7 @@ LATENT_AVX512 inline void tile(const float* __restrict a, const float* const* __
 #pragma GCC unroll 4
     for (int z = 0; z < Z; ++z)
       _mm512_mask_storeu_ps(c + r * ldc + 16 * z, z + 1 == Z ? mask : 0xffff,
-                            relu ? _mm512_maskz_max_ps(0xffff, acc[r][z], zero) : acc[r][z]);
+                            relu ? _mm512_maskz_max_ps(0xffff, zero, acc[r][z]) : acc[r][z]);
 }
 
 // c [rows, N] (row stride ldc) = init + A B, ReLU'd when `relu`: A packed as pack_columns does
@@ -96,10 +96,12 @@ LATENT_AVX512 void gemm(const float* a, int64_t rows, int64_t K, int64_t N, RowO
 // How pack_columns passes values on: as they are, ReLU(x) or ReLU(-x).
 enum class Part { kAll, kPositive, kNegative };
 
+// (max(0, v) with v second: x86's max returns its second operand when either is NaN, so a NaN
+// passes on, as it does through ReLU in the dense decoder.)
 LATENT_AVX512 inline __m512 part_of(__m512 v, Part part) {
   const __m512 zero = _mm512_setzero_ps();
   if (part == Part::kAll) return v;
-  return _mm512_maskz_max_ps(0xffff, part == Part::kPositive ? v : _mm512_sub_ps(zero, v), zero);
+  return _mm512_maskz_max_ps(0xffff, zero, part == Part::kPositive ? v : _mm512_sub_ps(zero, v));
 }
 
 // The columns cols[0..K) of 8 rows of x (row stride ldx; rows from `valid` on read as zeros), or
@@ -124,8 +126,9 @@ LATENT_AVX512 void pack_columns(const float* x, int64_t ldx, int64_t valid, cons
 }
 
 // For each 16 units g of pre [rows, H] (bit i: unit 16 g + i; units past H stay 0): above[g] |= the
-// units > 0 on some row, below[g] |= the units < 0 on some row, and count[16 g + i] += the rows on
-// which unit 16 g + i is > 0 (when count is not null).
+// units > 0 on some row, below[g] |= the units < 0 on some row (NaN counts as both, so that it
+// reaches the product), and count[16 g + i] += the rows on which unit 16 g + i is > 0 (when count is
+// not null).
 LATENT_AVX512 void mark_signs(const float* pre, int64_t rows, int64_t H, __mmask16* above, __mmask16* below, int32_t* count) {
   const __m512 zero = _mm512_setzero_ps();
   const __m512i one = _mm512_set1_epi32(1);
@@ -135,8 +138,8 @@ LATENT_AVX512 void mark_signs(const float* pre, int64_t rows, int64_t H, __mmask
       const __mmask16 in = H - j >= 16 ? 0xffff : static_cast<__mmask16>((1u << (H - j)) - 1);
       const __m512 v = _mm512_maskz_loadu_ps(in, pr + j);
       const __mmask16 pos = _mm512_mask_cmp_ps_mask(in, v, zero, _CMP_GT_OQ);
-      above[g] |= pos;
-      below[g] |= _mm512_mask_cmp_ps_mask(in, v, zero, _CMP_LT_OQ);
+      above[g] |= _mm512_mask_cmp_ps_mask(in, v, zero, _CMP_NLE_UQ);
+      below[g] |= _mm512_mask_cmp_ps_mask(in, v, zero, _CMP_NGE_UQ);
       if (count) {
         const __m512i c = _mm512_loadu_si512(count + j);
         _mm512_storeu_si512(count + j, _mm512_mask_add_epi32(c, pos, c, one));

@@ -3,6 +3,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "eval/split_relu_decoder.h"
 
 namespace latent {
@@ -109,6 +111,23 @@ TEST(SplitReluDecoder, LeavesOutSilentUnitsAndFoldsFiringOnes) {
   EXPECT_LT(work.multiply_adds, rows * 30 * 37) << "the firing units were not folded";
   EXPECT_GT(work.multiply_adds, rows * 6 * 37) << "the mixed units are missing from the product";
   EXPECT_EQ(work.dense_multiply_adds, rows * 70 * 37);
+}
+
+TEST(SplitReluDecoder, PassesNaNOnAsTheDenseDecoderDoes) {
+  // A NaN weight in one hidden unit (firing or silent) makes every row's log-likelihood NaN, as in
+  // the dense decoder, rather than dropping the unit.
+  for (int64_t unit : {0, 35, 60}) {  // firing on every row, silent on every row, mixed
+    at::manual_seed(5);
+    Decoder m = make_decoder({5, 70, 37}, 30, 20, 10);
+    m.w[0][unit][2] = NAN;
+    auto split = make_split(m);
+    if (!split) GTEST_SKIP() << "no AVX-512 on this CPU";
+    const at::Tensor z = (at::randn({40, 5}) * 0.7).contiguous();
+    const at::Tensor x = at::rand({37});
+    std::vector<double> out(40);
+    split->log_likelihood_one(z.data_ptr<float>(), 40, x.data_ptr<float>(), out.data());
+    for (int64_t r = 0; r < 40; ++r) EXPECT_TRUE(std::isnan(out[r])) << "unit " << unit << ", row " << r;
+  }
 }
 
 TEST(SplitReluDecoder, NeedsAHiddenLayerAndChainedShapes) {
