@@ -130,6 +130,11 @@ test('an API error shows a message, not a blank page', async () => {
 test('reparameterization draws accumulate and show eps, sigma*eps and z', async () => {
   await page.click('#view-kl .thumbs button[data-index="3"]');
   await openTab('reparam');
+  // A frame's timestamp is when the frame began, which can be before the draw started: make it always so.
+  await page.evaluate(() => {
+    window.realRequestAnimationFrame = window.requestAnimationFrame;
+    window.requestAnimationFrame = (tick) => window.realRequestAnimationFrame(() => tick(performance.now() - 50));
+  });
   for (let k = 0; k < 3; k++) {
     await page.click('#rp-step');
     await page.waitForFunction((n) => document.getElementById('rp-count').textContent === `${n} draw${n === 1 ? '' : 's'}`, k + 1);
@@ -141,6 +146,7 @@ test('reparameterization draws accumulate and show eps, sigma*eps and z', async 
   for (const k of [0, 1]) assert.ok(Math.abs(mu[k] + sigma[k] * eps[k] - z[k]) < 2e-3, 'z = mu + sigma * eps');
   assert.deepEqual(value('∂z/∂μ'), [1, 1]);
   assert.deepEqual(value('∂z/∂σ'), eps);
+  await page.evaluate(() => { window.requestAnimationFrame = window.realRequestAnimationFrame; });
   await shot('reparameterization');
 });
 

@@ -69,7 +69,8 @@ export function initReparam() {
     return new Promise((resolve) => {
       const start = performance.now();
       const tick = (now) => {
-        const t = Math.min((now - start) / STAGE_MS, 2);
+        // A frame's timestamp can precede `start` (it is when the frame began).
+        const t = Math.min(Math.max(now - start, 0) / STAGE_MS, 2);
         const k = Math.min(Math.floor(t), 1);
         const f = t - k;
         const x = pts[k][0] + (pts[k + 1][0] - pts[k][0]) * f;
@@ -88,15 +89,18 @@ export function initReparam() {
   async function drawOne() {
     if (!state.encoded || busy) return;
     busy = true;
-    const eps = state.encoded.mu.map(() => gaussian());
-    const z = state.encoded.mu.map((m, k) => m + sigmaOf(k) * eps[k]);
-    const d = { eps, z };
-    table(d);
-    const [reply] = await Promise.all([guarded(() => post('/api/decode', { z: [z] })), animateDot(d)]);
-    if (reply) paint(document.getElementById('rp-image'), decodeImages(reply.images)[0]);
-    draws.push(d);
-    frame();
-    busy = false;
+    try {
+      const eps = state.encoded.mu.map(() => gaussian());
+      const z = state.encoded.mu.map((m, k) => m + sigmaOf(k) * eps[k]);
+      const d = { eps, z };
+      table(d);
+      const [reply] = await Promise.all([guarded(() => post('/api/decode', { z: [z] })), animateDot(d)]);
+      if (reply) paint(document.getElementById('rp-image'), decodeImages(reply.images)[0]);
+      draws.push(d);
+      frame();
+    } finally {
+      busy = false;
+    }
   }
 
   function stopPlay() {
