@@ -15,8 +15,6 @@
 namespace latent {
 namespace {
 
-constexpr double kLog2Pi = 1.8378770664093453;
-
 void check_labels(const std::vector<double>& scores, const std::vector<int>& labels) {
   if (scores.size() != labels.size())
     throw Error("there are " + std::to_string(scores.size()) + " scores but " + std::to_string(labels.size()) + " labels");
@@ -98,7 +96,7 @@ AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const Encoding
     parts["recon_error"].push_back(sq.flatten(1).sum(1).to(at::kDouble));
     if (o.error_maps) maps.push_back(sq);
     at::Tensor mu = q.mu.to(at::kDouble);
-    parts["prior_nll"].push_back(0.5 * (mu.square() + kLog2Pi).sum(1));
+    parts["prior_nll"].push_back(-log_standard_normal(mu));
     parts["mahalanobis"].push_back(mahalanobis(mu, stats));
     const auto& shape = model.data_shape();
     if (shape.size() == 3 && (shape[0] == 1 || shape[0] == 3)) {

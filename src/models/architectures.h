@@ -19,9 +19,6 @@ namespace latent {
 /// The config's activation as a module, so that nn.Sequential indices match PyTorch's.
 torch::nn::Functional activation_module(const std::string& activation);
 
-/// "[1, 28, 28]"
-std::string shape_text(const std::vector<int64_t>& shape);
-
 }  // namespace latent
 
 namespace latent {

@@ -15,12 +15,6 @@ namespace latent {
 
 namespace {
 
-std::string shape_text(const at::Tensor& t) {
-  std::string s = "[";
-  for (int64_t i = 0; i < t.dim(); ++i) s += (i ? ", " : "") + std::to_string(t.size(i));
-  return s + "]";
-}
-
 // Tile starts along one axis of `size`: tiles of `tile` with at least `overlap` shared, the last one
 // flush with the end, so every tile is whole when size >= tile.
 std::vector<int64_t> tile_starts(int64_t size, int64_t tile, int64_t overlap) {
@@ -107,7 +101,7 @@ at::Tensor SdAutoencoder::encode(const at::Tensor& images, bool sample, uint64_t
   const int64_t f = config_.downsampling_factor();
   if (images.dim() != 4 || images.size(1) != config_.in_channels || images.size(2) % f || images.size(3) % f ||
       images.size(2) == 0 || images.size(3) == 0)
-    throw Error("images of shape " + shape_text(images) + " cannot be encoded: expected [N, " +
+    throw Error("images of shape " + shape_text(images.sizes().vec()) + " cannot be encoded: expected [N, " +
                 std::to_string(config_.in_channels) + ", H, W] with H and W positive multiples of " + std::to_string(f));
   check_tiling(tiling, f);
   const at::Tensor x = images.to(at::kFloat).contiguous();
@@ -141,7 +135,7 @@ at::Tensor SdAutoencoder::encode(const at::Tensor& images, bool sample, uint64_t
 at::Tensor SdAutoencoder::decode(const at::Tensor& latents, const SdTiling& tiling) {
   const int64_t f = config_.downsampling_factor();
   if (latents.dim() != 4 || latents.size(1) != config_.latent_channels || latents.size(2) == 0 || latents.size(3) == 0)
-    throw Error("latents of shape " + shape_text(latents) + " cannot be decoded: expected [N, " +
+    throw Error("latents of shape " + shape_text(latents.sizes().vec()) + " cannot be decoded: expected [N, " +
                 std::to_string(config_.latent_channels) + ", h, w]");
   check_tiling(tiling, f);
   const at::Tensor z = (latents.to(at::kFloat) / config_.scaling_factor + config_.shift_factor).contiguous();

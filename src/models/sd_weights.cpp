@@ -30,12 +30,6 @@ bool replace_first(std::string& s, const std::string& from, const std::string& t
   return true;
 }
 
-std::string shape_text(const Shape& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 // "<head><index>.<rest>" -> index and rest; false when `name` does not start that way.
 bool split_index(const std::string& name, const std::string& head, int64_t& index, std::string& rest) {
   if (!starts_with(name, head)) return false;

@@ -57,12 +57,6 @@ torch::nn::Functional activation_module(const std::string& activation) {
   return torch::nn::Functional([activation](const at::Tensor& x) { return activate(x, activation); });
 }
 
-std::string shape_text(const std::vector<int64_t>& shape) {
-  std::string s = "[";
-  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
-  return s + "]";
-}
-
 }  // namespace latent
 
 namespace latent {

@@ -45,6 +45,7 @@ std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model, Precision precisi
 
 // Shared by the VAE loop (trainer.cpp) and the VQ-VAE loop (vq_trainer.cpp).
 constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;  // epoch e shuffles with mix_seed(seed, salt + e)
+constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;     // samples.png's draws
 bool is_image_shape(const std::vector<int64_t>& s);
 std::string fmt(const char* f, double v);  // printf of one number
 void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics);

@@ -24,7 +24,6 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 constexpr uint64_t kEvalSeedSalt = 0xe7a1ull;
-constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
 
 void zero_gradients(VaeImpl& model) {
   for (auto& p : model.parameters())

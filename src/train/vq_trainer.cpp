@@ -25,7 +25,6 @@ constexpr int64_t kInitBatches = 8;    // batches whose encodings seed k-means
 constexpr int kKmeansIterations = 20;
 constexpr uint64_t kKmeansSeedSalt = 0x6b6d65616e73ull;
 constexpr uint64_t kRestartSeedSalt = 0x7265737461ull;
-constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;
 constexpr uint64_t kPriorSeedSalt = 0x707269ull;
 constexpr int kPriorEpochs = 10;
 

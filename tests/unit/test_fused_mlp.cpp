@@ -50,12 +50,12 @@ TEST(FusedKernels, BernoulliLogProbRowsMatchFloat64) {
   }
 }
 
-struct Case {
+struct FusedCase {
   std::string config;
   std::vector<int64_t> shape;
 };
 
-class FusedVsAutograd : public ::testing::TestWithParam<Case> {};
+class FusedVsAutograd : public ::testing::TestWithParam<FusedCase> {};
 
 TEST_P(FusedVsAutograd, SameLossAndGradients) {
   // float32 both ways; the products run in a different order, so 1e-4 relative + 1e-6 absolute.
@@ -90,11 +90,11 @@ TEST_P(FusedVsAutograd, SameLossAndGradients) {
 
 INSTANTIATE_TEST_SUITE_P(
     Models, FusedVsAutograd,
-    ::testing::Values(Case{R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})", {1, 4, 5}},
-                      Case{R"({"type": "mlp_vae", "hidden": [], "latent": 3})", {9}},
-                      Case{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "sigma": 0.2})", {13}},
-                      Case{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "variance": "learned"})",
-                           {13}}));
+    ::testing::Values(
+        FusedCase{R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})", {1, 4, 5}},
+        FusedCase{R"({"type": "mlp_vae", "hidden": [], "latent": 3})", {9}},
+        FusedCase{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "sigma": 0.2})", {13}},
+        FusedCase{R"({"type": "mlp_vae", "hidden": [24], "latent": 4, "likelihood": "gaussian", "variance": "learned"})", {13}}));
 
 TEST(FusedMlp, MixedPrecisionStepStaysWithinBFloat16Rounding) {
   // bf16 rounds each product's operands to 8 significant bits (2^-9 relative) and sums in float32:

@@ -20,20 +20,20 @@ namespace {
 const std::string kDir = std::string(LATENT_FIXTURES) + "/sd/";
 constexpr double kTol = 1e-4;
 
-struct Case {
+struct LayoutCase {
   std::string file;
   std::string layout, dtype;
   bool fast;
 };
 
-std::string name_of(const ::testing::TestParamInfo<Case>& info) {
+std::string name_of(const ::testing::TestParamInfo<LayoutCase>& info) {
   return info.param.file + (info.param.fast ? "_fast" : "_aten");
 }
 
-class SdLayouts : public ::testing::TestWithParam<Case> {};
+class SdLayouts : public ::testing::TestWithParam<LayoutCase> {};
 
 TEST_P(SdLayouts, EncodeAndDecodeMatchTheReference) {
-  const Case& c = GetParam();
+  const LayoutCase& c = GetParam();
   SdLoadOptions options;
   options.fast = c.fast;
   auto vae = SdAutoencoder::load(kDir + c.file + ".safetensors", options);
@@ -52,11 +52,12 @@ TEST_P(SdLayouts, EncodeAndDecodeMatchTheReference) {
 
 INSTANTIATE_TEST_SUITE_P(
     Files, SdLayouts,
-    ::testing::Values(Case{"diffusers_f32", "diffusers", "F32", false}, Case{"diffusers_f32", "diffusers", "F32", true},
-                      Case{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", false},
-                      Case{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", true},
-                      Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", false},
-                      Case{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", true}),
+    ::testing::Values(LayoutCase{"diffusers_f32", "diffusers", "F32", false},
+                      LayoutCase{"diffusers_f32", "diffusers", "F32", true},
+                      LayoutCase{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", false},
+                      LayoutCase{"ldm_f16_first_stage", "ldm, prefix first_stage_model.", "F16", true},
+                      LayoutCase{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", false},
+                      LayoutCase{"legacy_bf16_vae", "diffusers (legacy attention names), prefix vae.", "BF16", true}),
     name_of);
 
 // oneDNN's banded convolutions (GroupNorm+SiLU and upsampling computed band by band into them)

@@ -50,7 +50,7 @@ at::Tensor reference(const Decoder& m, const at::Tensor& z, const at::Tensor& x)
   return (xd * h - at::softplus(h)).sum(1);  // x l - log(1 + e^l)
 }
 
-struct Case {
+struct SplitCase {
   std::vector<int64_t> sizes;  // d, hidden..., D
   int64_t on, off, mostly, rows;
 };
@@ -59,14 +59,14 @@ TEST(SplitReluDecoder, MatchesFloat64) {
   // float32 products of up to 90 terms and a float32 sum of D terms per row, against float64:
   // within 1e-6 of the sum of |x l| + softplus(l) per row (measured worst 4e-8 of it; leaving out
   // one unit's products misses by ~1e-2 of it).
-  const std::vector<Case> cases = {
+  const std::vector<SplitCase> cases = {
       {{5, 70, 37}, 30, 20, 10, 700},      // spans of 256 and a last one of 188: blocks of 32 and 28
       {{3, 16, 12}, 0, 0, 0, 3},           // fewer rows than a tile; fewer outputs than a vector
       {{4, 90, 100}, 40, 10, 20, 333},     // most units folded; a full 48-column panel and tails
       {{6, 24, 70, 50}, 30, 20, 10, 300},  // two hidden layers: u is the first's output (24 wide)
       {{5, 40, 31}, 0, 38, 0, 64},         // two units left, and a last vector of 15 columns
   };
-  for (const Case& c : cases) {
+  for (const SplitCase& c : cases) {
     SCOPED_TRACE(c.sizes.size() == 3 ? c.sizes[1] : -c.sizes[2]);
     at::manual_seed(c.rows);
     const Decoder m = make_decoder(c.sizes, c.on, c.off, c.mostly);
