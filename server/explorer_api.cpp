@@ -12,14 +12,15 @@
 #include "api_fields.h"
 #include "base64.h"
 #include "code_parser.h"
+#include "cpu/kernels.h"
 #include "eval/fused_decoder.h"
 #include "latent/anomaly.h"
 #include "latent/checkpoint_data.h"
+#include "latent/cpu.h"
 #include "latent/error.h"
 #include "latent/image.h"
 #include "latent/interpolate.h"
 #include "latent/objective.h"
-#include "train/fused_kernels.h"
 
 namespace latent::server {
 
@@ -52,16 +53,10 @@ ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_pat
   axes = axes * axes.gather(1, largest).sign();
   pca_axes_ = axes.to(at::kFloat);
   pca_explained_ = (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat);
-  if (precision == "auto") {
-    try {
-      fused_ = FusedMlpDecoder::make(*ck_.model, Precision::kBFloat16);
-    } catch (const Error&) {  // no bfloat16 units here (or no oneDNN): float32
-      fused_ = FusedMlpDecoder::make(*ck_.model, Precision::kFloat32);
-    }
-  } else {
-    fused_ = FusedMlpDecoder::make(*ck_.model, parse_precision(precision));
-    if (!fused_ && precision != "fp32") throw Error("--precision " + precision + " needs an mlp_vae with a Bernoulli likelihood");
-  }
+  // auto: bfloat16 where the CPU has bfloat16 dot products, float32 elsewhere (never what it cannot run).
+  fused_ = FusedMlpDecoder::make(*ck_.model, precision == "auto" ? pixel_precision() : parse_precision(precision));
+  if (!fused_ && precision != "fp32" && precision != "auto")
+    throw Error("--precision " + precision + " needs an mlp_vae with a Bernoulli likelihood");
 }
 
 ExplorerApi::~ExplorerApi() = default;
@@ -89,6 +84,7 @@ json ExplorerApi::info() const {
           {"epochs", ck_.info.metrics.size()},
           {"last_epoch", last},
           {"precision", precision()},
+          {"cpu", cpu_info()},
           {"pca", {{"axes", rows_json(pca_axes_)}, {"explained", vector_json(pca_explained_)}}},
           {"limits",
            {{"decode", limits_.max_decode},
@@ -110,7 +106,7 @@ std::string ExplorerApi::decoded_pixels(const float* z, int64_t n) const {
     logits.resize(static_cast<size_t>(n * D));
     fused_->logits_into(z, n, logits.data());
     std::string bytes(static_cast<size_t>(n * D), '\0');
-    kernels::sigmoid_to_u8(logits.data(), n * D, reinterpret_cast<uint8_t*>(bytes.data()));
+    cpu::kernels().sigmoid_to_u8(logits.data(), n * D, reinterpret_cast<uint8_t*>(bytes.data()));
     return bytes;
   }
   c10::InferenceMode guard;

@@ -20,9 +20,13 @@ inline Precision parse_precision(const std::string& name) {
   throw Error("unknown precision '" + name + "' (expected fp32, bf16 or bf16x3)");
 }
 
-/// The fastest way to run float32-accurate MLP products here: bf16x3 where oneDNN runs bfloat16 on
-/// Intel AMX tiles (there it beats float32 arithmetic), else fp32.
+/// The fastest way to run float32-accurate MLP products on this CPU: bf16x3 where oneDNN runs
+/// bfloat16 on Intel AMX tiles (there it beats float32 arithmetic), else fp32.
 Precision float32_accurate_precision();
+
+/// The fastest precision for products whose results become 8-bit pixels: bf16 where the CPU has
+/// bfloat16 dot products (AVX512-BF16 or AMX), else fp32. Never one the CPU cannot run.
+Precision pixel_precision();
 
 inline const char* precision_name(Precision p) {
   return p == Precision::kFloat32 ? "fp32" : p == Precision::kBFloat16 ? "bf16" : "bf16x3";

@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "eval/fused_decoder.h"
+#include "latent/cpu.h"
 #include "latent/eval.h"
 #include "latent/objective.h"
 #include "latent/progress.h"
@@ -16,8 +17,8 @@ namespace latent {
 
 nlohmann::json EvalResult::to_json() const {
   nlohmann::json j = {
-      {"examples", examples},     {"elbo", elbo},      {"recon", recon}, {"kl", kl}, {"active_units", active_units},
-      {"kl_per_dim", kl_per_dim}, {"seconds", seconds}};
+      {"examples", examples},     {"elbo", elbo},       {"recon", recon},   {"kl", kl}, {"active_units", active_units},
+      {"kl_per_dim", kl_per_dim}, {"seconds", seconds}, {"cpu", cpu_info()}};
   if (iwae_k > 0) {
     j["iwae_k"] = iwae_k;
     j["iwae_nll"] = iwae_nll;

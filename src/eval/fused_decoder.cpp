@@ -5,9 +5,9 @@
 
 #include <cstring>
 
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
 #include "latent/checkpoint.h"
-#include "train/fused_kernels.h"
-#include "train/gemm.h"
 
 namespace latent {
 
@@ -24,10 +24,10 @@ std::unique_ptr<FusedMlpDecoder> FusedMlpDecoder::make(VaeImpl& model, Precision
     const std::string name = "decoder." + std::to_string(2 * j);
     decoder->layers_.push_back({params.at(name + ".weight").detach().t().contiguous(), params.at(name + ".bias").detach()});
   }
-  std::vector<PackedMlp::Layer> packed;
+  std::vector<cpu::PackedMlp::Layer> packed;
   for (size_t j = 0; j < decoder->layers_.size(); ++j)
     packed.push_back({decoder->layers_[j].Wt.t(), decoder->layers_[j].b, j + 1 < decoder->layers_.size()});
-  decoder->packed_ = PackedMlp::make(packed, precision);
+  decoder->packed_ = cpu::PackedMlp::make(packed, precision);
   if (precision == Precision::kFloat32) {
     std::vector<SplitReluDecoder::Layer> split;
     for (const Layer& l : decoder->layers_) split.push_back({l.Wt, l.b});
@@ -44,7 +44,7 @@ void FusedMlpDecoder::log_likelihood(const float* z, int64_t R, const float* con
   logits.resize(static_cast<size_t>(R * D));
   logits_into(z, R, logits.data());
   const float* l = logits.data();
-  at::parallel_for(0, R, 32, [&](int64_t r0, int64_t r1) { kernels::bernoulli_log_prob_rows(l, x_rows, out, r0, r1, D); });
+  at::parallel_for(0, R, 32, [&](int64_t r0, int64_t r1) { cpu::kernels().bernoulli_log_prob_rows(l, x_rows, out, r0, r1, D); });
 }
 
 void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float* x, int64_t chunk, double* out) const {
@@ -65,14 +65,14 @@ void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float*
   for (int64_t r0 = 0; r0 < R; r0 += chunk) {
     const int64_t c = std::min(chunk, R - r0);
     packed_->hidden(z + r0 * d, c, h.data());
-    kernels::mark_positive(h.data(), c, H, used.data());
+    cpu::kernels().mark_positive(h.data(), c, H, used.data());
   }
   std::vector<int32_t> active;
   for (int64_t i = 0; i < H; ++i)
     if (used[i]) active.push_back(static_cast<int32_t>(i));
   // Pass 2: the decoder again (its hidden layers are cheap beside the last), on the active units of
   // its last hidden layer only where that leaves out a tenth or more of the last layer's products.
-  std::unique_ptr<PackedMlp::Restricted> restricted;
+  std::unique_ptr<cpu::PackedMlp::Restricted> restricted;
   if (!active.empty() && active.size() * 10 <= static_cast<size_t>(H) * 9) restricted = packed_->restrict_last(active);
   logits.resize(static_cast<size_t>(chunk * D));
   for (int64_t r0 = 0; r0 < R; r0 += chunk) {
@@ -81,7 +81,7 @@ void FusedMlpDecoder::log_likelihood_one(const float* z, int64_t R, const float*
       restricted->forward(z + r0 * d, c, logits.data());
     else
       packed_->forward(z + r0 * d, c, logits.data());
-    kernels::bernoulli_log_prob_rows(logits.data(), x_rows.data(), out + r0, 0, c, D);
+    cpu::kernels().bernoulli_log_prob_rows(logits.data(), x_rows.data(), out + r0, 0, c, D);
   }
 }
 
@@ -94,10 +94,10 @@ const at::Tensor& FusedMlpDecoder::forward(const at::Tensor& z, std::vector<at::
   }
   for (size_t j = 0; j < layers_.size(); ++j) {
     at::Tensor& o = outs[j];  // [R, out]
-    gemm(h, false, layers_[j].Wt, false, o);
+    cpu::gemm(h, false, layers_[j].Wt, false, o);
     const bool relu = j + 1 < layers_.size();
     at::parallel_for(0, R, 64, [&](int64_t r0, int64_t r1) {
-      kernels::bias_act(o.data_ptr<float>() + r0 * o.size(1), layers_[j].b.data_ptr<float>(), r1 - r0, o.size(1), relu);
+      cpu::kernels().bias_act(o.data_ptr<float>() + r0 * o.size(1), layers_[j].b.data_ptr<float>(), r1 - r0, o.size(1), relu);
     });
     h = o;
   }

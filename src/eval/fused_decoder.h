@@ -1,4 +1,4 @@
-// The decoder of an mlp_vae with ReLU and a Bernoulli likelihood, as matrix products on gemm()
+// The decoder of an mlp_vae with ReLU and a Bernoulli likelihood, as matrix products on cpu::gemm()
 // and one-pass kernels: log p(x | z) for many rows at once, without autograd or temporaries.
 // The IWAE estimate spends nearly all its time here (k decoder passes per image).
 #pragma once
@@ -6,9 +6,9 @@
 #include <memory>
 #include <vector>
 
+#include "cpu/packed_mlp.h"
 #include "eval/split_relu_decoder.h"
 #include "latent/model.h"
-#include "train/packed_mlp.h"
 
 namespace latent {
 
@@ -24,7 +24,7 @@ class FusedMlpDecoder {
   void log_likelihood(const float* z, int64_t R, const float* const* x_rows, double* out) const;
 
   /// out[r] = log p(x | z[r]) for R rows of z that all decode toward one x (the k samples of one
-  /// image), on the calling thread. In fp32 on AVX-512 it runs on SplitReluDecoder (units silent in a
+  /// image), on the calling thread. In fp32 with AVX2 or AVX-512 kernels it runs on SplitReluDecoder (units silent in a
   /// block of rows left out, units firing on most rows folded into a map of the layer's input); else in chunks of
   /// `chunk` rows, and with oneDNN in fp32 or bf16x3 the last layer leaves out the hidden units that
   /// no row uses (exact: their products are zero).
@@ -37,7 +37,7 @@ class FusedMlpDecoder {
   void logits_into(const float* z, int64_t R, float* out) const;
 
   Precision precision() const { return packed_ ? packed_->precision() : Precision::kFloat32; }
-  /// What log_likelihood_one runs on in fp32 on AVX-512 (null elsewhere).
+  /// What log_likelihood_one runs on in fp32 with AVX2 or AVX-512 kernels (null elsewhere).
   const SplitReluDecoder* split() const { return split_.get(); }
 
  private:
@@ -48,8 +48,8 @@ class FusedMlpDecoder {
   /// h [R, in] through every layer into `outs` ([R, out] each); returns the last.
   const at::Tensor& forward(const at::Tensor& z, std::vector<at::Tensor>& outs) const;
   std::vector<Layer> layers_;
-  std::unique_ptr<PackedMlp> packed_;        // null without oneDNN
-  std::unique_ptr<SplitReluDecoder> split_;  // fp32 on AVX-512 only
+  std::unique_ptr<cpu::PackedMlp> packed_;   // null without oneDNN
+  std::unique_ptr<SplitReluDecoder> split_;  // fp32 with AVX2 or AVX-512 kernels only
   int64_t data_dim_ = 0;
   std::vector<int64_t> data_shape_;
 };

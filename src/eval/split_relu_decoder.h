@@ -1,5 +1,5 @@
 // @brief log p(x | z) of a Bernoulli MLP decoder with ReLU hidden layers for the k samples of one
-// image, in float32 on AVX-512, doing under a third of the multiply-adds of the dense last layer.
+// image, in float32, doing under a third of the multiply-adds of the dense last layer.
 //
 // A ReLU layer is linear wherever its units keep their signs, and the k samples of one image lie
 // close together in latent space, so in a block of a few samples most units of the last hidden
@@ -14,8 +14,8 @@
 // part is not zero on some row: units outside F that fire there, units of F that are silent there.
 // On the 784-400-20 Fashion-MNIST decoder that is 0.29 of the dense layer's multiply-adds. Each
 // piece is exact algebra; only float32's summation order changes (tested against float64). The
-// products run in a register-tiled AVX-512 kernel that reads B row by row through pointers, so
-// choosing a block's units costs no copying.
+// products run in a register-tiled kernel (cpu::Kernels::tile_gemm: AVX-512 or AVX2) that reads B
+// row by row through pointers, so choosing a block's units costs no copying.
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -23,6 +23,8 @@
 #include <cstdint>
 #include <memory>
 #include <vector>
+
+#include "cpu/kernels.h"
 
 namespace latent {
 
@@ -36,9 +38,11 @@ class SplitReluDecoder {
     int64_t rows = 0, multiply_adds = 0, dense_multiply_adds = 0;
   };
 
-  /// Null where the CPU has no AVX-512 or the decoder has no hidden layer (callers keep their other
-  /// path). Every layer but the last has ReLU. Keeps the tensors (no copies), so they must not change.
-  static std::unique_ptr<SplitReluDecoder> make(std::vector<Layer> layers);
+  /// Null where the decoder has no hidden layer, or where `kernels` is null and the kernels chosen
+  /// for this CPU are the portable ones (then oneDNN's products are faster: callers keep their other
+  /// path). Every layer but the last has ReLU. Keeps the tensors (no copies), so they must not
+  /// change. `kernels`: a variant to run on (tests run each one), instead of cpu::kernels().
+  static std::unique_ptr<SplitReluDecoder> make(std::vector<Layer> layers, const cpu::Kernels* kernels = nullptr);
 
   /// out[r] = log p(x | z[r]) for z [R, d] (row-major float32) and one target x [D] (the Bernoulli
   /// log-likelihood of the logits, x in [0, 1]). Runs on the calling thread; any number of threads
@@ -46,8 +50,9 @@ class SplitReluDecoder {
   void log_likelihood_one(const float* z, int64_t R, const float* x, double* out, Work* work = nullptr) const;
 
  private:
-  explicit SplitReluDecoder(std::vector<Layer> layers) : layers_(std::move(layers)) {}
+  SplitReluDecoder(std::vector<Layer> layers, const cpu::Kernels& kernels) : layers_(std::move(layers)), k_(kernels) {}
   std::vector<Layer> layers_;
+  const cpu::Kernels& k_;
 };
 
 }  // namespace latent

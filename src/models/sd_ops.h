@@ -11,6 +11,8 @@
 #include <ATen/Tensor.h>
 
 #include <memory>
+#include <string>
+#include <vector>
 
 #include "latent/precision.h"
 
@@ -61,6 +63,9 @@ class SdOps {
   /// Forgets what the implementation noted about this pass's activations (oneDNN: the per-channel
   /// sums of convolution outputs); a forward pass calls it when it ends.
   virtual void end_pass() {}
+  /// oneDNN's names for the kernels and reorders made so far ("brg:avx512_core", "jit:avx2", ...),
+  /// so tests can check that none is a reference kernel; empty for ATen's.
+  virtual std::vector<std::string> kernel_names() const { return {}; }
 };
 
 /// Bytes of a banded convolution's input band (oneDNN): big enough for the kernels to run at full

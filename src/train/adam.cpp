@@ -5,8 +5,8 @@
 
 #include <cmath>
 
+#include "cpu/kernels.h"
 #include "latent/error.h"
-#include "train/fused_kernels.h"
 
 namespace latent {
 
@@ -51,16 +51,17 @@ void Adam::step() {
     v.mul_(b2).addcmul_(g, g, 1.0 - b2);
     p.addcdiv_(m, v.sqrt().mul_(inv_sqrt_bias2).add_(eps), -step_size);
   }
+  const cpu::Kernels& k = cpu::kernels();
   at::parallel_for(0, offsets.back(), 32768, [&](int64_t begin, int64_t end) {
     for (size_t j = 0; j < fused.size(); ++j) {
       const int64_t lo = std::max(begin, offsets[j]), hi = std::min(end, offsets[j + 1]);
       if (lo >= hi) continue;
       const size_t i = fused[j];
-      const int64_t k = lo - offsets[j];
-      kernels::adam_update(params_[i].second.data_ptr<float>() + k, params_[i].second.grad().data_ptr<float>() + k,
-                           exp_avg_[i].data_ptr<float>() + k, exp_avg_sq_[i].data_ptr<float>() + k, hi - lo,
-                           static_cast<float>(b1), static_cast<float>(b2), static_cast<float>(step_size),
-                           static_cast<float>(inv_sqrt_bias2), static_cast<float>(eps));
+      const int64_t at = lo - offsets[j];
+      k.adam_update(params_[i].second.data_ptr<float>() + at, params_[i].second.grad().data_ptr<float>() + at,
+                    exp_avg_[i].data_ptr<float>() + at, exp_avg_sq_[i].data_ptr<float>() + at, hi - lo, static_cast<float>(b1),
+                    static_cast<float>(b2), static_cast<float>(step_size), static_cast<float>(inv_sqrt_bias2),
+                    static_cast<float>(eps));
     }
   });
 }

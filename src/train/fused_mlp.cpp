@@ -6,8 +6,8 @@
 //             g_{j+1} = relu(g_j V_j^T + c_j), logits = g V_last^T + c_last      [B, D]
 //   loss:     mean_B( -log p(x|z) + beta KL(q || N(0, I)) )
 //   backward: the same chain in reverse; weight gradients are (dA)^T H products.
-// The matrix products go to gemm() (oneDNN sgemm, or at::mm) into the preallocated buffers; the elementwise work (likelihood and
-// its gradient, reparameterization, KL, ReLU backward) is fused into single passes (fused_kernels.cpp). The result matches
+// The matrix products go to cpu::gemm() (oneDNN sgemm, or at::mm) into the preallocated buffers; the elementwise work (likelihood
+// and its gradient, reparameterization, KL, ReLU backward) is fused into single passes (cpu::kernels()). The result matches
 // autograd to float rounding (tests/unit/test_fused_mlp.cpp).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -15,9 +15,9 @@
 #include <algorithm>
 #include <map>
 
+#include "cpu/gemm.h"
+#include "cpu/kernels.h"
 #include "latent/checkpoint.h"
-#include "train/fused_kernels.h"
-#include "train/gemm.h"
 #include "train/step.h"
 
 namespace latent {
@@ -30,7 +30,7 @@ struct Linear {
 class FusedMlpStep : public TrainStep {
  public:
   FusedMlpStep(VaeImpl& model, std::map<std::string, at::Tensor> params, Precision precision) : model_(model) {
-    if (precision == Precision::kBFloat16) bf16_ = std::make_unique<Bf16Gemm>();
+    if (precision == Precision::kBFloat16) bf16_ = std::make_unique<cpu::Bf16Gemm>();
     const ModelConfig& c = model.config();
     auto linear = [&](const std::string& name) {
       Linear l{params.at(name + ".weight"), params.at(name + ".bias"), {}, {}};
@@ -68,8 +68,9 @@ class FusedMlpStep : public TrainStep {
     linear_act(h, mu_, mu, false);  // [B, d]
     linear_act(h, lv_, lv, false);  // [B, d]
     double* kl_rows = kl_rows_.data_ptr<double>();
-    kernels::reparam_forward(mu.data_ptr<float>(), lv.data_ptr<float>(), eps.data_ptr<float>(), z.data_ptr<float>(),
-                             sigma.data_ptr<float>(), kl_rows, 0, B, d);
+    const cpu::Kernels& k = cpu::kernels();
+    k.reparam_forward(mu.data_ptr<float>(), lv.data_ptr<float>(), eps.data_ptr<float>(), z.data_ptr<float>(),
+                      sigma.data_ptr<float>(), kl_rows, 0, B, d);
     at::Tensor g = z;  // [B, d]
     for (size_t j = 0; j + 1 < dec_.size(); ++j) {
       at::Tensor out = rows(dec_h_[j]);
@@ -91,10 +92,10 @@ class FusedMlpStep : public TrainStep {
     at::parallel_for(0, B, 16, [&](int64_t r0, int64_t r1) {
       std::vector<float> scratch(2 * D);
       if (bernoulli)
-        kernels::bernoulli_nll_grad(op, xp, dp, nll, scratch.data(), r0, r1, D, scale);
+        k.bernoulli_nll_grad(op, xp, dp, nll, scratch.data(), r0, r1, D, scale);
       else
-        kernels::gaussian_nll_grad(op, xp, lvp, dp, glv_rows.defined() ? glv_rows.data_ptr<float>() : nullptr, nll,
-                                   scratch.data(), r0, r1, D, scale);
+        k.gaussian_nll_grad(op, xp, lvp, dp, glv_rows.defined() ? glv_rows.data_ptr<float>() : nullptr, nll, scratch.data(), r0,
+                            r1, D, scale);
     });
     if (glv_rows.defined()) {
       at::Tensor g_flat = g_dec_logvar_.view({D});
@@ -117,13 +118,13 @@ class FusedMlpStep : public TrainStep {
       at::sum_out(dec_[j].gb, dg, 0);
       at::Tensor din = rows(j == 0 ? dz_buf_ : dec_dh_[j - 1]);
       product(dg, false, dec_[j].W, false, din);  // [B, in]
-      if (j > 0) kernels::relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
+      if (j > 0) k.relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
       dg = din;
     }
     // Through the reparameterization and the KL.
     at::Tensor dmu = rows(dmu_buf_), dlv = rows(dlv_buf_);
-    kernels::reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(), sigma.data_ptr<float>(),
-                              dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d, static_cast<float>(beta) * scale);
+    k.reparam_backward(dg.data_ptr<float>(), mu.data_ptr<float>(), eps.data_ptr<float>(), sigma.data_ptr<float>(),
+                       dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d, static_cast<float>(beta) * scale);
     at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
     product(dmu, true, henc, false, mu_.gW);  // [d, h]
     at::sum_out(mu_.gb, dmu, 0);
@@ -136,7 +137,7 @@ class FusedMlpStep : public TrainStep {
     // Through the encoder.
     for (size_t i = enc_.size(); i-- > 0;) {
       const at::Tensor hout = rows(enc_h_[i]);
-      kernels::relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
+      k.relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
       const at::Tensor in = i == 0 ? x : rows(enc_h_[i - 1]);
       product(dh, true, in, false, enc_[i].gW);  // [h_i, in]
       at::sum_out(enc_[i].gb, dh, 0);
@@ -157,13 +158,13 @@ class FusedMlpStep : public TrainStep {
     if (bf16_ && std::min({c.size(0), c.size(1), K}) >= 64)
       bf16_->run(a, trans_a, b, trans_b, c, accumulate);
     else
-      gemm(a, trans_a, b, trans_b, c, accumulate);
+      cpu::gemm(a, trans_a, b, trans_b, c, accumulate);
   }
 
   // out = act(in W^T + b): the product, then bias and activation in one pass.
   void linear_act(const at::Tensor& in, const Linear& l, const at::Tensor& out, bool relu) {
     product(in, false, l.W, true, out);
-    kernels::bias_act(out.data_ptr<float>(), l.b.data_ptr<float>(), out.size(0), out.size(1), relu);
+    cpu::kernels().bias_act(out.data_ptr<float>(), l.b.data_ptr<float>(), out.size(0), out.size(1), relu);
   }
 
   static at::Tensor grad_of(at::Tensor& p) {
@@ -204,7 +205,7 @@ class FusedMlpStep : public TrainStep {
   }
 
   VaeImpl& model_;
-  std::unique_ptr<Bf16Gemm> bf16_;  // mixed precision: bfloat16 products
+  std::unique_ptr<cpu::Bf16Gemm> bf16_;  // mixed precision: bfloat16 products
   std::vector<Linear> enc_, dec_;
   Linear mu_, lv_;
   at::Tensor dec_logvar_, g_dec_logvar_;

@@ -11,6 +11,7 @@
 
 #include "latent/atomic_file.h"
 #include "latent/checkpoint.h"
+#include "latent/cpu.h"
 #include "latent/eval.h"
 #include "latent/image.h"
 #include "latent/objective.h"
@@ -191,6 +192,7 @@ TrainResult run_loop(Run& run) {
     nlohmann::json m = {{"epoch", epoch + 1},
                         {"objective", opt.objective},
                         {"precision", opt.precision},
+                        {"cpu", cpu_info()},
                         {"beta", beta},
                         {"train_loss", sum_loss / seen},
                         {"train_elbo", -(sum_recon + sum_kl) / seen},

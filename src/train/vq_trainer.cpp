@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstdio>
 
+#include "latent/cpu.h"
 #include "latent/eval.h"
 #include "latent/image.h"
 #include "latent/progress.h"
@@ -205,6 +206,7 @@ TrainResult train_vq(CheckpointInfo info, VqVae model_ptr, DataSplit data, const
     at::Tensor epoch_hist = at::tensor(epoch_counts);
     nlohmann::json m = {{"epoch", epoch + 1},
                         {"objective", "vq"},
+                        {"cpu", cpu_info()},
                         {"train_loss", sum_loss / seen},
                         {"train_recon", sum_recon / seen},
                         {"train_commitment", sum_commit / seen},

@@ -2,9 +2,9 @@
 // approximations against the C library.
 #include <cmath>
 
+#include "cpu/kernels.h"
 #include "latent/checkpoint.h"
 #include "test_util.h"
-#include "train/fused_kernels.h"
 #include "train/step.h"
 
 namespace latent {
@@ -16,9 +16,9 @@ TEST(FusedKernels, ExpAndLog1pAreAccurate) {
   double worst_exp = 0, worst_log = 0;
   for (int i = 0; i <= 200000; ++i) {
     const float x = -87.0f * static_cast<float>(i) / 200000;
-    worst_exp = std::max(worst_exp, std::abs(kernels::exp_nonpositive(x) / std::exp(double(x)) - 1));
+    worst_exp = std::max(worst_exp, std::abs(cpu::exp_nonpositive(x) / std::exp(double(x)) - 1));
     const float e = static_cast<float>(i) / 200000;
-    worst_log = std::max(worst_log, std::abs(kernels::log1p_unit(e) - std::log1p(double(e))));
+    worst_log = std::max(worst_log, std::abs(cpu::log1p_unit(e) - std::log1p(double(e))));
   }
   EXPECT_LT(worst_exp, 4e-7);  // a few float ulps (relative)
   EXPECT_LT(worst_log, 3e-7);  // a few float ulps of log 2 (absolute)
@@ -29,25 +29,28 @@ TEST(FusedKernels, SoftplusTableIsAccurate) {
   double worst = 0;
   for (int i = 0; i <= 400000; ++i) {
     const float a = 40.0f * static_cast<float>(i) / 400000;
-    worst = std::max(worst, std::abs(kernels::softplus_of_nonnegative(a) - std::log1p(std::exp(-double(a)))));
+    worst = std::max(worst, std::abs(cpu::softplus_of_nonnegative(a) - std::log1p(std::exp(-double(a)))));
   }
   EXPECT_LT(worst, 1.5e-7);
 }
 
 TEST(FusedKernels, BernoulliLogProbRowsMatchFloat64) {
-  // Whole rows (a tail shorter than 16, logits beyond +-32) against float64: 1e-5 relative.
-  at::manual_seed(13);
-  for (int64_t D : {5, 37, 784}) {
-    at::Tensor l = at::randn({6, D}) * 12, x = at::rand({6, D});
-    std::vector<const float*> rows;
-    for (int64_t r = 0; r < 6; ++r) rows.push_back(x.data_ptr<float>() + r * D);
-    std::vector<double> out(6);
-    kernels::bernoulli_log_prob_rows(l.data_ptr<float>(), rows.data(), out.data(), 0, 6, D);
-    const at::Tensor ld = l.to(at::kDouble), xd = x.to(at::kDouble);
-    const at::Tensor expect = (xd * ld - (ld.clamp_min(0) + at::log1p(at::exp(-ld.abs())))).sum(1);
-    for (int64_t r = 0; r < 6; ++r)
-      EXPECT_NEAR(out[r], expect[r].item<double>(), 1e-5 * std::abs(expect[r].item<double>())) << D << " row " << r;
-  }
+  // Whole rows (a tail shorter than 16, logits beyond +-32) against float64: 1e-5 relative, on
+  // every variant this CPU runs.
+  for (const cpu::Kernels* k : cpu::variants())
+    for (int64_t D : {5, 37, 784}) {
+      SCOPED_TRACE(cpu::isa_name(k->isa));
+      at::manual_seed(13);
+      at::Tensor l = at::randn({6, D}) * 12, x = at::rand({6, D});
+      std::vector<const float*> rows;
+      for (int64_t r = 0; r < 6; ++r) rows.push_back(x.data_ptr<float>() + r * D);
+      std::vector<double> out(6);
+      k->bernoulli_log_prob_rows(l.data_ptr<float>(), rows.data(), out.data(), 0, 6, D);
+      const at::Tensor ld = l.to(at::kDouble), xd = x.to(at::kDouble);
+      const at::Tensor expect = (xd * ld - (ld.clamp_min(0) + at::log1p(at::exp(-ld.abs())))).sum(1);
+      for (int64_t r = 0; r < 6; ++r)
+        EXPECT_NEAR(out[r], expect[r].item<double>(), 1e-5 * std::abs(expect[r].item<double>())) << D << " row " << r;
+    }
 }
 
 struct FusedCase {
@@ -111,12 +114,8 @@ TEST(FusedMlp, MixedPrecisionStepStaysWithinBFloat16Rounding) {
     for (size_t i = 0; i < pa.size(); ++i) pb[i].second.copy_(pa[i].second);
   }
   auto fp32 = make_fused_mlp_step(*a);
-  std::unique_ptr<TrainStep> bf16;
-  try {
-    bf16 = make_fused_mlp_step(*b, Precision::kBFloat16);
-  } catch (const Error&) {
-    GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
-  }
+  LATENT_SKIP_WITHOUT_BF16();
+  std::unique_ptr<TrainStep> bf16 = make_fused_mlp_step(*b, Precision::kBFloat16);
   ASSERT_TRUE(bf16);
   for (int rep = 0; rep < 2; ++rep) {  // the second step must not reuse the first step's rounded operands
     at::Tensor x = at::bernoulli(at::full({128, 100}, 0.3));
@@ -226,12 +225,8 @@ TEST(FusedMlpDecoder, OneImagesRowsMatchTheGeneralPath) {
       if (name == "decoder.0.bias") p.narrow(0, 0, 30).fill_(-50.0);
   }
   for (Precision p : {Precision::kFloat32, Precision::kBFloat16x3}) {
-    std::unique_ptr<FusedMlpDecoder> fused;
-    try {
-      fused = FusedMlpDecoder::make(*m, p);
-    } catch (const Error&) {
-      continue;  // bf16x3 without bfloat16 matrix units
-    }
+    if (p != Precision::kFloat32 && !cpu::features().bf16) continue;  // (bf16x3 needs bfloat16 dot products)
+    std::unique_ptr<FusedMlpDecoder> fused = FusedMlpDecoder::make(*m, p);
     ASSERT_TRUE(fused);
     at::Tensor x = at::bernoulli(at::full({64}, 0.3));
     at::Tensor z = at::randn({300, 4});
@@ -255,13 +250,9 @@ TEST(FusedMlpDecoder, IwaeEstimateDoesNotDependOnThreadsAndBFloat16x3AgreesWithF
   const at::Tensor two = iwae_log_likelihood(*m, x, 700, 3, 256);
   at::set_num_threads(threads);
   EXPECT_TRUE(one.equal(two)) << "each image draws from its own generator, whatever thread runs it";
+  LATENT_SKIP_WITHOUT_BF16();
   Precision used = Precision::kFloat32;
-  at::Tensor x3;
-  try {
-    x3 = iwae_log_likelihood(*m, x, 700, 3, 256, false, Precision::kBFloat16x3, &used);
-  } catch (const Error&) {
-    GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
-  }
+  const at::Tensor x3 = iwae_log_likelihood(*m, x, 700, 3, 256, false, Precision::kBFloat16x3, &used);
   EXPECT_EQ(used, Precision::kBFloat16x3);
   EXPECT_TRUE(test::all_close(x3, one, 0, 1e-4)) << "bf16x3 moves the estimate by far less than 1e-4 nats";
 }

@@ -6,12 +6,15 @@
 #include <cstring>
 #include <thread>
 
+#include "cpu/kernels.h"
+#include "cpu/packed_mlp.h"
 #include "latent/error.h"
-#include "train/fused_kernels.h"
-#include "train/packed_mlp.h"
+#include "test_util.h"
 
 namespace latent {
 namespace {
+
+using cpu::PackedMlp;
 
 std::vector<PackedMlp::Layer> random_layers(const std::vector<int64_t>& sizes) {
   std::vector<PackedMlp::Layer> layers;
@@ -36,14 +39,6 @@ at::Tensor run(const PackedMlp& mlp, const at::Tensor& x) {
   return y;
 }
 
-std::unique_ptr<PackedMlp> make_or_skip(const std::vector<PackedMlp::Layer>& layers, Precision p) {
-  try {
-    return PackedMlp::make(layers, p);
-  } catch (const Error&) {  // bf16 on a CPU or build without it
-    return nullptr;
-  }
-}
-
 TEST(PackedMlp, Float32MatchesTheReferenceForEveryRowCount) {
   // float32 products in another order than float64: 1e-4 absolute on outputs of magnitude ~1-3.
   at::manual_seed(1);
@@ -60,12 +55,13 @@ TEST(PackedMlp, Float32MatchesTheReferenceForEveryRowCount) {
 }
 
 TEST(PackedMlp, BFloat16StaysWithinItsRounding) {
+  LATENT_SKIP_WITHOUT_BF16();
   // bfloat16 keeps 8 significant bits: inputs and weights are rounded by up to 2^-9 relative, the
   // sums run in float32. On these sizes the outputs (magnitude ~1-3) move by at most 0.05.
   at::manual_seed(2);
   const auto layers = random_layers({20, 64, 48, 30});
-  auto mlp = make_or_skip(layers, Precision::kBFloat16);
-  if (!mlp) GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
+  auto mlp = PackedMlp::make(layers, Precision::kBFloat16);
+  if (!mlp) GTEST_SKIP() << "built without oneDNN";
   EXPECT_EQ(mlp->precision(), Precision::kBFloat16);
   for (int64_t rows : {1, 16, 333}) {
     at::Tensor x = at::randn({rows, 20});
@@ -117,21 +113,24 @@ TEST(PackedMlp, PrecisionNames) {
 
 TEST(Kernels, ToU8RoundsAndClamps) {
   const float x[] = {0.0f, 1.0f, 0.5f, -3.0f, 7.0f, std::nanf(""), 1.0f / 255 * 10.49f, 1.0f / 255 * 10.51f, 0.999f};
-  uint8_t out[9];
-  kernels::to_u8(x, 9, out);
   const uint8_t expect[] = {0, 255, 128, 0, 255, 0, 10, 11, 255};
-  for (int i = 0; i < 9; ++i) EXPECT_EQ(out[i], expect[i]) << i;
+  for (const cpu::Kernels* k : cpu::variants()) {
+    uint8_t out[9];
+    k->to_u8(x, 9, out);
+    for (int i = 0; i < 9; ++i) EXPECT_EQ(out[i], expect[i]) << cpu::isa_name(k->isa) << " " << i;
+  }
 }
 
 TEST(PackedMlp, BFloat16x3KeepsFloat32Accuracy) {
   // Three bfloat16 products per float32 one keep ~17 bits: against float64 the outputs (magnitude
   // ~1-3) stay within 3e-5, where plain bfloat16 misses by more than 1e-3. Every layer is 64 wide
   // or more, so every one is split.
+  LATENT_SKIP_WITHOUT_BF16();
   at::manual_seed(7);
   const auto layers = random_layers({96, 128, 80, 40});
-  auto x3 = make_or_skip(layers, Precision::kBFloat16x3);
-  auto bf16 = make_or_skip(layers, Precision::kBFloat16);
-  if (!x3 || !bf16) GTEST_SKIP() << "no bfloat16 matrix units on this CPU";
+  auto x3 = PackedMlp::make(layers, Precision::kBFloat16x3);
+  auto bf16 = PackedMlp::make(layers, Precision::kBFloat16);
+  if (!x3) GTEST_SKIP() << "built without oneDNN";
   EXPECT_EQ(x3->precision(), Precision::kBFloat16x3);
   for (int64_t rows : {1, 16, 300}) {
     at::Tensor x = at::randn({rows, 96});
@@ -151,8 +150,8 @@ void check_restricted_last(Precision precision, double tolerance) {
     auto layers = random_layers(sizes);
     const size_t cut = layers.size() - 2;              // the layer whose units are cut
     layers[cut].bias.narrow(0, 10, 37).fill_(-100.0);  // 37 units that never fire: not a multiple of 32 left
-    auto mlp = make_or_skip(layers, precision);
-    if (!mlp) GTEST_SKIP() << "no oneDNN or no bfloat16 matrix units";
+    auto mlp = PackedMlp::make(layers, precision);
+    if (!mlp) GTEST_SKIP() << "built without oneDNN";
     const int64_t rows = 70;
     at::Tensor x = at::randn({rows, 20});
     at::Tensor h = at::empty({rows, 100});
@@ -160,7 +159,7 @@ void check_restricted_last(Precision precision, double tolerance) {
     std::vector<PackedMlp::Layer> head(layers.begin(), layers.end() - 1);
     EXPECT_LT((h.to(at::kDouble) - reference(head, x)).abs().max().item<double>(), tolerance);
     std::vector<uint8_t> used(100, 0);
-    kernels::mark_positive(h.data_ptr<float>(), rows, 100, used.data());
+    cpu::kernels().mark_positive(h.data_ptr<float>(), rows, 100, used.data());
     std::vector<int32_t> active;
     for (int32_t i = 0; i < 100; ++i)
       if (used[i]) active.push_back(i);
@@ -178,38 +177,51 @@ void check_restricted_last(Precision precision, double tolerance) {
 }
 
 TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneFloat32) { check_restricted_last(Precision::kFloat32, 1e-4); }
-TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneBFloat16x3) { check_restricted_last(Precision::kBFloat16x3, 1e-4); }
+TEST(PackedMlp, RestrictedLastLayerEqualsTheWholeOneBFloat16x3) {
+  LATENT_SKIP_WITHOUT_BF16();
+  check_restricted_last(Precision::kBFloat16x3, 1e-4);
+}
+
+TEST(PackedMlp, BFloat16WithoutBFloat16InstructionsIsAClearError) {
+  if (cpu::features().bf16) GTEST_SKIP() << "this CPU has bfloat16 dot products (cap it: LATENT_MAX_CPU_ISA=avx512)";
+  const auto layers = random_layers({8, 16, 4});
+  for (Precision p : {Precision::kBFloat16, Precision::kBFloat16x3})
+    EXPECT_ERROR_WITH(PackedMlp::make(layers, p), "needs bfloat16 dot products (AVX512-BF16 or AMX)");
+}
 
 TEST(Kernels, SplitBFloat16x3HoldsTheValueInTwoParts) {
-  at::manual_seed(9);
-  at::Tensor x = at::randn({3, 37}) * at::exp(at::randn({3, 37}) * 3);  // magnitudes over many octaves
-  const int32_t cols[] = {5, 0, 36, 5};
-  constexpr int kPadded = 6;  // two zero columns after the four taken
-  std::vector<uint16_t> hi(3 * kPadded, 0xffff), lo(hi), hi_all(3 * 40, 0xffff), lo_all(hi_all);
-  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, hi.data(), lo.data());
-  kernels::split_bf16x3(x.data_ptr<float>(), 3, 37, nullptr, 37, 40, hi_all.data(), lo_all.data());
-  auto value = [](uint16_t h) {
-    const uint32_t u = static_cast<uint32_t>(h) << 16;
-    float f;
-    std::memcpy(&f, &u, 4);
-    return static_cast<double>(f);
-  };
-  for (int r = 0; r < 3; ++r) {
-    for (int i = 0; i < 4; ++i) {
-      const double v = x[r][cols[i]].item<double>();
-      const uint16_t h = hi[r * kPadded + i], l = lo[r * kPadded + i];
-      EXPECT_LE(std::abs(value(h) - v), std::abs(v) * std::ldexp(1.0, -8)) << "hi is v rounded to 8 bits";
-      EXPECT_LE(std::abs(value(h) + value(l) - v), std::abs(v) * std::ldexp(1.0, -16)) << r << "," << i;
-      EXPECT_EQ(h, hi_all[r * 40 + cols[i]]);  // the same split with and without a gather
-      EXPECT_EQ(l, lo_all[r * 40 + cols[i]]);
+  for (const cpu::Kernels* k : cpu::variants()) {
+    SCOPED_TRACE(cpu::isa_name(k->isa));
+    at::manual_seed(9);
+    at::Tensor x = at::randn({3, 37}) * at::exp(at::randn({3, 37}) * 3);  // magnitudes over many octaves
+    const int32_t cols[] = {5, 0, 36, 5};
+    constexpr int kPadded = 6;  // two zero columns after the four taken
+    std::vector<uint16_t> hi(3 * kPadded, 0xffff), lo(hi), hi_all(3 * 40, 0xffff), lo_all(hi_all);
+    k->split_bf16x3(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, hi.data(), lo.data());
+    k->split_bf16x3(x.data_ptr<float>(), 3, 37, nullptr, 37, 40, hi_all.data(), lo_all.data());
+    auto value = [](uint16_t h) {
+      const uint32_t u = static_cast<uint32_t>(h) << 16;
+      float f;
+      std::memcpy(&f, &u, 4);
+      return static_cast<double>(f);
+    };
+    for (int r = 0; r < 3; ++r) {
+      for (int i = 0; i < 4; ++i) {
+        const double v = x[r][cols[i]].item<double>();
+        const uint16_t h = hi[r * kPadded + i], l = lo[r * kPadded + i];
+        EXPECT_LE(std::abs(value(h) - v), std::abs(v) * std::ldexp(1.0, -8)) << "hi is v rounded to 8 bits";
+        EXPECT_LE(std::abs(value(h) + value(l) - v), std::abs(v) * std::ldexp(1.0, -16)) << r << "," << i;
+        EXPECT_EQ(h, hi_all[r * 40 + cols[i]]);  // the same split with and without a gather
+        EXPECT_EQ(l, lo_all[r * 40 + cols[i]]);
+      }
+      for (int i = 4; i < kPadded; ++i) EXPECT_EQ(hi[r * kPadded + i] | lo[r * kPadded + i], 0) << "padding is zero";
+      for (int i = 37; i < 40; ++i) EXPECT_EQ(hi_all[r * 40 + i] | lo_all[r * 40 + i], 0) << "padding is zero";
     }
-    for (int i = 4; i < kPadded; ++i) EXPECT_EQ(hi[r * kPadded + i] | lo[r * kPadded + i], 0) << "padding is zero";
-    for (int i = 37; i < 40; ++i) EXPECT_EQ(hi_all[r * 40 + i] | lo_all[r * 40 + i], 0) << "padding is zero";
+    std::vector<float> gathered(3 * kPadded, 1.0f);
+    k->gather_columns(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, gathered.data());
+    for (int r = 0; r < 3; ++r)
+      for (int i = 0; i < kPadded; ++i) EXPECT_EQ(gathered[r * kPadded + i], i < 4 ? x[r][cols[i]].item<float>() : 0.0f);
   }
-  std::vector<float> gathered(3 * kPadded, 1.0f);
-  kernels::gather_columns(x.data_ptr<float>(), 3, 37, cols, 4, kPadded, gathered.data());
-  for (int r = 0; r < 3; ++r)
-    for (int i = 0; i < kPadded; ++i) EXPECT_EQ(gathered[r * kPadded + i], i < 4 ? x[r][cols[i]].item<float>() : 0.0f);
 }
 
 }  // namespace

@@ -205,13 +205,9 @@ TEST_F(ServerTest, TheFastDecodeReplyIsTheGeneralOne) {
 TEST_F(ServerTest, Bf16DecodingStaysWithinAFewPixelLevelsOfFloat32) {
   // bfloat16 rounds inputs and weights to 8 significant bits; on this small model the pixels move
   // by at most 2 of 255 levels (on the Fashion-MNIST model at most 10, nearly all by 1).
-  std::unique_ptr<ExplorerApi> bf16;
-  try {
-    bf16 = std::make_unique<ExplorerApi>(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", ApiLimits{},
-                                         "bf16");
-  } catch (const Error& e) {
-    GTEST_SKIP() << e.what();
-  }
+  LATENT_SKIP_WITHOUT_BF16();
+  auto bf16 = std::make_unique<ExplorerApi>(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors",
+                                            ApiLimits{}, "bf16");
   EXPECT_EQ(bf16->info()["precision"], "bf16");
   at::manual_seed(9);
   at::Tensor z = at::randn({500, kLatent}) * 2;

@@ -9,6 +9,9 @@
 #include <random>
 #include <string>
 
+#include "cpu/features.h"
+#include "latent/cpu.h"
+
 namespace latent::test {
 
 /// A fresh folder under the system temp dir, removed with the object.
@@ -56,6 +59,14 @@ inline ::testing::AssertionResult all_close(const at::Tensor& a, const at::Tenso
     } catch (const latent::Error& e) {                                                             \
       EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << "message: " << e.what(); \
     }                                                                                              \
+  } while (0)
+
+/// Skips the test, naming what is missing, where oneDNN cannot run bfloat16 products on bfloat16
+/// instructions here (no AVX512-BF16 or AMX, a cap, or no oneDNN in the build).
+#define LATENT_SKIP_WITHOUT_BF16()                                                                                         \
+  do {                                                                                                                     \
+    if (!latent::cpu::features().bf16)                                                                                     \
+      GTEST_SKIP() << "needs bfloat16 dot products (AVX512-BF16 or AMX), which this CPU lacks: " << latent::cpu_summary(); \
   } while (0)
 
 }  // namespace latent::test

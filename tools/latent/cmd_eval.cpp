@@ -82,14 +82,17 @@ void add_eval(CLI::App& app) {
          "--precision", a->precision,
          "the IWAE estimate's decoder products (mlp_vae with ReLU and Bernoulli): fp32; bf16x3, three bfloat16 "
          "products per float32 one (~17 of float32's 24 bits; the estimate moved by 2e-7 nats on Fashion-MNIST); bf16; auto: "
-         "bf16x3 on CPUs with AMX, else fp32")
+         "bf16x3 on CPUs with AMX, else fp32. bf16 and bf16x3 need AVX512-BF16 or AMX. The JSON output names the precision "
+         "(\"iwae_precision\") and the CPU path (\"cpu\": kernels, oneDNN's ISA, bf16, amx, cap)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16x3", "bf16"}));
   cmd->add_option("--batch-size", a->batch_size, "examples per batch")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--seed", a->seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);
   cmd->add_flag("--json", a->json, "print JSON");
-  cmd->footer("Example:\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000 --json");
+  cmd->footer(
+      "Example:\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000 --json\n"
+      "  LATENT_MAX_CPU_ISA=avx2 latent eval runs/fmnist/model.safetensors   (as on a CPU without AVX-512)");
   cmd->callback([a]() { run_eval(*a); });
 }
 

@@ -121,7 +121,7 @@ void add_weights_options(CLI::App* c, SdArgs& a) {
   c->add_option("--taesd", a.taesd, "TAESD weights (diffusers AutoencoderTiny safetensors) instead of --vae");
   c->add_option("--scaling-factor", a.scaling_factor, "latents = z x this (default: config.json's, else 0.18215; SDXL 0.13025)")
       ->check(CLI::PositiveNumber);
-  c->add_option("--precision", a.precision, "fp32, or bf16 on CPUs with bfloat16 instructions")
+  c->add_option("--precision", a.precision, "fp32, or bf16 on CPUs with AVX512-BF16 or AMX")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   c->add_option("--tile", a.tile, "tile side in pixels for large images (0: whole images)")

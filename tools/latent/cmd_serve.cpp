@@ -4,6 +4,7 @@
 
 #include "common.h"
 #include "explorer_server.h"
+#include "latent/cpu.h"
 #include "latent/error.h"
 #include "latent/sd_vae.h"
 #include "latent/train.h"
@@ -39,8 +40,8 @@ void run_serve(const ServeArgs& a) {
   // One thread per request: concurrent requests run side by side instead of contending for a pool.
   set_num_threads(1);
   server::ExplorerServer server(checkpoint_load(path), path, args.opt);
-  std::printf("latent explorer: %s  (model %s, %s decoding%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
-              server.api().precision().c_str(),
+  std::printf("latent explorer: %s  (model %s, %s decoding on %s%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
+              server.api().precision().c_str(), cpu_summary().c_str(),
               args.opt.sd ? ("; SD latents from " + args.opt.sd->info()["file"].get<std::string>()).c_str() : "");
   std::fflush(stdout);
   server.run();
@@ -60,7 +61,8 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--threads", a->opt.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 1024));
   cmd->add_option("--precision", a->opt.precision,
                   "decoder products for images: fp32, bf16 (CPUs with AMX or AVX512-BF16: ~2x the requests/s; "
-                  "8% of pixels move, nearly all by 1 of 255 levels), or auto: bf16 where the CPU has it")
+                  "8% of pixels move, nearly all by 1 of 255 levels), or auto: bf16 where the CPU has it, else fp32 "
+                  "(/api/info says which, and the CPU path under \"cpu\")")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
   cmd->add_option("--vae", a->vae, "Stable Diffusion autoencoder weights (safetensors) for the SD latents view")

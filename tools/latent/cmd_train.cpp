@@ -124,7 +124,7 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--no-fused", args->no_fused, "use the autograd step even where the fused MLP step applies");
   cmd->add_option("--precision", args->opt.precision,
                   "fp32, or bf16: mixed precision (bfloat16 products with float32 sums, weights and Adam state; mlp_vae "
-                  "with ReLU; CPUs with bfloat16 matrix instructions)")
+                  "with ReLU; CPUs with AVX512-BF16 or AMX). Each metrics record names it and the CPU path (\"cpu\")")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   cmd->add_flag("--quiet", args->quiet, "no progress bar");

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "common.h"
+#include "latent/cpu.h"
 #include "latent/error.h"
 #include "signals.h"
 
@@ -24,7 +25,10 @@ int main(int argc, char** argv) {
       "runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000\n"
       "  latent serve runs/fmnist/model.safetensors\n"
       "  latent sd roundtrip --vae vae/diffusion_pytorch_model.safetensors photo.png -o photo-vae.png\n"
-      "Run 'latent COMMAND --help' for a command's options.");
+      "Run 'latent COMMAND --help' for a command's options.\n"
+      "CPU: latent picks its kernels (AVX-512, AVX2 or portable) and oneDNN's at run time; LATENT_MAX_CPU_ISA=portable|avx2|"
+      "avx512|avx512_bf16|amx caps both (LibTorch's own: ATEN_CPU_CAPABILITY, OPENBLAS_CORETYPE). eval --json, /api/info "
+      "and each training metrics record say which ran (\"cpu\").\n");
   latent::cli::add_train(app);
   latent::cli::add_eval(app);
   latent::cli::add_generate(app);
@@ -32,6 +36,7 @@ int main(int argc, char** argv) {
   latent::cli::add_score(app);
   latent::cli::add_sd(app);
   try {
+    latent::cpu_info();  // a bad LATENT_MAX_CPU_ISA is one line here, before any command starts threads
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);

@@ -1,5 +1,7 @@
-// SdOps on oneDNN (CPU). Activations with a multiple of 16 channels stay in oneDNN's nChw16c layout
-// ([N, C/16, H, W, 16]) from the first convolution to the last, so no layer reorders its input.
+// SdOps on oneDNN (CPU). Activations with a multiple of L channels stay in oneDNN's channel-blocked
+// layout ([N, C/L, H, W, L]: nChw16c on AVX-512, nChw8c on AVX2 and below, as cpu::features() says
+// oneDNN's convolution kernels want it) from the first convolution to the last, so no layer reorders
+// its input, and no convolution falls to oneDNN's reference code for want of its layout.
 // Convolutions: oneDNN's direct kernels, or Winograd's F(4x4, 3x3) or F(2x2, 3x3) (float32
 // throughout; its transformed weights take 4x the memory) for 3x3 stride-1 ones where oneDNN has it
 // for the shape and the output is large (128x128 and up); bias, the residual sum and ReLU fused.
@@ -18,30 +20,33 @@
 // outside malloc's heap; freed activations are kept for reuse up to the most ever in use at once.
 // In bf16 mode every convolution reads bfloat16 (the band buffers are written in it) with bf16
 // weights, float32 accumulation and output; the residual stream and the statistics stay float32.
+#include "cpu/build_config.h"
 #include "models/sd_ops.h"
 
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
-#include <immintrin.h>
 #include <sys/mman.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
-#include <dnnl.hpp>
 #include <map>
 #include <mutex>
+#include <set>
+#include <string>
 #include <tuple>
 
+#include "cpu/dnnl.h"
+#include "cpu/kernels.h"
 #include "latent/error.h"
 #include "latent/safetensors.h"
-#include "train/dnnl_engine.h"
-#include "train/fused_kernels.h"
 
 namespace latent {
+
+using cpu::dnnl_engine;
 
 namespace {
 
@@ -180,39 +185,6 @@ class ActivationMemory : public std::enable_shared_from_this<ActivationMemory> {
   size_t in_use_ = 0, kept_total_ = 0, high_ = 0;
 };
 
-// y = x over `pixels` rows of 16 floats (64-byte aligned), adding per-lane sums of x and x^2 into
-// sum[16] and sumsq[16], in one read of x; y written with streaming stores (it is not read again
-// soon, and they save reading y's lines before writing them).
-__attribute__((target("avx512f"))) void copy_moments_avx512(const float* x, int64_t pixels, float* y, double* sum,
-                                                            double* sumsq) {
-  for (int64_t p0 = 0; p0 < pixels; p0 += 64) {
-    __m512 s = _mm512_setzero_ps(), q = _mm512_setzero_ps();
-    const int64_t p1 = std::min<int64_t>(pixels, p0 + 64);
-    for (int64_t p = p0; p < p1; ++p) {
-      const __m512 v = _mm512_load_ps(x + p * 16);
-      _mm512_stream_ps(y + p * 16, v);
-      s = _mm512_add_ps(s, v);
-      q = _mm512_fmadd_ps(v, v, q);
-    }
-    alignas(64) float ss[16], qq[16];
-    _mm512_store_ps(ss, s);
-    _mm512_store_ps(qq, q);
-    for (int l = 0; l < 16; ++l) {
-      sum[l] += ss[l];
-      sumsq[l] += qq[l];
-    }
-  }
-  _mm_sfence();  // the streaming stores visible before any later store (other threads read y next)
-}
-
-void copy_moments(const float* x, int64_t pixels, float* y, double* sum, double* sumsq) {
-  static const bool avx512 = __builtin_cpu_supports("avx512f");
-  if (avx512 && reinterpret_cast<uintptr_t>(x) % 64 == 0 && reinterpret_cast<uintptr_t>(y) % 64 == 0)
-    return copy_moments_avx512(x, pixels, y, sum, sumsq);
-  kernels::block16_moments(x, pixels, sum, sumsq);
-  std::memcpy(y, x, pixels * 16 * sizeof(float));
-}
-
 // Lets the operating system have the pages of [begin, end) back (the memory stays allocated).
 void discard_pages(const void* begin, const void* end) {
   const uintptr_t page = 4096, b = (reinterpret_cast<uintptr_t>(begin) + page - 1) / page * page,
@@ -220,7 +192,7 @@ void discard_pages(const void* begin, const void* end) {
   if (e > b + (uintptr_t{2} << 20)) madvise(reinterpret_cast<void*>(b), e - b, MADV_DONTNEED);
 }
 
-int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * 16 : a.size(1); }
+int64_t channels(const at::Tensor& a) { return is_blocked(a) ? a.size(1) * a.size(4) : a.size(1); }
 
 // A convolution layer's oneDNN state. Its weights are kept once per layout the kernels want (or made
 // for each run), reordered from the source or, when that had to go, from the first layout.
@@ -253,6 +225,8 @@ class DnnlOps : public SdOps {
  public:
   DnnlOps(Precision precision, bool winograd, int64_t band_bytes)
       : compute_(precision == Precision::kBFloat16 ? Type::bf16 : Type::f32),
+        L_(cpu::features().conv_block),
+        blocked_tag_(L_ == 16 ? Tag::nChw16c : Tag::nChw8c),
         winograd_(winograd),
         band_bytes_(band_bytes),
         memory_(std::make_shared<ActivationMemory>()),
@@ -261,8 +235,8 @@ class DnnlOps : public SdOps {
   at::Tensor input(const at::Tensor& nchw) override {
     const at::Tensor x = nchw.to(at::kFloat).contiguous();
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-    if (c % 16) return x;
-    return x.view({n, c / 16, 16, h, w}).permute({0, 1, 3, 4, 2}).contiguous();  // [N, C/16, H, W, 16]
+    if (c % L_) return x;
+    return x.view({n, c / L_, L_, h, w}).permute({0, 1, 3, 4, 2}).contiguous();  // [N, C/L, H, W, L]
   }
 
   at::Tensor output(const at::Tensor& act) override {
@@ -273,9 +247,29 @@ class DnnlOps : public SdOps {
 
   at::Tensor conv(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre,
                   SdConv* shortcut) override {
+    return cpu::dnnl_call("an SD convolution", [&] { return conv_any(x, c, residual, relu, pre, shortcut); });
+  }
+
+  at::Tensor attention(const at::Tensor& x, const SdAttention& a) override {
+    return cpu::dnnl_call("SD attention", [&] { return attention_any(x, a); });
+  }
+
+  void end_pass() override {
+    std::lock_guard<std::mutex> lock(moments_mutex_);
+    moments_.clear();
+  }
+
+  std::vector<std::string> kernel_names() const override {
+    std::lock_guard<std::mutex> lock(names_mutex_);
+    return {names_.begin(), names_.end()};
+  }
+
+ private:
+  at::Tensor conv_any(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu, const SdPrologue& pre,
+                      SdConv* shortcut) {
     const ConvKernels& layer = prepare(c);
     const bool banded = (pre.norm || pre.upsample2x) && is_blocked(x) && x.scalar_type() == at::kFloat && layer.k == 3 &&
-                        c.stride == 1 && c.pad_begin == 1 && c.pad_end == 1 && layer.out % 16 == 0 &&
+                        c.stride == 1 && c.pad_begin == 1 && c.pad_end == 1 && layer.out % L_ == 0 &&
                         (!shortcut || (is_blocked(residual) && prepare(*shortcut).k == 1));
     // In bf16 mode the band buffers hold bfloat16 for the convolution: the shortcut runs whole.
     if (banded && shortcut && compute_ == Type::bf16)
@@ -290,9 +284,9 @@ class DnnlOps : public SdOps {
   // Attention on the blocked layout, its buffers from the activation memory (ATen's temporaries would
   // come from malloc's heap and stay resident there as holes): GroupNorm into pixel-major rows, the
   // projections and the score blocks by BLAS, softmax in place, the residual added in the blocked layout.
-  at::Tensor attention(const at::Tensor& x, const SdAttention& a) override {
+  at::Tensor attention_any(const at::Tensor& x, const SdAttention& a) {
     if (!is_blocked(x) || x.scalar_type() != at::kFloat) return input(aten_->attention(output(x), a));
-    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
+    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * L_, L = L_;
     std::vector<float> scale, shift;
     group_affine(x, a.norm, scale, shift);
     const at::Tensor y = activation(x.sizes(), at::kFloat);
@@ -309,9 +303,9 @@ class DnnlOps : public SdOps {
       at::parallel_for(0, pixels, 256, [&](int64_t p0, int64_t p1) {
         for (int64_t p = p0; p < p1; ++p)
           for (int64_t b = 0; b < blocks; ++b)
-            for (int64_t l = 0; l < 16; ++l) {
-              const int64_t ch = b * 16 + l;
-              tp[p * c + ch] = xi[(b * pixels + p) * 16 + l] * scale[i * c + ch] + shift[i * c + ch];
+            for (int64_t l = 0; l < L; ++l) {
+              const int64_t ch = b * L + l;
+              tp[p * c + ch] = xi[(b * pixels + p) * L + l] * scale[i * c + ch] + shift[i * c + ch];
             }
       });
       at::addmm_out(q, a.q_bias, t, a.q_weight.t());
@@ -331,36 +325,29 @@ class DnnlOps : public SdOps {
       at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t b = b0; b < b1; ++b)
           for (int64_t p = 0; p < pixels; ++p)
-            for (int64_t l = 0; l < 16; ++l)
-              yi[(b * pixels + p) * 16 + l] = xi[(b * pixels + p) * 16 + l] + tp[p * c + b * 16 + l];
+            for (int64_t l = 0; l < L; ++l) yi[(b * pixels + p) * L + l] = xi[(b * pixels + p) * L + l] + tp[p * c + b * L + l];
       });
     }
     return y;
   }
 
-  void end_pass() override {
-    std::lock_guard<std::mutex> lock(moments_mutex_);
-    moments_.clear();
-  }
-
- private:
   at::Tensor conv_whole(const at::Tensor& x, SdConv& c, const at::Tensor& residual, bool relu) {
     const bool src_blocked = is_blocked(x);
     const ConvKernels& layer = prepare(c);
     const int64_t n = x.size(0), h = x.size(2), w = x.size(3), out = layer.out, k = layer.k;
     const int64_t oh = (h + c.pad_begin + c.pad_end - k) / c.stride + 1, ow = (w + c.pad_begin + c.pad_end - k) / c.stride + 1;
-    // Output channels not a multiple of 16 (conv_out: 3 or 8) are computed into a zero-padded block
+    // Output channels not a multiple of L (conv_out: 3 or 8) are computed into a zero-padded block
     // (oneDNN's plain-layout kernels for them are its slow reference ones), then cut to NCHW.
-    const bool padded = out % 16 != 0;
-    const int64_t blocks = (out + 15) / 16;
+    const bool padded = out % L_ != 0;
+    const int64_t blocks = (out + L_ - 1) / L_;
     // The kernels read the compute type: bfloat16 inputs come straight from norm_silu in bf16 mode.
     at::Tensor src = x;
     if (compute_ == Type::bf16 && x.scalar_type() != at::kBFloat16) src = x.to(at::kBFloat16);
     if (compute_ == Type::f32 && x.scalar_type() != at::kFloat) src = x.to(at::kFloat);
     src = src.contiguous();
     const bool fuse = residual.defined() && !padded;
-    const ConvKernels::Entry& e = kernels(c, n, h, w, c.pad_begin, c.pad_end, src_blocked, fuse, relu && !padded, oh * ow);
-    at::Tensor dst = fuse ? checked_residual(residual, n, blocks, oh, ow) : activation({n, blocks, oh, ow, 16}, at::kFloat);
+    const ConvKernels::Entry& e = conv_kernels(c, n, h, w, c.pad_begin, c.pad_end, src_blocked, fuse, relu && !padded, oh * ow);
+    at::Tensor dst = fuse ? checked_residual(residual, n, blocks, oh, ow) : activation({n, blocks, oh, ow, L_}, at::kFloat);
     if (fuse) forget_moments(dst);
     execute(c, e, src.data_ptr(), dst.data_ptr());
     if (!padded) return dst;
@@ -379,39 +366,40 @@ class DnnlOps : public SdOps {
   at::Tensor conv_banded(const at::Tensor& x, SdConv& c, const at::Tensor& residual, SdConv* shortcut, bool relu,
                          const SdPrologue& pre) {
     const int64_t n = x.size(0), blocks = x.size(1), sh = x.size(2), sw = x.size(3);
-    const int64_t f = pre.upsample2x ? 2 : 1, h = sh * f, w = sw * f, out_blocks = prepare(c).out / 16;
-    const int64_t res_blocks = shortcut ? prepare(*shortcut).in / 16 : out_blocks;
-    if (shortcut && prepare(*shortcut).out != out_blocks * 16) throw Error("internal: a shortcut does not match its convolution");
+    const int64_t L = L_, f = pre.upsample2x ? 2 : 1, h = sh * f, w = sw * f, out_blocks = prepare(c).out / L;
+    const int64_t res_blocks = shortcut ? prepare(*shortcut).in / L : out_blocks;
+    if (shortcut && prepare(*shortcut).out != out_blocks * L) throw Error("internal: a shortcut does not match its convolution");
     std::vector<float> scale, shift;
     if (pre.norm) group_affine(x, *pre.norm, scale, shift);
-    at::Tensor dst;  // [N, O/16, H, W, 16]
+    at::Tensor dst;  // [N, O/L, H, W, L]
     if (residual.defined()) checked_residual(residual, n, res_blocks, h, w);
     if (residual.defined() && res_blocks >= out_blocks)
-      dst = residual.view(-1).narrow(0, 0, n * out_blocks * h * w * 16).view({n, out_blocks, h, w, 16});
+      dst = residual.view(-1).narrow(0, 0, n * out_blocks * h * w * L).view({n, out_blocks, h, w, L});
     else
-      dst = activation({n, out_blocks, h, w, 16}, at::kFloat);
-    const int64_t rows = band_rows(band_bytes_, blocks * 16, w, h);
+      dst = activation({n, out_blocks, h, w, L}, at::kFloat);
+    const int64_t rows = band_rows(band_bytes_, blocks * L, w, h);
     const bool bf16 = compute_ == Type::bf16;
     // The band buffers live as long as these operations (no page faults, no heap churn per layer);
     // one convolution at a time uses them.
     std::lock_guard<std::mutex> lock(band_mutex_);
     float* ip = static_cast<float*>(
-        in_band_.at_least(std::max(blocks * (rows + 2) * (bf16 ? 2 : 4), shortcut ? res_blocks * rows * 4 : 0) * w * 16));
-    float* op = static_cast<float*>(out_band_.at_least(out_blocks * rows * w * 16 * 4));
+        in_band_.at_least(std::max(blocks * (rows + 2) * (bf16 ? 2 : 4), shortcut ? res_blocks * rows * 4 : 0) * w * L));
+    float* op = static_cast<float*>(out_band_.at_least(out_blocks * rows * w * L * 4));
     const float* xp = x.data_ptr<float>();
     const float* rp = residual.defined() ? residual.data_ptr<float>() : nullptr;
     float* dp = dst.data_ptr<float>();
-    std::vector<double> sum(n * out_blocks * 16, 0.0), sumsq(n * out_blocks * 16, 0.0);
+    std::vector<double> sum(n * out_blocks * L, 0.0), sumsq(n * out_blocks * L, 0.0);
+    const cpu::Kernels& k = cpu::kernels();
     for (int64_t i = 0; i < n; ++i)
       for (int64_t r0 = 0; r0 < h; r0 += rows) {
         const int64_t r1 = std::min(h, r0 + rows), y0 = std::max<int64_t>(0, r0 - 1), y1 = std::min(h, r1 + 1), in_rows = y1 - y0;
-        const int64_t band = (r1 - r0) * w * 16;  // floats of one block's band of output rows
-        auto rows_of = [&](auto* base, int64_t count, int64_t b) { return base + ((i * count + b) * h + r0) * w * 16; };
+        const int64_t band = (r1 - r0) * w * L;  // floats of one block's band of output rows
+        auto rows_of = [&](auto* base, int64_t count, int64_t b) { return base + ((i * count + b) * h + r0) * w * L; };
         if (shortcut) {  // the residual's band, gathered, through the 1x1 shortcut
           at::parallel_for(0, res_blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) std::memcpy(ip + b * band, rows_of(rp, res_blocks, b), band * sizeof(float));
           });
-          execute(*shortcut, kernels(*shortcut, 1, r1 - r0, w, 0, 0, true, false, false, h * w), ip, op);
+          execute(*shortcut, conv_kernels(*shortcut, 1, r1 - r0, w, 0, 0, true, false, false, h * w), ip, op);
         } else if (residual.defined()) {
           at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) std::memcpy(op + b * band, rows_of(rp, out_blocks, b), band * sizeof(float));
@@ -420,17 +408,17 @@ class DnnlOps : public SdOps {
         at::parallel_for(0, blocks * in_rows, 1, [&](int64_t t0, int64_t t1) {
           for (int64_t t = t0; t < t1; ++t) {
             const int64_t b = t / in_rows, j = t % in_rows, sy = (y0 + j) / f;
-            const float* src = xp + (((i * blocks + b) * sh + sy) * sw) * 16;
-            const int64_t at = (b * in_rows + j) * w * 16, ch = i * blocks * 16 + b * 16;
-            kernels::block16_fill(src, sw, pre.norm ? &scale[ch] : nullptr, pre.norm ? &shift[ch] : nullptr, f == 2,
-                                  bf16 ? nullptr : ip + at, bf16 ? reinterpret_cast<uint16_t*>(ip) + at : nullptr);
+            const float* src = xp + (((i * blocks + b) * sh + sy) * sw) * L;
+            const int64_t at = (b * in_rows + j) * w * L, ch = i * blocks * L + b * L;
+            k.block_fill(src, sw, L, pre.norm ? &scale[ch] : nullptr, pre.norm ? &shift[ch] : nullptr, f == 2,
+                         bf16 ? nullptr : ip + at, bf16 ? reinterpret_cast<uint16_t*>(ip) + at : nullptr);
           }
         });
-        execute(c, kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu, h * w), ip, op);
+        execute(c, conv_kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu, h * w), ip, op);
         at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
-            const int64_t ch = (i * out_blocks + b) * 16;
-            copy_moments(op + b * band, band / 16, rows_of(dp, out_blocks, b), &sum[ch], &sumsq[ch]);
+            const int64_t ch = (i * out_blocks + b) * L;
+            k.block_copy_moments(op + b * band, band / L, L, rows_of(dp, out_blocks, b), &sum[ch], &sumsq[ch]);
           }
         });
       }
@@ -445,28 +433,29 @@ class DnnlOps : public SdOps {
   // fresh pages (measured: most of a Winograd decode's page faults).
   void execute(const SdConv& c, const ConvKernels::Entry& e, void* src, void* dst) {
     auto* cache = static_cast<ConvKernels*>(c.cache.get());
-    memory src_m(e.src, dnnl_cpu_engine(), src), dst_m(e.dst, dnnl_cpu_engine(), dst);
+    memory src_m(e.src, dnnl_engine(), src), dst_m(e.dst, dnnl_engine(), dst);
     std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, src_m}, {DNNL_ARG_WEIGHTS, e.weights}, {DNNL_ARG_DST, dst_m}};
     if (c.bias.defined()) args[DNNL_ARG_BIAS] = cache->bias;
     std::lock_guard<std::mutex> lock(scratchpad_mutex_);
-    args[DNNL_ARG_SCRATCHPAD] = memory(e.scratchpad, dnnl_cpu_engine(), scratchpad_.at_least(e.scratchpad.get_size()));
-    dnnl::stream stream(dnnl_cpu_engine());
+    args[DNNL_ARG_SCRATCHPAD] = memory(e.scratchpad, dnnl_engine(), scratchpad_.at_least(e.scratchpad.get_size()));
+    dnnl::stream stream(dnnl_engine());
     if (!e.weights) {  // transient: transformed once per layer run, the bands after the first reuse them
       void* buffer = transient_.at_least(e.weights_desc.get_size());
       if (transient_layer_ != cache || transient_desc_ != e.weights_desc) {
-        memory from = plain_weights(*cache, stream, transient_plain_), to(e.weights_desc, dnnl_cpu_engine(), buffer);
+        memory from = plain_weights(*cache, stream, transient_plain_), to(e.weights_desc, dnnl_engine(), buffer);
         // Its scratch space ours too (oneDNN's would come from malloc's heap and stay there).
         dnnl::primitive_attr attr;
         attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
         const dnnl::reorder::primitive_desc rpd(from, to, attr);
-        memory scratch(rpd.scratchpad_desc(), dnnl_cpu_engine(), transient_scratch_.at_least(rpd.scratchpad_desc().get_size()));
+        note_kernel(rpd.impl_info_str());
+        memory scratch(rpd.scratchpad_desc(), dnnl_engine(), transient_scratch_.at_least(rpd.scratchpad_desc().get_size()));
         dnnl::reorder(rpd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratch}});
         stream.wait();
         safetensors_drop_pages(cache->source);
         transient_layer_ = cache;
         transient_desc_ = e.weights_desc;
       }
-      args[DNNL_ARG_WEIGHTS] = memory(e.weights_desc, dnnl_cpu_engine(), buffer);
+      args[DNNL_ARG_WEIGHTS] = memory(e.weights_desc, dnnl_engine(), buffer);
     }
     e.primitive.execute(stream, args);
     stream.wait();
@@ -512,11 +501,11 @@ class DnnlOps : public SdOps {
     moments_.erase(std::remove_if(moments_.begin(), moments_.end(), [&](const Moments& m) { return m.of(x); }), moments_.end());
   }
 
-  // GroupNorm's per-channel scale and shift for x [N, C/16, H, W, 16]: per-channel sums of x and x^2
+  // GroupNorm's per-channel scale and shift for x [N, C/L, H, W, L]: per-channel sums of x and x^2
   // (kept from the convolution that made x, or one pass over x), then each group's mean and 1 / std
   // folded with gamma and beta. scale, shift: [N * C].
   void group_affine(const at::Tensor& x, const SdNorm& norm, std::vector<float>& scale, std::vector<float>& shift) {
-    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
+    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), L = x.size(4), c = blocks * L;
     if (c % norm.groups)
       throw Error(std::to_string(c) + " channels do not divide into " + std::to_string(norm.groups) + " groups");
     std::vector<double> sum, sumsq;
@@ -533,7 +522,8 @@ class DnnlOps : public SdOps {
       sumsq.assign(n * c, 0.0);
       const float* xp = x.data_ptr<float>();
       at::parallel_for(0, n * blocks, 1, [&](int64_t b0, int64_t b1) {
-        for (int64_t b = b0; b < b1; ++b) kernels::block16_moments(xp + b * pixels * 16, pixels, &sum[b * 16], &sumsq[b * 16]);
+        for (int64_t b = b0; b < b1; ++b)
+          cpu::kernels().block_moments(xp + b * pixels * L, pixels, L, &sum[b * L], &sumsq[b * L]);
       });
     }
     scale.assign(n * c, 0.0f);
@@ -564,7 +554,7 @@ class DnnlOps : public SdOps {
       return input(at::silu(at::group_norm(output(x), norm.groups, norm.weight, norm.bias, norm.eps)));
     std::vector<float> scale, shift;
     group_affine(x, norm, scale, shift);
-    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), c = blocks * 16;
+    const int64_t n = x.size(0), blocks = x.size(1), pixels = x.size(2) * x.size(3), L = x.size(4), c = blocks * L;
     const bool bf16 = compute_ == Type::bf16;
     at::Tensor y = activation(x.sizes(), bf16 ? at::kBFloat16 : at::kFloat);
     const float* xp = x.data_ptr<float>();
@@ -573,9 +563,9 @@ class DnnlOps : public SdOps {
     at::parallel_for(0, n * blocks * chunks, 1, [&](int64_t t0, int64_t t1) {
       for (int64_t t = t0; t < t1; ++t) {
         const int64_t b = t / chunks, p0 = (t % chunks) * kChunk, len = std::min(kChunk, pixels - p0);
-        const int64_t off = (b * pixels + p0) * 16, ch = (b / blocks) * c + (b % blocks) * 16;
-        kernels::block16_fill(xp + off, len, &scale[ch], &shift[ch], false, bf16 ? nullptr : y.data_ptr<float>() + off,
-                              bf16 ? reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()) + off : nullptr);
+        const int64_t off = (b * pixels + p0) * L, ch = (b / blocks) * c + (b % blocks) * L;
+        cpu::kernels().block_fill(xp + off, len, L, &scale[ch], &shift[ch], false, bf16 ? nullptr : y.data_ptr<float>() + off,
+                                  bf16 ? reinterpret_cast<uint16_t*>(y.data_ptr<at::BFloat16>()) + off : nullptr);
       }
     });
     return y;
@@ -583,9 +573,9 @@ class DnnlOps : public SdOps {
 
   at::Tensor upsample2x(const at::Tensor& x) {
     if (!is_blocked(x)) return at::upsample_nearest2d(x, {2 * x.size(2), 2 * x.size(3)});
-    const int64_t n = x.size(0), b = x.size(1), h = x.size(2), w = x.size(3);
-    at::Tensor y = activation({n, b, 2 * h, 2 * w, 16}, x.scalar_type());  // [N, C/16, 2H, 2W, 16]
-    y.view({n, b, h, 2, w, 2, 16}).copy_(x.view({n, b, h, 1, w, 1, 16}).expand({n, b, h, 2, w, 2, 16}));
+    const int64_t n = x.size(0), b = x.size(1), h = x.size(2), w = x.size(3), L = x.size(4);
+    at::Tensor y = activation({n, b, 2 * h, 2 * w, L}, x.scalar_type());  // [N, C/L, 2H, 2W, L]
+    y.view({n, b, h, 2, w, 2, L}).copy_(x.view({n, b, h, 1, w, 1, L}).expand({n, b, h, 2, w, 2, L}));
     return y;
   }
 
@@ -604,7 +594,7 @@ class DnnlOps : public SdOps {
       cache->in = c.weight.size(1);
       cache->k = c.weight.size(2);
       if (c.bias.defined()) {
-        cache->bias = memory(memory::desc({c.bias.size(0)}, Type::f32, Tag::x), dnnl_cpu_engine());
+        cache->bias = memory(memory::desc({c.bias.size(0)}, Type::f32, Tag::x), dnnl_engine());
         std::memcpy(cache->bias.get_data_handle(), c.bias.to(at::kFloat).contiguous().data_ptr<float>(),
                     c.bias.numel() * sizeof(float));
       }
@@ -615,8 +605,8 @@ class DnnlOps : public SdOps {
   }
 
   // `pixels`: the whole output's, per image (a band's kernels are chosen for the layer it is part of).
-  const ConvKernels::Entry& kernels(SdConv& c, int64_t n, int64_t h, int64_t w, int64_t pad_top, int64_t pad_bottom,
-                                    bool src_blocked, bool residual, bool relu, int64_t pixels) {
+  const ConvKernels::Entry& conv_kernels(SdConv& c, int64_t n, int64_t h, int64_t w, int64_t pad_top, int64_t pad_bottom,
+                                         bool src_blocked, bool residual, bool relu, int64_t pixels) {
     auto& cache = prepare(c);
     std::lock_guard<std::mutex> lock(cache.mutex);
     // Winograd everywhere on request, its weights kept. Else kept where they (F(4x4, 3x3): 36 values
@@ -634,8 +624,8 @@ class DnnlOps : public SdOps {
 
     const int64_t in = cache.in, out = cache.out, k = cache.k;
     const int64_t oh = (h + pad_top + pad_bottom - k) / c.stride + 1, ow = (w + c.pad_begin + c.pad_end - k) / c.stride + 1;
-    const memory::desc src({n, in, h, w}, compute_, src_blocked ? Tag::nChw16c : Tag::nchw);
-    const memory::desc dst({n, out, oh, ow}, Type::f32, Tag::nChw16c);
+    const memory::desc src({n, in, h, w}, compute_, src_blocked ? blocked_tag_ : Tag::nchw);
+    const memory::desc dst({n, out, oh, ow}, Type::f32, blocked_tag_);
     const memory::desc wei({out, in, k, k}, compute_, Tag::any);
     const memory::desc bias({out}, Type::f32, Tag::x);
     dnnl::post_ops ops;
@@ -650,11 +640,12 @@ class DnnlOps : public SdOps {
                                                                         bias, dst, strides, pad_l, pad_r)
                                       : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, algorithm, src, wei,
                                                                         dst, strides, pad_l, pad_r);
-      return dnnl::convolution_forward::primitive_desc(d, attr, dnnl_cpu_engine());
+      return dnnl::convolution_forward::primitive_desc(d, attr, dnnl_engine());
     };
     dnnl::convolution_forward::primitive_desc pd;
     bool have = false;
-    const bool may_wino = compute_ == Type::f32 && k == 3 && c.stride == 1 && out % 16 == 0 && wino != Wino::kNone;
+    const bool may_wino =
+        cpu::features().winograd && compute_ == Type::f32 && k == 3 && c.stride == 1 && out % L_ == 0 && wino != Wino::kNone;
     if (may_wino && src_blocked) {
       try {
         pd = describe(dnnl::algorithm::convolution_winograd);
@@ -664,6 +655,7 @@ class DnnlOps : public SdOps {
       }
     }
     if (!have) pd = describe(dnnl::algorithm::convolution_direct);
+    note_kernel(pd.impl_info_str());
     // The weights in the layout these kernels want, reordered once and shared by every shape; or,
     // transient, for each run: Winograd's as above, and large direct ones whose source is the file's
     // mapped bytes (reordering 9 MB takes a few ms; kept, SD's 512-channel layers would hold ~170 MB
@@ -677,13 +669,15 @@ class DnnlOps : public SdOps {
       if (desc == pd.weights_desc()) weights = m;
     const bool converted = cache.source.defined() && !cache.source_mapped;
     if (!weights && !(transient && !converted)) {
-      dnnl::stream stream(dnnl_cpu_engine());
+      dnnl::stream stream(dnnl_engine());
       Pages as_float;  // an F16/BF16 source as float32, for this once
       memory from = plain_weights(cache, stream, as_float);
       auto add = [&](const memory::desc& desc) {
         cache.weight_pages.push_back(std::make_unique<Pages>());
-        memory m(desc, dnnl_cpu_engine(), cache.weight_pages.back()->at_least(desc.get_size()));
-        dnnl::reorder(from, m).execute(stream, from, m);
+        memory m(desc, dnnl_engine(), cache.weight_pages.back()->at_least(desc.get_size()));
+        const dnnl::reorder::primitive_desc rpd(from, m);
+        note_kernel(rpd.impl_info_str());
+        dnnl::reorder(rpd).execute(stream, from, m);
         cache.weights.push_back({desc, m});
         return m;
       };
@@ -707,8 +701,8 @@ class DnnlOps : public SdOps {
   static memory plain_weights(const ConvKernels& cache, dnnl::stream& stream, Pages& buffer) {
     const memory::desc plain({cache.out, cache.in, cache.k, cache.k}, Type::f32, Tag::oihw);
     if (cache.source.defined() && cache.source.scalar_type() == at::kFloat)
-      return memory(plain, dnnl_cpu_engine(), const_cast<void*>(cache.source.data_ptr()));
-    memory from(plain, dnnl_cpu_engine(), buffer.at_least(plain.get_size()));
+      return memory(plain, dnnl_engine(), const_cast<void*>(cache.source.data_ptr()));
+    memory from(plain, dnnl_engine(), buffer.at_least(plain.get_size()));
     if (cache.source.defined()) {
       at::from_blob(from.get_data_handle(), cache.source.sizes(), at::kFloat).copy_(cache.source);
     } else {
@@ -720,7 +714,14 @@ class DnnlOps : public SdOps {
 
   at::Tensor activation(at::IntArrayRef sizes, at::ScalarType dtype) { return memory_->get(sizes, dtype); }
 
+  void note_kernel(const std::string& name) {
+    std::lock_guard<std::mutex> lock(names_mutex_);
+    names_.insert(name);
+  }
+
   Type compute_;
+  int64_t L_;        // channels per block of the activations
+  Tag blocked_tag_;  // their oneDNN format
   bool winograd_;
   int64_t band_bytes_;
   std::shared_ptr<ActivationMemory> memory_;
@@ -731,23 +732,15 @@ class DnnlOps : public SdOps {
   const ConvKernels* transient_layer_ = nullptr;  // whose weights transient_ holds, in which layout
   memory::desc transient_desc_;
   std::unique_ptr<SdOps> aten_;
+  mutable std::mutex names_mutex_;
+  std::set<std::string> names_;  // oneDNN's names of the kernels made so far
 };
 
 }  // namespace
 
 std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes) {
-  if (precision == Precision::kBFloat16) {
-    // Refuse rather than let oneDNN fall back to its reference kernels (hundreds of times slower).
-    const memory::desc s({1, 16, 8, 8}, Type::bf16, Tag::nChw16c), wd({16, 16, 3, 3}, Type::bf16, Tag::any),
-        d({1, 16, 8, 8}, Type::f32, Tag::nChw16c);
-    const dnnl::convolution_forward::primitive_desc pd(
-        dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct, s, wd, d, {1, 1},
-                                        {1, 1}, {1, 1}),
-        dnnl_cpu_engine());
-    const std::string impl = pd.impl_info_str();
-    if (impl.find("ref") != std::string::npos)
-      throw Error("bf16 needs a CPU with bfloat16 instructions (AVX512-BF16 or AMX); oneDNN offers only '" + impl + "' here");
-  }
+  // Refuse rather than let oneDNN fall back to its reference kernels (hundreds of times slower).
+  if (precision == Precision::kBFloat16) cpu::require_bf16("the SD autoencoder in bf16");
   return std::make_unique<DnnlOps>(precision, winograd, band_bytes);
 }
 

@@ -15,7 +15,7 @@
 
 #include "latent/precision.h"
 
-namespace latent {
+namespace latent::cpu {
 
 class PackedMlp {
  public:
@@ -23,8 +23,8 @@ class PackedMlp {
     at::Tensor weight, bias;  // [out, in] (PyTorch's Linear layout), [out]; float32, contiguous
     bool relu = false;
   };
-  /// Null when the build has no oneDNN. Throws latent::Error when `precision` is bf16 and this CPU
-  /// has no bfloat16 matrix instructions (oneDNN would fall back to a reference kernel).
+  /// Null when the build has no oneDNN. Throws latent::Error when `precision` is bf16 or bf16x3 and
+  /// this CPU has no bfloat16 dot products (cpu::features()).
   static std::unique_ptr<PackedMlp> make(const std::vector<Layer>& layers, Precision precision);
   ~PackedMlp();
 
@@ -57,6 +57,8 @@ class PackedMlp {
   /// other layers: it must not outlive the MLP.
   std::unique_ptr<Restricted> restrict_last(const std::vector<int32_t>& active) const;
 
+  /// oneDNN's name for the kernel of the first layer's products ("brg:avx512_core", "gemm:jit", ...).
+  std::string kernel() const;
   int64_t in_features() const;
   int64_t out_features() const;
   Precision precision() const;
@@ -67,4 +69,4 @@ class PackedMlp {
   std::unique_ptr<Impl> impl_;
 };
 
-}  // namespace latent
+}  // namespace latent::cpu

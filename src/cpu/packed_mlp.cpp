@@ -1,4 +1,4 @@
-#include "train/packed_mlp.h"
+#include "cpu/packed_mlp.h"
 
 #include <ATen/ATen.h>
 
@@ -10,18 +10,17 @@
 #include <tuple>
 #include <unordered_map>
 
+#include "cpu/build_config.h"
+#include "cpu/kernels.h"
 #include "latent/error.h"
-#include "train/fused_kernels.h"
 
-#ifdef LATENT_HAVE_DNNL
-#include <dnnl.hpp>
-
-#include "train/dnnl_engine.h"
+#if LATENT_HAVE_DNNL
+#include "cpu/dnnl.h"
 #endif
 
-namespace latent {
+namespace latent::cpu {
 
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
 
 namespace {
 
@@ -76,7 +75,7 @@ struct PackedMlp::Impl {
           d({rows, out}, dst, Tag::ab);
       const bool with_bias = role == kWhole || role == kFirst;
       const dnnl::matmul::primitive_desc pd(with_bias ? dnnl::matmul::desc(s, w, b, d) : dnnl::matmul::desc(s, w, d), attr,
-                                            dnnl_cpu_engine());
+                                            dnnl_engine());
       if (!packed_desc.is_zero() && pd.weights_desc() != packed_desc)
         throw Error("oneDNN chose another weight layout for " + std::to_string(rows) + " rows");
       std::unique_lock lock(mutex);
@@ -95,11 +94,11 @@ struct PackedMlp::Impl {
         std::unordered_map<int, memory> args;
       };
       thread_local std::map<const Primitive*, Bound> bound;
-      thread_local dnnl::stream stream(dnnl_cpu_engine());
+      thread_local dnnl::stream stream(dnnl_engine());
       auto [it, fresh] = bound.try_emplace(&prim);
       auto& args = it->second.args;
       if (fresh) {
-        const auto& engine = dnnl_cpu_engine();
+        const auto& engine = dnnl_engine();
         auto& scratch = it->second.scratch;
         scratch.resize(prim.scratch_bytes + 64);
         args[DNNL_ARG_SRC] = memory({{rows, in}, src, Tag::ab}, engine, DNNL_MEMORY_NONE);
@@ -124,7 +123,7 @@ struct PackedMlp::Impl {
         operand.resize(static_cast<size_t>(rows * in) * 4);
         auto* hi = reinterpret_cast<uint16_t*>(operand.data());
         uint16_t* lo = hi + rows * in;
-        kernels::split_bf16x3(static_cast<const float*>(x), rows, stride, nullptr, stride, in, hi, lo);
+        kernels().split_bf16x3(static_cast<const float*>(x), rows, stride, nullptr, stride, in, hi, lo);
         product(kFirst, hi, weights, rows, y);
         product(kMiddle, lo, weights, rows, y);
         product(kLast, hi, weights_lo, rows, y);
@@ -132,8 +131,8 @@ struct PackedMlp::Impl {
       }
       if (in > stride) {
         operand.resize(static_cast<size_t>(rows * in) * 4);
-        kernels::gather_columns(static_cast<const float*>(x), rows, stride, nullptr, stride, in,
-                                reinterpret_cast<float*>(operand.data()));
+        kernels().gather_columns(static_cast<const float*>(x), rows, stride, nullptr, stride, in,
+                                 reinterpret_cast<float*>(operand.data()));
         x = operand.data();
       }
       product(kWhole, x, weights, rows, y);
@@ -144,7 +143,7 @@ struct PackedMlp::Impl {
   // columns up to a multiple of 32 inputs: AMX runs 400 inputs at 1.3 TFLOP/s and 416 at 2.0.
   static std::unique_ptr<PackedLayer> pack(const at::Tensor& weight, const at::Tensor& bias, bool relu, Precision precision,
                                            bool last) {
-    const auto& engine = dnnl_cpu_engine();
+    const auto& engine = dnnl_engine();
     auto p = std::make_unique<PackedLayer>();
     const at::Tensor w = weight.to(at::kFloat).contiguous();
     p->out = w.size(0);
@@ -157,10 +156,6 @@ struct PackedMlp::Impl {
     p->dst = precision == Precision::kBFloat16 && !last ? Type::bf16 : Type::f32;
     p->relu = relu;
     const auto& prim = p->primitive(16, p->x3 ? PackedLayer::kFirst : PackedLayer::kWhole);
-    if (p->src == Type::bf16 && prim.kernel.find("bf16") == std::string::npos)
-      throw Error(std::string(precision_name(precision)) +
-                  " needs a CPU with bfloat16 matrix instructions (AVX512-BF16 or AMX); oneDNN offers '" + prim.kernel +
-                  "' here: use fp32");
     p->packed_desc = prim.weights;
     // Each weight row [out, in] (gathered, split, padded) is a column of the product's [in, out] operand: format "ba".
     dnnl::stream stream(engine);
@@ -175,12 +170,12 @@ struct PackedMlp::Impl {
       // W_hi and W_lo against the operand's hi and lo: hi W_hi + lo W_hi + hi W_lo, the product up to
       // the lo * lo term (~2^-18 relative), accumulated in float32.
       std::vector<uint16_t> hi(static_cast<size_t>(p->out * p->in)), lo(hi.size());
-      kernels::split_bf16x3(w.data_ptr<float>(), p->out, p->stride, nullptr, p->stride, p->in, hi.data(), lo.data());
+      kernels().split_bf16x3(w.data_ptr<float>(), p->out, p->stride, nullptr, p->stride, p->in, hi.data(), lo.data());
       p->weights = pack_plain(hi.data(), Type::bf16);
       p->weights_lo = pack_plain(lo.data(), Type::bf16);
     } else if (p->in > p->stride) {
       std::vector<float> padded(static_cast<size_t>(p->out * p->in));
-      kernels::gather_columns(w.data_ptr<float>(), p->out, p->stride, nullptr, p->stride, p->in, padded.data());
+      kernels().gather_columns(w.data_ptr<float>(), p->out, p->stride, nullptr, p->stride, p->in, padded.data());
       p->weights = pack_plain(padded.data(), Type::f32);
     } else {
       p->weights = pack_plain(w.data_ptr<float>(), Type::f32);
@@ -197,7 +192,7 @@ struct PackedMlp::Impl {
     const void* in = x;
     if (layers.front()->src == Type::bf16 && !layers.front()->x3) {
       a.resize(static_cast<size_t>(rows * layers.front()->in) * 2);
-      kernels::to_bf16(x, rows * layers.front()->in, reinterpret_cast<uint16_t*>(a.data()));
+      kernels().to_bf16(x, rows * layers.front()->in, reinterpret_cast<uint16_t*>(a.data()));
       in = a.data();
     }
     for (size_t j = 0; j < layers.size(); ++j) {
@@ -232,12 +227,14 @@ struct PackedMlp::Restricted::Impl {
 
 std::unique_ptr<PackedMlp> PackedMlp::make(const std::vector<Layer>& layers, Precision precision) {
   if (layers.empty()) throw Error("PackedMlp: no layers");
+  if (precision != Precision::kFloat32) require_bf16(precision_name(precision));
   auto impl = std::make_unique<Impl>();
   impl->precision = precision;
   for (size_t j = 0; j < layers.size(); ++j) {
     const Layer& l = layers[j];
     if (j > 0 && l.weight.size(1) != impl->layers.back()->out) throw Error("PackedMlp: layer sizes do not chain");
-    impl->layers.push_back(Impl::pack(l.weight, l.bias, l.relu, precision, j + 1 == layers.size()));
+    impl->layers.push_back(dnnl_call("packing a decoder layer",
+                                     [&] { return Impl::pack(l.weight, l.bias, l.relu, precision, j + 1 == layers.size()); }));
   }
   if (layers.size() >= 2)
     for (size_t j = layers.size() - 2; j < layers.size(); ++j)
@@ -247,13 +244,13 @@ std::unique_ptr<PackedMlp> PackedMlp::make(const std::vector<Layer>& layers, Pre
 }
 
 void PackedMlp::forward(const float* x, int64_t rows, float* y) const {
-  if (rows > 0) Impl::forward(impl_->head(impl_->layers.size()), x, rows, y);
+  if (rows > 0) dnnl_call("a decoder product", [&] { Impl::forward(impl_->head(impl_->layers.size()), x, rows, y); });
 }
 
 void PackedMlp::hidden(const float* x, int64_t rows, float* h) const {
   if (impl_->precision == Precision::kBFloat16) throw Error("PackedMlp::hidden: float32 or bf16x3 only");
   if (impl_->layers.size() < 2) throw Error("PackedMlp::hidden: the MLP has one layer");
-  if (rows > 0) Impl::forward(impl_->head(impl_->layers.size() - 1), x, rows, h);
+  if (rows > 0) dnnl_call("a decoder product", [&] { Impl::forward(impl_->head(impl_->layers.size() - 1), x, rows, h); });
 }
 
 std::unique_ptr<PackedMlp::Restricted> PackedMlp::restrict_last(const std::vector<int32_t>& active) const {
@@ -270,8 +267,10 @@ std::unique_ptr<PackedMlp::Restricted> PackedMlp::restrict_last(const std::vecto
   hb.narrow(0, 0, n).copy_(h.bias.index_select(0, index));
   lw.narrow(1, 0, n).copy_(last.weight.index_select(1, index));
   auto r = std::make_unique<Restricted::Impl>();
-  r->hidden = Impl::pack(hw, hb, h.relu, impl_->precision, false);
-  r->last = Impl::pack(lw, last.bias, last.relu, impl_->precision, true);
+  dnnl_call("packing a decoder layer", [&] {
+    r->hidden = Impl::pack(hw, hb, h.relu, impl_->precision, false);
+    r->last = Impl::pack(lw, last.bias, last.relu, impl_->precision, true);
+  });
   r->layers = impl_->head(impl_->layers.size() - 2);
   r->layers.push_back(r->hidden.get());
   r->layers.push_back(r->last.get());
@@ -282,22 +281,10 @@ PackedMlp::Restricted::Restricted(std::unique_ptr<Impl> impl) : impl_(std::move(
 PackedMlp::Restricted::~Restricted() = default;
 
 void PackedMlp::Restricted::forward(const float* x, int64_t rows, float* y) const {
-  if (rows > 0) PackedMlp::Impl::forward(impl_->layers, x, rows, y);
-}
-
-Precision float32_accurate_precision() {
-  static const Precision best = [] {
-    // oneDNN names its AMX kernels "..._amx_..." (e.g. brg:avx512_core_amx_bf16).
-    const memory::desc s({256, 384}, Type::bf16, Tag::ab), w({384, 256}, Type::bf16, Tag::any), d({256, 256}, Type::f32, Tag::ab);
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(s, w, d), dnnl_cpu_engine());
-    return std::string(pd.impl_info_str()).find("amx") != std::string::npos ? Precision::kBFloat16x3 : Precision::kFloat32;
-  }();
-  return best;
+  if (rows > 0) dnnl_call("a decoder product", [&] { PackedMlp::Impl::forward(impl_->layers, x, rows, y); });
 }
 
 #else  // no oneDNN
-
-Precision float32_accurate_precision() { return Precision::kFloat32; }
 
 struct PackedMlp::Impl {
   Precision precision = Precision::kFloat32;
@@ -323,12 +310,17 @@ PackedMlp::PackedMlp(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 PackedMlp::~PackedMlp() = default;
 Precision PackedMlp::precision() const { return impl_->precision; }
 
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
+std::string PackedMlp::kernel() const {
+  const auto& l = *impl_->layers.front();
+  return l.primitive(16, l.x3 ? Impl::PackedLayer::kFirst : Impl::PackedLayer::kWhole).kernel;
+}
 int64_t PackedMlp::in_features() const { return impl_->layers.front()->in; }
 int64_t PackedMlp::out_features() const { return impl_->layers.back()->out; }
 #else
+std::string PackedMlp::kernel() const { return ""; }
 int64_t PackedMlp::in_features() const { return 0; }
 int64_t PackedMlp::out_features() const { return 0; }
 #endif
 
-}  // namespace latent
+}  // namespace latent::cpu

@@ -2,13 +2,14 @@
 // oneDNN's sgemm (Debian libdnnl-dev, the library LibTorch itself uses for CPU kernels) when the
 // build found it: on the 784-400-20 VAE's products at batch 128 it ran 1.30x faster than
 // OpenBLAS through at::mm with 2 threads (1075 vs 1394 us per step, bench/RESULTS.md); else at::mm_out.
+// oneDNN picks its kernels for the ISA cpu::features() allows.
 #pragma once
 
 #include <ATen/Tensor.h>
 
 #include <memory>
 
-namespace latent {
+namespace latent::cpu {
 
 /// C = op(A) op(B), or C += op(A) op(B) with accumulate. A and B are given in their stored
 /// (contiguous) shape; trans_a / trans_b transpose them. C is [M, N], contiguous.
@@ -20,7 +21,7 @@ void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, 
 /// rounded once between clear() calls however many products read it.
 class Bf16Gemm {
  public:
-  /// Throws latent::Error where the build has no oneDNN or the CPU no bfloat16 matrix instructions.
+  /// Throws latent::Error where the build has no oneDNN or the CPU no bfloat16 dot products.
   Bf16Gemm();
   ~Bf16Gemm();
   /// Forgets the rounded copies (call when the operands' values change: each training step).
@@ -36,4 +37,4 @@ class Bf16Gemm {
 /// The name of the implementation in use ("oneDNN" or "ATen").
 const char* gemm_backend();
 
-}  // namespace latent
+}  // namespace latent::cpu

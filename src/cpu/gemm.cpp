@@ -1,4 +1,4 @@
-#include "train/gemm.h"
+#include "cpu/gemm.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -7,22 +7,22 @@
 #include <tuple>
 #include <vector>
 
-#ifdef LATENT_HAVE_DNNL
-#include <dnnl.hpp>
+#include "cpu/build_config.h"
+#include "cpu/kernels.h"
+#include "latent/error.h"
 
-#include "train/dnnl_engine.h"
+#if LATENT_HAVE_DNNL
+#include "cpu/dnnl.h"
 #endif
 
-#include "latent/error.h"
-#include "train/fused_kernels.h"
-
-namespace latent {
+namespace latent::cpu {
 
 void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate) {
   const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
   const int64_t N = trans_b ? b.size(0) : b.size(1);
   if ((trans_b ? b.size(1) : b.size(0)) != K || c.size(0) != M || c.size(1) != N) throw Error("gemm: shapes do not match");
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
+  dnnl_engine();  // the ISA cap set before oneDNN's first dispatch
   const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, a.data_ptr<float>(), a.size(1),
                                       b.data_ptr<float>(), b.size(1), accumulate ? 1.0f : 0.0f, c.data_ptr<float>(), N);
   if (st != dnnl_success) throw Error("gemm: oneDNN sgemm failed with status " + std::to_string(static_cast<int>(st)));
@@ -36,12 +36,12 @@ void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, 
 #endif
 }
 
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
 
 struct Bf16Gemm::Impl {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, bool>;  // M, N, K, trans_a, trans_b, accumulate
   std::map<Key, dnnl::matmul> primitives;
-  dnnl::stream stream{dnnl_cpu_engine()};
+  dnnl::stream stream{dnnl_engine()};
   struct Rounded {
     const void* source = nullptr;
     int64_t numel = 0;
@@ -66,12 +66,13 @@ struct Bf16Gemm::Impl {
       ops.append_sum(1.0f);
       attr.set_post_ops(ops);
     }
-    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, b, c), attr, dnnl_cpu_engine());
-    const std::string kernel = pd.impl_info_str();
-    if (kernel.find("bf16") == std::string::npos)
-      throw Error("bf16 needs a CPU with bfloat16 matrix instructions (AVX512-BF16 or AMX); oneDNN offers '" + kernel +
-                  "' here: use fp32");
-    return primitives.emplace(key, dnnl::matmul(pd)).first->second;
+    return primitives
+        .emplace(key,
+                 dnnl_call("a bfloat16 product",
+                           [&] {
+                             return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, dnnl_engine()));
+                           }))
+        .first->second;
   }
 
   const uint16_t* round(const at::Tensor& t) {
@@ -84,12 +85,12 @@ struct Bf16Gemm::Impl {
     r.values.resize(static_cast<size_t>(t.numel()));
     const float* x = t.data_ptr<float>();
     uint16_t* out = r.values.data();
-    at::parallel_for(0, t.numel(), 16384, [&](int64_t i0, int64_t i1) { kernels::to_bf16(x + i0, i1 - i0, out + i0); });
+    at::parallel_for(0, t.numel(), 16384, [&](int64_t i0, int64_t i1) { kernels().to_bf16(x + i0, i1 - i0, out + i0); });
     return out;
   }
 };
 
-Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) { impl_->primitive(128, 128, 128, false, false, false); }
+Bf16Gemm::Bf16Gemm() : impl_(std::make_unique<Impl>()) { require_bf16("bf16 (mixed precision)"); }
 Bf16Gemm::~Bf16Gemm() = default;
 void Bf16Gemm::clear() { impl_->used = 0; }
 
@@ -100,19 +101,21 @@ void Bf16Gemm::run(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool 
   using dnnl::memory;
   using Tag = memory::format_tag;
   using Type = memory::data_type;
-  const auto& engine = dnnl_cpu_engine();
+  const auto& engine = dnnl_engine();
   const dnnl::matmul& mm = impl_->primitive(M, N, K, trans_a, trans_b, accumulate);
   memory am({{M, K}, Type::bf16, trans_a ? Tag::ba : Tag::ab}, engine, const_cast<uint16_t*>(impl_->round(a)));
   memory bm({{K, N}, Type::bf16, trans_b ? Tag::ba : Tag::ab}, engine, const_cast<uint16_t*>(impl_->round(b)));
   memory cm({{M, N}, Type::f32, Tag::ab}, engine, c.data_ptr<float>());
-  mm.execute(impl_->stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
-  impl_->stream.wait();
+  dnnl_call("a bfloat16 product", [&] {
+    mm.execute(impl_->stream, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    impl_->stream.wait();
+  });
 }
 
 #else
 
 struct Bf16Gemm::Impl {};
-Bf16Gemm::Bf16Gemm() { throw Error("bf16 needs a build with oneDNN (Debian: libdnnl-dev)"); }
+Bf16Gemm::Bf16Gemm() { require_bf16("bf16 (mixed precision)"); }
 Bf16Gemm::~Bf16Gemm() = default;
 void Bf16Gemm::clear() {}
 void Bf16Gemm::run(const at::Tensor&, bool, const at::Tensor&, bool, const at::Tensor&, bool) {}
@@ -120,11 +123,11 @@ void Bf16Gemm::run(const at::Tensor&, bool, const at::Tensor&, bool, const at::T
 #endif
 
 const char* gemm_backend() {
-#ifdef LATENT_HAVE_DNNL
+#if LATENT_HAVE_DNNL
   return "oneDNN";
 #else
   return "ATen";
 #endif
 }
 
-}  // namespace latent
+}  // namespace latent::cpu
