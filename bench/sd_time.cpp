@@ -3,6 +3,7 @@
 // resident memory. bench/sd_vs_pytorch.py runs it beside the PyTorch reference.
 //
 //   sd_time --vae FILE [--latent-size 64] [--runs 2] [--precision fp32|bf16] [--threads 2] [--reference]
+//   --threads 0: every core, the count following the load as `latent sd` does (bench/contention.sh)
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <sys/resource.h>
@@ -11,6 +12,7 @@
 #include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdio>
+#include <thread>
 
 #include "latent/sd_vae.h"
 
@@ -54,13 +56,14 @@ int main(int argc, char** argv) {
   app.add_option("--latent-size", size);
   app.add_option("--runs", runs);
   app.add_option("--precision", precision);
-  app.add_option("--threads", threads);
+  app.add_option("--threads", threads, "threads (0: every core, following the load)");
   app.add_option("--save", save, "write the decoded image of the first run (.npy) to compare");
   app.add_flag("--reference", reference, "ATen's operations instead of oneDNN's");
   app.add_flag("--winograd", winograd, "Winograd convolutions");
   CLI11_PARSE(app, argc, argv);
-  at::set_num_threads(threads);
+  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   latent::SdLoadOptions options;
+  options.follow_load = threads == 0;
   options.precision = latent::parse_precision(precision);
   options.fast = !reference;
   options.winograd = winograd;

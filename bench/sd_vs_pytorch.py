@@ -7,10 +7,13 @@ process (so peak memory is its own): the PyTorch reference of tests/sd_vae_refer
 build/bench/sd_time decode a 1x4x64x64 latent to 512x512 and encode the image back, three times; the
 first run includes each library's one-time set-up (kernel generation, weight reordering), the
 last is the steady state. Prints seconds, the ratio, peak resident memory of each process (its own
-VmHWM: getrusage's maxrss would carry this script's memory over through fork and exec), and the
-decoded images' difference from PyTorch's.
+VmHWM: getrusage's maxrss would carry this script's memory over through fork and exec), the
+decoded images' difference from PyTorch's, the CPU and what each side ran on it, and how many of the
+oneDNN primitives latent ran were oneDNN's reference ("ref:") kernels (a separate run with
+ONEDNN_VERBOSE=1, so that printing does not slow the timed ones). --cap avx2 runs both sides as on a
+CPU without AVX-512 (bench/cpu_cap.py).
 
-    /usr/bin/python3 bench/sd_vs_pytorch.py [--threads 2] [--sd-time build/bench/sd_time]
+    /usr/bin/python3 bench/sd_vs_pytorch.py [--threads 2] [--cap avx2] [--sd-time build/bench/sd_time]
 """
 import argparse
 import os
@@ -18,10 +21,14 @@ import subprocess
 import sys
 import tempfile
 
-import numpy as np
-import torch
-
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import cpu_cap  # noqa: E402
+
+cpu_cap.apply_from_argv()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))
 from sd_vae_reference import AutoencoderKL, randomize, save_safetensors  # noqa: E402
 
@@ -66,11 +73,24 @@ def parse(out):
     return vals, peak
 
 
+def reference_kernels(sd_time, weights, threads, extra):
+    """(primitives run, of which oneDNN reference kernels, their names) in one decode and encode."""
+    out = subprocess.run([sd_time, "--vae", weights, "--threads", str(threads), "--runs", "1"] + extra, check=True,
+                         capture_output=True, text=True, env=dict(os.environ, ONEDNN_VERBOSE="1")).stdout
+    execs = [line.split(",") for line in out.splitlines() if line.startswith("onednn_verbose,exec")]
+    refs = sorted({f"{e[3]} {e[4]}" for e in execs if e[4].startswith("ref")})
+    return len(execs), sum(e[4].startswith("ref") for e in execs), refs
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--sd-time", default=os.path.join(HERE, "..", "build", "bench", "sd_time"))
+    ap.add_argument("--latent", default=os.path.join(HERE, "..", "build", "latent"), help="(asked what it runs here)")
+    cpu_cap.add_argument(ap)
     args = ap.parse_args()
+    header = cpu_cap.header(args.cap, args.latent)
+    bf16 = "bfloat16" in header[2] and "no bfloat16" not in header[2]
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "diffusion_pytorch_model.safetensors")
         model = AutoencoderKL(SD1)
@@ -82,14 +102,19 @@ def main():
         pt_out = run_pytorch(weights, args.threads, os.path.join(tmp, "pytorch.bin"))
         rows.append((f"PyTorch {torch.__version__} eager fp32",) + parse(pt_out))
         reference = np.fromfile(os.path.join(tmp, "pytorch.bin"), dtype=np.float32)
-        errors = {}
-        for label, extra in (("latent fp32", []), ("latent fp32 --winograd", ["--winograd"]), ("latent bf16", ["--precision", "bf16"])):
+        errors, refs = {}, {}
+        modes = [("latent fp32", []), ("latent fp32 --winograd", ["--winograd"])]
+        if bf16:
+            modes.append(("latent bf16", ["--precision", "bf16"]))
+        for label, extra in modes:
             save = os.path.join(tmp, "latent.bin")
             out = subprocess.run([args.sd_time, "--vae", weights, "--threads", str(args.threads), "--runs", str(RUNS), "--save", save] + extra,
                                  check=True, capture_output=True, text=True).stdout
             rows.append((label,) + parse(out))
             errors[label] = np.abs(np.fromfile(save, dtype=np.float32) - reference).max()
+            refs[label] = reference_kernels(args.sd_time, weights, args.threads, extra)
     print(f"SD 1.x AutoencoderKL (random weights), 1x4x64x64 -> 512x512 -> back, {args.threads} threads")
+    print("\n".join(header))
     print(f"{'':28s} {'decode 1st':>10s} {'decode':>8s} {'encode 1st':>10s} {'encode':>8s} {'peak MB':>8s} {'max |diff| vs PyTorch':>22s}")
     base = rows[0][1][-1]
     for label, vals, peak in rows:
@@ -99,6 +124,10 @@ def main():
     for label, vals, peak in rows[1:]:
         print(f"{label}: decode {base[0] / vals[-1][0]:.2f}x, encode {base[1] / vals[-1][1]:.2f}x PyTorch's speed (last runs); "
               f"peak {peak:.0f} MB")
+    for label, (count, ref, names) in refs.items():
+        print(f"{label}: {count} oneDNN primitives run, {ref} of them reference kernels" + (f" ({', '.join(names)})" if names else ""))
+    if not bf16:
+        print("latent bf16: not run (no bfloat16 dot products here)")
 
 
 if __name__ == "__main__":

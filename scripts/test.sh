@@ -1,8 +1,38 @@
 #!/usr/bin/env bash
-# Every test: install what is missing, build, run CTest (unit, fixture and CLI tests).
+# Every test: install what is missing, build, then run CTest in three ways (each names itself):
+#   native    every test (unit, fixture, CLI, server and browser) on this CPU as it is;
+#   avx2      the unit and CLI tests again with every ISA capped at AVX2, as on a CPU without
+#             AVX-512 or bfloat16: latent's kernels and oneDNN by LATENT_MAX_CPU_ISA, LibTorch's by
+#             ATEN_CPU_CAPABILITY and OPENBLAS_CORETYPE (skipped, saying so, on a CPU without AVX2);
+#   portable  the unit tests of a second build that compiles no x86 intrinsics (-DLATENT_PORTABLE=ON,
+#             in build-portable/), on the portable kernels every architecture runs.
+# scripts/test.sh [native] [avx2] [portable] [-- CTEST ARGS]: some phases only (default: all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phases=()
+while [ $# -gt 0 ] && [ "$1" != "--" ]; do phases+=("$1"); shift; done
+[ "${1:-}" = "--" ] && shift
+[ ${#phases[@]} -gt 0 ] || phases=(native avx2 portable)
 scripts/setup.sh
 scripts/build.sh
-cd build
-ctest --output-on-failure -j2 "$@"
+status=0
+for phase in "${phases[@]}"; do
+  echo "=== tests: $phase"
+  case "$phase" in
+    native) (cd build && ctest --output-on-failure -j2 "$@") || status=1 ;;
+    avx2)
+      if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
+        (cd build && LATENT_MAX_CPU_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell \
+          ctest --output-on-failure -j2 -E '^browser\.' "$@") || status=1
+      else
+        echo "skipped: this CPU has no AVX2"
+      fi ;;
+    portable)
+      cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DLATENT_PORTABLE=ON -DLATENT_BUILD_BENCH=OFF >build-portable.log 2>&1 ||
+        { cat build-portable.log; exit 1; }
+      cmake --build build-portable -j"$(nproc)" --target latent_tests latent_server_tests
+      (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
+    *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2 or portable)"; exit 2 ;;
+  esac
+done
+exit $status

@@ -10,9 +10,10 @@
 
 namespace latent {
 
-/// {"name": brand string, "kernels": "avx512" | "avx2" | "portable", "onednn": oneDNN's ISA or null,
-///  "bf16": bool, "amx": bool, "cap": the cap or null}, as eval's JSON, /api/info and every training
-/// metrics record carry it. Throws latent::Error when LATENT_MAX_CPU_ISA names no level.
+/// {"name": brand string, "kernels": "avx512" | "avx2" | "portable", "built": the kernel levels this
+///  build has, "onednn": oneDNN's ISA or null, "bf16": bool, "amx": bool, "cap": the cap or null}, as
+/// eval's JSON, /api/info and every training metrics record carry it. Throws latent::Error when
+/// LATENT_MAX_CPU_ISA names no level.
 nlohmann::json cpu_info();
 
 /// One line: "AMD EPYC: kernels avx2, oneDNN avx2, no bfloat16 (capped at avx2)".

@@ -56,6 +56,10 @@ struct SdLoadOptions {
   /// weights transformed at each run where large: on, SD 1.x's 512x512 decode is ~20% faster for
   /// about 2.5x the memory (bench/RESULTS.md).
   bool winograd = false;
+  /// oneDNN's convolutions run on at most at::get_num_threads() threads, fewer while other
+  /// processes keep cores busy (chosen band by band as they run; the results are the same on any
+  /// count). false: exactly at::get_num_threads() (`latent sd --threads N`).
+  bool follow_load = true;
 };
 
 /// Tiled encode/decode for images larger than a tile: overlapping tiles, linearly blended where they

@@ -219,8 +219,14 @@ nlohmann::json cpu_info() {
   using cpu::features;
   using cpu::isa_name;
   const cpu::Features& f = features();
+  nlohmann::json built = {"portable"};
+#if LATENT_CPU_X86
+  built.push_back("avx2");
+  built.push_back("avx512");
+#endif
   return {{"name", f.name},
           {"kernels", isa_name(f.isa)},
+          {"built", built},
           {"onednn", f.dnnl_isa.empty() ? nlohmann::json(nullptr) : nlohmann::json(f.dnnl_isa)},
           {"bf16", f.bf16},
           {"amx", f.dnnl_amx},

@@ -2,7 +2,10 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <omp.h>
 
+#include <algorithm>
+#include <exception>
 #include <map>
 #include <tuple>
 #include <vector>
@@ -17,23 +20,64 @@
 
 namespace latent::cpu {
 
+namespace {
+
+// C[M, N] (+)= op(A) op(B) on the calling thread alone, for row-major operands with leading dimensions.
+void gemm_one_thread(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, const float* b,
+                     int64_t ldb, float* c, int64_t ldc, bool accumulate) {
+  omp_set_num_threads(1);  // (inside the parallel region below: this thread's setting, until the region ends)
+#if LATENT_HAVE_DNNL
+  const dnnl_status_t st =
+      dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, a, lda, b, ldb, accumulate ? 1.0f : 0.0f, c, ldc);
+  if (st != dnnl_success) throw Error("gemm: oneDNN sgemm failed with status " + std::to_string(static_cast<int>(st)));
+#else
+  auto view = [](const float* p, int64_t rows, int64_t cols, int64_t ld, bool trans) {
+    const at::Tensor t = at::from_blob(const_cast<float*>(p), {trans ? cols : rows, trans ? rows : cols}, {ld, 1}, at::kFloat);
+    return trans ? t.t() : t;
+  };
+  at::Tensor out = at::from_blob(c, {M, N}, {ldc, 1}, at::kFloat);
+  const at::Tensor A = view(a, M, K, lda, trans_a), B = view(b, K, N, ldb, trans_b);
+  if (accumulate)
+    out.addmm_(A, B);
+  else
+    at::mm_out(out, A, B);
+#endif
+}
+
+}  // namespace
+
 void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate) {
   const int64_t M = trans_a ? a.size(1) : a.size(0), K = trans_a ? a.size(0) : a.size(1);
   const int64_t N = trans_b ? b.size(0) : b.size(1);
   if ((trans_b ? b.size(1) : b.size(0)) != K || c.size(0) != M || c.size(1) != N) throw Error("gemm: shapes do not match");
 #if LATENT_HAVE_DNNL
   dnnl_engine();  // the ISA cap set before oneDNN's first dispatch
-  const dnnl_status_t st = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', M, N, K, 1.0f, a.data_ptr<float>(), a.size(1),
-                                      b.data_ptr<float>(), b.size(1), accumulate ? 1.0f : 0.0f, c.data_ptr<float>(), N);
-  if (st != dnnl_success) throw Error("gemm: oneDNN sgemm failed with status " + std::to_string(static_cast<int>(st)));
-#else
-  const at::Tensor A = trans_a ? a.t() : a, B = trans_b ? b.t() : b;
-  at::Tensor out = c;
-  if (accumulate)
-    out.addmm_(A, B);
-  else
-    at::mm_out(out, A, B);
 #endif
+  const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
+  float* cp = c.data_ptr<float>();
+  const int64_t lda = a.size(1), ldb = b.size(1);
+  // C's longer side in pieces of 16-multiples, about 64 wide, fixed by the shape: the operand the
+  // pieces share (the batch-sized one in a training step) is packed once per piece.
+  const bool by_columns = N >= M;
+  const int64_t side = by_columns ? N : M;
+  const int64_t pieces = std::clamp<int64_t>(side / 64, 1, 16), width = (side + pieces - 1) / pieces;
+  const int64_t size = std::min(side, (width + 15) / 16 * 16), count = (side + size - 1) / size;
+  const int team = static_cast<int>(std::min<int64_t>(count, omp_in_parallel() ? 1 : at::get_num_threads()));
+  std::exception_ptr failure;
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t p = 0; p < count; ++p) {
+    const int64_t lo = p * size, n = std::min(size, side - lo);
+    try {
+      if (by_columns)
+        gemm_one_thread(trans_a, trans_b, M, n, K, ap, lda, trans_b ? bp + lo * ldb : bp + lo, ldb, cp + lo, N, accumulate);
+      else
+        gemm_one_thread(trans_a, trans_b, n, N, K, trans_a ? ap + lo : ap + lo * lda, lda, bp, ldb, cp + lo * N, N, accumulate);
+    } catch (...) {
+#pragma omp critical(latent_gemm_failure)
+      failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 #if LATENT_HAVE_DNNL

@@ -13,6 +13,10 @@ namespace latent::cpu {
 
 /// C = op(A) op(B), or C += op(A) op(B) with accumulate. A and B are given in their stored
 /// (contiguous) shape; trans_a / trans_b transpose them. C is [M, N], contiguous.
+/// The result does not depend on the thread count: C's longer side is cut into pieces fixed by the
+/// shape alone, each one product on one thread, the threads sharing the pieces out (oneDNN's own
+/// threading splits some products' sums across threads, so a training step's numbers changed in
+/// their last bits with --threads, and could not follow the thread count chosen under load).
 void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate = false);
 
 /// Matrix products with bfloat16 operands and float32 accumulation and output (mixed-precision

@@ -48,6 +48,8 @@ struct Kernels {
   void (*relu_backward)(float* dg, const float* h, int64_t n);
   /// c[r, :] += bias, then ReLU when `relu`; c is [rows, cols].
   void (*bias_act)(float* c, const float* bias, int64_t rows, int64_t cols, bool relu);
+  /// out[j] = sum over rows r, in order, of x[r, j] (a bias gradient): the same sums on any thread count.
+  void (*column_sums)(const float* x, int64_t rows, int64_t cols, float* out);
   /// One Adam update of n elements (PyTorch's rule), moments below float's normal range flushed to 0:
   ///   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;  p -= step_size m / (sqrt(v) inv_sqrt_bias2 + eps)
   void (*adam_update)(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,

@@ -35,12 +35,14 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <tuple>
 
 #include "cpu/dnnl.h"
 #include "cpu/kernels.h"
+#include "cpu/thread_tuner.h"
 #include "latent/error.h"
 #include "latent/safetensors.h"
 
@@ -223,8 +225,9 @@ int64_t band_rows(int64_t band_bytes, int64_t c, int64_t w, int64_t h) {
 
 class DnnlOps : public SdOps {
  public:
-  DnnlOps(Precision precision, bool winograd, int64_t band_bytes)
-      : compute_(precision == Precision::kBFloat16 ? Type::bf16 : Type::f32),
+  DnnlOps(Precision precision, bool winograd, int64_t band_bytes, bool follow_load)
+      : follow_load_(follow_load),
+        compute_(precision == Precision::kBFloat16 ? Type::bf16 : Type::f32),
         L_(cpu::features().conv_block),
         blocked_tag_(L_ == 16 ? Tag::nChw16c : Tag::nChw8c),
         winograd_(winograd),
@@ -390,11 +393,14 @@ class DnnlOps : public SdOps {
     float* dp = dst.data_ptr<float>();
     std::vector<double> sum(n * out_blocks * L, 0.0), sumsq(n * out_blocks * L, 0.0);
     const cpu::Kernels& k = cpu::kernels();
+    if (follow_load_ && !tuner_) tuner_.emplace(at::get_num_threads());
+    const double in_channels = static_cast<double>(blocks * L);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t r0 = 0; r0 < h; r0 += rows) {
         const int64_t r1 = std::min(h, r0 + rows), y0 = std::max<int64_t>(0, r0 - 1), y1 = std::min(h, r1 + 1), in_rows = y1 - y0;
         const int64_t band = (r1 - r0) * w * L;  // floats of one block's band of output rows
         auto rows_of = [&](auto* base, int64_t count, int64_t b) { return base + ((i * count + b) * h + r0) * w * L; };
+        if (tuner_) tuner_->begin();
         if (shortcut) {  // the residual's band, gathered, through the 1x1 shortcut
           at::parallel_for(0, res_blocks, 1, [&](int64_t b0, int64_t b1) {
             for (int64_t b = b0; b < b1; ++b) std::memcpy(ip + b * band, rows_of(rp, res_blocks, b), band * sizeof(float));
@@ -421,6 +427,7 @@ class DnnlOps : public SdOps {
             k.block_copy_moments(op + b * band, band / L, L, rows_of(dp, out_blocks, b), &sum[ch], &sumsq[ch]);
           }
         });
+        if (tuner_) tuner_->end(static_cast<double>(band * out_blocks) * in_channels * 9);  // multiply-adds
       }
     if (residual.defined() && dst.data_ptr() == residual.data_ptr())  // the residual's rows past the output's
       discard_pages(dp + dst.numel(), rp + residual.numel());
@@ -719,6 +726,8 @@ class DnnlOps : public SdOps {
     names_.insert(name);
   }
 
+  bool follow_load_;
+  std::optional<cpu::ThreadTuner> tuner_;  // with follow_load, made at the first band (the thread count is known then)
   Type compute_;
   int64_t L_;        // channels per block of the activations
   Tag blocked_tag_;  // their oneDNN format
@@ -738,10 +747,10 @@ class DnnlOps : public SdOps {
 
 }  // namespace
 
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes) {
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes, bool follow_load) {
   // Refuse rather than let oneDNN fall back to its reference kernels (hundreds of times slower).
   if (precision == Precision::kBFloat16) cpu::require_bf16("the SD autoencoder in bf16");
-  return std::make_unique<DnnlOps>(precision, winograd, band_bytes);
+  return std::make_unique<DnnlOps>(precision, winograd, band_bytes, follow_load);
 }
 
 }  // namespace latent
@@ -750,7 +759,7 @@ std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int6
 
 namespace latent {
 
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision, bool, int64_t) { return nullptr; }
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision, bool, int64_t, bool) { return nullptr; }
 
 }  // namespace latent
 

@@ -78,7 +78,10 @@ std::unique_ptr<SdOps> make_sd_ops_aten();
 /// Winograd's kernels run the 3x3 stride-1 float32 convolutions with outputs of 128x128 and up,
 /// their transformed weights kept where small beside the output, else transformed at each run;
 /// `winograd`: every 3x3 layer, its transformed weights all kept (a little faster, ~2 GB at SD size).
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes);
+/// `follow_load`: the banded convolutions choose their thread count, at most at::get_num_threads(),
+/// band by band as the load changes (cpu/thread_tuner.h); their results do not depend on it.
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes,
+                                        bool follow_load = false);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.
 constexpr int64_t kSdAttentionRows = 1024;

@@ -85,7 +85,8 @@ std::unique_ptr<SdAutoencoder> SdAutoencoder::load(const std::string& path, cons
   if (options.precision == Precision::kBFloat16x3)
     throw Error("precision bf16x3 is for MLP products; the SD autoencoder runs in fp32 or bf16");
   SdWeights weights = sd_weights_load(path, options.scaling_factor);
-  std::unique_ptr<SdOps> ops = options.fast ? make_sd_ops_dnnl(options.precision, options.winograd) : nullptr;
+  std::unique_ptr<SdOps> ops =
+      options.fast ? make_sd_ops_dnnl(options.precision, options.winograd, kSdBandBytes, options.follow_load) : nullptr;
   if (!ops) {
     if (options.precision == Precision::kBFloat16) throw Error("bf16 needs a build with oneDNN (Debian: libdnnl-dev)");
     ops = make_sd_ops_aten();

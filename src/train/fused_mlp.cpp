@@ -48,6 +48,9 @@ class FusedMlpStep : public TrainStep {
     }
   }
 
+  // cpu::gemm's products, latent's kernels and the bias gradients' sums are; oneDNN's bfloat16 matmul may not be.
+  bool thread_invariant() const override { return !bf16_; }
+
   StepLoss run(const at::Tensor& x_in, const at::Tensor& eps_in, double beta) override {
     at::NoGradGuard no_grad;
     const int64_t B = x_in.size(0), D = model_.data_dim(), d = model_.latent_dim();
@@ -98,8 +101,7 @@ class FusedMlpStep : public TrainStep {
                             r1, D, scale);
     });
     if (glv_rows.defined()) {
-      at::Tensor g_flat = g_dec_logvar_.view({D});
-      at::sum_out(g_flat, glv_rows, 0);  // [D]
+      column_sums(glv_rows, g_dec_logvar_);  // [D]
     }
     StepLoss loss;
     for (int64_t r = 0; r < B; ++r) {
@@ -115,7 +117,7 @@ class FusedMlpStep : public TrainStep {
     for (size_t j = dec_.size(); j-- > 0;) {
       const at::Tensor& in = j == 0 ? z : rows(dec_h_[j - 1]);
       product(dg, true, in, false, dec_[j].gW);  // [out, in]
-      at::sum_out(dec_[j].gb, dg, 0);
+      column_sums(dg, dec_[j].gb);
       at::Tensor din = rows(j == 0 ? dz_buf_ : dec_dh_[j - 1]);
       product(dg, false, dec_[j].W, false, din);  // [B, in]
       if (j > 0) k.relu_backward(din.data_ptr<float>(), in.data_ptr<float>(), din.numel());
@@ -127,9 +129,9 @@ class FusedMlpStep : public TrainStep {
                        dmu.data_ptr<float>(), dlv.data_ptr<float>(), B * d, static_cast<float>(beta) * scale);
     at::Tensor henc = enc_.empty() ? x : rows(enc_h_.back());
     product(dmu, true, henc, false, mu_.gW);  // [d, h]
-    at::sum_out(mu_.gb, dmu, 0);
+    column_sums(dmu, mu_.gb);
     product(dlv, true, henc, false, lv_.gW);
-    at::sum_out(lv_.gb, dlv, 0);
+    column_sums(dlv, lv_.gb);
     if (enc_.empty()) return loss;
     at::Tensor dh = rows(enc_dh_.back());
     product(dmu, false, mu_.W, false, dh);  // [B, h]
@@ -140,7 +142,7 @@ class FusedMlpStep : public TrainStep {
       k.relu_backward(dh.data_ptr<float>(), hout.data_ptr<float>(), dh.numel());
       const at::Tensor in = i == 0 ? x : rows(enc_h_[i - 1]);
       product(dh, true, in, false, enc_[i].gW);  // [h_i, in]
-      at::sum_out(enc_[i].gb, dh, 0);
+      column_sums(dh, enc_[i].gb);
       if (i == 0) break;
       at::Tensor din = rows(enc_dh_[i - 1]);
       product(dh, false, enc_[i].W, false, din);  // [B, in]
@@ -159,6 +161,11 @@ class FusedMlpStep : public TrainStep {
       bf16_->run(a, trans_a, b, trans_b, c, accumulate);
     else
       cpu::gemm(a, trans_a, b, trans_b, c, accumulate);
+  }
+
+  // out [cols] = the sum of x's rows [rows, cols] (a bias gradient), in a fixed order.
+  static void column_sums(const at::Tensor& x, const at::Tensor& out) {
+    cpu::kernels().column_sums(x.data_ptr<float>(), x.size(0), x.size(1), out.data_ptr<float>());
   }
 
   // out = act(in W^T + b): the product, then bias and activation in one pass.

@@ -28,6 +28,9 @@ class TrainStep {
   virtual ~TrainStep() = default;
   /// x [B, D...], eps [B, d]. Overwrites every parameter's gradient.
   virtual StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) = 0;
+  /// Whether run()'s results are the same on any thread count (then the training loop may choose
+  /// the count as the load changes: cpu/thread_tuner.h).
+  virtual bool thread_invariant() const { return false; }
 };
 
 /// Autograd on the ELBO; free_bits > 0 floors each dimension's batch-mean KL (kl_free_bits).

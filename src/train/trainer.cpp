@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
+#include "cpu/thread_tuner.h"
 #include "latent/atomic_file.h"
 #include "latent/checkpoint.h"
 #include "latent/cpu.h"
@@ -142,6 +144,11 @@ TrainResult run_loop(Run& run) {
     checkpoint_save(run.checkpoint_path, run.info, model, run.adam.get());
   };
 
+  // With the thread count left to latent (--threads 0) and a step whose numbers do not depend on it,
+  // the count follows the load (cpu/thread_tuner.h); evaluation runs on every core.
+  std::optional<cpu::ThreadTuner> tuner;
+  if (opt.threads == 0 && step->thread_invariant()) tuner.emplace(at::get_num_threads());
+
   auto running_means = [&]() {
     return "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
            fmt("%.2f", sum_kl / seen);
@@ -157,6 +164,7 @@ TrainResult run_loop(Run& run) {
     int64_t seen_now = 0;
     for (int64_t b = step_in_epoch; b < batches; ++b) {
       const int64_t start = b * bs, len = std::min(bs, n - start);
+      if (tuner) tuner->begin();
       at::Tensor x = train.x.index_select(0, perm.narrow(0, start, len));
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
       if (opt.binarize) x = at::bernoulli(x, gen);
@@ -168,6 +176,7 @@ TrainResult run_loop(Run& run) {
         throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       }
       run.adam->step();
+      if (tuner) tuner->end(static_cast<double>(len));
       sum_loss += l.loss * len;
       sum_recon += l.recon * len;
       sum_kl += l.kl * len;
@@ -184,6 +193,8 @@ TrainResult run_loop(Run& run) {
       }
     }
     const double train_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const int threads_used = tuner ? tuner->threads() : at::get_num_threads();
+    if (tuner) at::set_num_threads(tuner->max_threads());
     wall += train_seconds;
     bar.finish(running_means());
     EvalOptions eo;
@@ -199,6 +210,7 @@ TrainResult run_loop(Run& run) {
                         {"train_recon", sum_recon / seen},
                         {"train_kl", sum_kl / seen},
                         {"samples_per_s", seen_now / std::max(train_seconds, 1e-9)},
+                        {"threads", threads_used},
                         {"wall_s", wall}};
     if (ev.examples > 0) {
       m["test_elbo"] = ev.elbo;

@@ -15,6 +15,7 @@
 #include "latent/npy.h"
 #include "latent/progress.h"
 #include "latent/sd_vae.h"
+#include "latent/train.h"
 
 namespace latent::cli {
 
@@ -37,8 +38,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 std::unique_ptr<SdAutoencoder> load_vae(const SdArgs& a) {
   if (a.vae.empty() == a.taesd.empty()) throw Error("give the weights with --vae FILE or --taesd FILE (one of them)");
-  if (a.threads > 0) at::set_num_threads(a.threads);
+  set_num_threads(a.threads);  // 0: every core
   SdLoadOptions options;
+  options.follow_load = a.threads == 0;
   options.scaling_factor = a.scaling_factor;
   options.precision = parse_precision(a.precision);
   options.winograd = a.winograd;
@@ -130,7 +132,8 @@ void add_weights_options(CLI::App* c, SdArgs& a) {
   c->add_option("--tile-overlap", a.overlap, "fraction of a tile shared with its neighbour")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.49));
-  c->add_option("--threads", a.threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);
+  c->add_option("--threads", a.threads, "CPU threads (0: every core, fewer while other processes keep cores busy)")
+      ->check(CLI::NonNegativeNumber);
   c->add_flag("--winograd", a.winograd,
               "Winograd in every fp32 3x3 convolution with its transformed weights all kept (by default: outputs of 128x128 "
               "and up, large weights transformed at each run): ~20% faster, ~2.5x the memory");
