@@ -4,15 +4,17 @@
 #   avx2      the unit and CLI tests again with every ISA capped at AVX2, as on a CPU without
 #             AVX-512 or bfloat16: latent's kernels and oneDNN by LATENT_MAX_CPU_ISA, LibTorch's by
 #             ATEN_CPU_CAPABILITY and OPENBLAS_CORETYPE (skipped, saying so, on a CPU without AVX2);
+#   package   cmake --install into build/install, then examples/ built against that installed package
+#             (find_package(latent)) and run: train, sample, score;
 #   portable  the unit tests of a second build that compiles no x86 intrinsics (-DLATENT_PORTABLE=ON,
 #             in build-portable/), on the portable kernels every architecture runs.
-# scripts/test.sh [native] [avx2] [portable] [-- CTEST ARGS]: some phases only (default: all three).
+# scripts/test.sh [native] [avx2] [package] [portable] [-- CTEST ARGS]: some phases only (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phases=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do phases+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-[ ${#phases[@]} -gt 0 ] || phases=(native avx2 portable)
+[ ${#phases[@]} -gt 0 ] || phases=(native avx2 package portable)
 scripts/setup.sh
 scripts/build.sh
 status=0
@@ -27,12 +29,23 @@ for phase in "${phases[@]}"; do
       else
         echo "skipped: this CPU has no AVX2"
       fi ;;
+    package)
+      rm -rf build/install build/examples
+      cmake --install build --prefix "$PWD/build/install" >/dev/null
+      cmake -S examples -B build/examples -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$PWD/build/install" >build/examples.log 2>&1 ||
+        { cat build/examples.log; exit 1; }
+      cmake --build build/examples -j"$(nproc)"
+      if build/examples/train_sample_score build/examples/out 3 && [ -s build/examples/out/samples.png ]; then
+        echo "package: examples/train_sample_score built against build/install and passed"
+      else
+        echo "package: examples/train_sample_score FAILED"; status=1
+      fi ;;
     portable)
       cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DLATENT_PORTABLE=ON -DLATENT_BUILD_BENCH=OFF >build-portable.log 2>&1 ||
         { cat build-portable.log; exit 1; }
       cmake --build build-portable -j"$(nproc)" --target latent_tests latent_server_tests
       (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
-    *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2 or portable)"; exit 2 ;;
+    *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2, package or portable)"; exit 2 ;;
   esac
 done
 exit $status

@@ -80,6 +80,25 @@ void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, 
   if (failure) std::rethrow_exception(failure);
 }
 
+void gemm_batch(int64_t count, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, int64_t stride_a, const float* b,
+                int64_t ldb, int64_t stride_b, float* c, int64_t ldc, int64_t stride_c) {
+#if LATENT_HAVE_DNNL
+  dnnl_engine();
+#endif
+  const int team = static_cast<int>(std::min<int64_t>(count, omp_in_parallel() ? 1 : at::get_num_threads()));
+  std::exception_ptr failure;
+#pragma omp parallel for num_threads(team) schedule(static)
+  for (int64_t i = 0; i < count; ++i) {
+    try {
+      gemm_one_thread(false, false, M, N, K, a + i * stride_a, lda, b + i * stride_b, ldb, c + i * stride_c, ldc, false);
+    } catch (...) {
+#pragma omp critical(latent_gemm_failure)
+      failure = std::current_exception();
+    }
+  }
+  if (failure) std::rethrow_exception(failure);
+}
+
 #if LATENT_HAVE_DNNL
 
 struct Bf16Gemm::Impl {

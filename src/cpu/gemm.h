@@ -19,6 +19,12 @@ namespace latent::cpu {
 /// their last bits with --threads, and could not follow the thread count chosen under load).
 void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, const at::Tensor& c, bool accumulate = false);
 
+/// C_i = A_i B_i for i in [0, count): row-major float32 products [M, K] x [K, N] -> [M, N], the
+/// i-th operands at a + i stride_a, b + i stride_b, c + i stride_c; the products are shared out among
+/// the threads, each on one thread (the same results on any thread count).
+void gemm_batch(int64_t count, int64_t M, int64_t N, int64_t K, const float* a, int64_t lda, int64_t stride_a, const float* b,
+                int64_t ldb, int64_t stride_b, float* c, int64_t ldc, int64_t stride_c);
+
 /// Matrix products with bfloat16 operands and float32 accumulation and output (mixed-precision
 /// training: the operands are rounded to 8 significant bits, the sums are not), on oneDNN's matmul
 /// (Intel AMX tiles where the CPU has them). One instance serves one thread; each float32 operand is

@@ -109,6 +109,21 @@ struct Kernels {
   /// `y_bf16` (when not null) receives the result as bfloat16 instead of y.
   void (*block_fill)(const float* x, int64_t pixels, int64_t lanes, const float* a, const float* b, bool twice, float* y,
                      uint16_t* y_bf16);
+
+  // --- Winograd F(4x4, 3x3) on channel-blocked activations (the SD convolutions where oneDNN has
+  // none: below AVX-512). Tile t of a band is output rows [4 (t / tiles_w), +4) and columns
+  // [4 (t % tiles_w), +4); position e of its 6x6 transform is at v[e * stride_e + t * stride_t + lane].
+
+  /// B^T d B of the input tiles [t0, t1) of one channel block's band [band_rows][width][lanes]; the
+  /// tile's first input row is band row first_row + 4 (t / tiles_w) (-1 above the image); rows and
+  /// columns outside the band or the image read as 0.
+  void (*wino_input)(const float* band, int64_t band_rows, int64_t first_row, int64_t width, int64_t lanes, int64_t tiles_w,
+                     int64_t t0, int64_t t1, float* v, int64_t stride_e, int64_t stride_t);
+  /// y = A^T m A (+ bias per lane, + y's values when `accumulate`, then ReLU when `relu`) for the
+  /// tiles [t0, t1), into one channel block's band y [out_rows][width][lanes] (outputs past
+  /// out_rows or width are not written).
+  void (*wino_output)(const float* m, int64_t stride_e, int64_t stride_t, int64_t tiles_w, int64_t t0, int64_t t1,
+                      int64_t out_rows, int64_t width, int64_t lanes, const float* bias, bool accumulate, bool relu, float* y);
 };
 
 /// The variant features() chose.

@@ -30,6 +30,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -41,6 +42,7 @@
 #include <tuple>
 
 #include "cpu/dnnl.h"
+#include "cpu/gemm.h"
 #include "cpu/kernels.h"
 #include "cpu/thread_tuner.h"
 #include "latent/error.h"
@@ -214,6 +216,13 @@ struct ConvKernels {
   at::Tensor source;  // [out, in, k, k]: the file's mapped bytes (any dtype), or a float32 copy until the first layout
   bool source_mapped = false;
   int64_t out = 0, in = 0, k = 0;
+  std::unique_ptr<Pages> wino;  // latent's Winograd weights [36][in][out], where kept (small beside the output)
+  // Names the layer for the buffers of transient weights (an address could be a freed layer's).
+  const uint64_t id = next_id();
+  static uint64_t next_id() {
+    static std::atomic<uint64_t> ids{0};
+    return ++ids;
+  }
 };
 
 // Output rows per band of a banded convolution: its input band (C channels, W wide) near
@@ -225,8 +234,9 @@ int64_t band_rows(int64_t band_bytes, int64_t c, int64_t w, int64_t h) {
 
 class DnnlOps : public SdOps {
  public:
-  DnnlOps(Precision precision, bool winograd, int64_t band_bytes, bool follow_load)
+  DnnlOps(Precision precision, bool winograd, int64_t band_bytes, bool follow_load, SdWinograd own_winograd)
       : follow_load_(follow_load),
+        own_winograd_(own_winograd == SdWinograd::kAlways || (own_winograd == SdWinograd::kAuto && !cpu::features().winograd)),
         compute_(precision == Precision::kBFloat16 ? Type::bf16 : Type::f32),
         L_(cpu::features().conv_block),
         blocked_tag_(L_ == 16 ? Tag::nChw16c : Tag::nChw8c),
@@ -393,6 +403,8 @@ class DnnlOps : public SdOps {
     float* dp = dst.data_ptr<float>();
     std::vector<double> sum(n * out_blocks * L, 0.0), sumsq(n * out_blocks * L, 0.0);
     const cpu::Kernels& k = cpu::kernels();
+    // latent's own Winograd where oneDNN has none (below AVX-512), in float32: its weights for this run.
+    const float* wino = own_winograd_ && !bf16 ? wino_weights(c, h * w) : nullptr;
     if (follow_load_ && !tuner_) tuner_.emplace(at::get_num_threads());
     const double in_channels = static_cast<double>(blocks * L);
     for (int64_t i = 0; i < n; ++i)
@@ -420,7 +432,10 @@ class DnnlOps : public SdOps {
                          bf16 ? nullptr : ip + at, bf16 ? reinterpret_cast<uint16_t*>(ip) + at : nullptr);
           }
         });
-        execute(c, conv_kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu, h * w), ip, op);
+        if (wino)
+          wino_band(wino, prepare(c), ip, blocks, in_rows, r0 == 0 ? -1 : 0, r1 - r0, w, residual.defined(), relu, op);
+        else
+          execute(c, conv_kernels(c, 1, in_rows, w, r0 == 0, r1 == h, true, residual.defined(), relu, h * w), ip, op);
         at::parallel_for(0, out_blocks, 1, [&](int64_t b0, int64_t b1) {
           for (int64_t b = b0; b < b1; ++b) {
             const int64_t ch = (i * out_blocks + b) * L;
@@ -433,6 +448,88 @@ class DnnlOps : public SdOps {
       discard_pages(dp + dst.numel(), rp + residual.numel());
     keep_moments(dst, std::move(sum), std::move(sumsq));
     return dst;
+  }
+
+  // Winograd F(4x4, 3x3) weights of a 3x3 layer, [36][in][out] (G g G^T of each kernel): kept with
+  // the layer where small beside its output (`pixels`, as oneDNN's are kept above), else made into
+  // one buffer for this run (a 512-channel layer's are 38 MB, made in ~20 ms).
+  const float* wino_weights(SdConv& c, int64_t pixels) {
+    ConvKernels& layer = prepare(c);
+    const int64_t in = layer.in, out = layer.out, bytes = 36 * in * out * 4;
+    if (layer.wino) return static_cast<const float*>(layer.wino->at_least(bytes));
+    constexpr int64_t kKeptBytesPerPixel = 40;
+    Pages* target = &wino_transient_;
+    if (bytes <= kKeptBytesPerPixel * pixels) {
+      layer.wino = std::make_unique<Pages>();
+      target = layer.wino.get();
+    } else if (wino_transient_layer_ == layer.id) {
+      return static_cast<const float*>(wino_transient_.at_least(bytes));
+    }
+    float* u = static_cast<float*>(target->at_least(bytes));
+    dnnl::stream stream(dnnl_engine());
+    Pages as_float;
+    const memory plain = plain_weights(layer, stream, as_float);
+    stream.wait();
+    const float* g = static_cast<const float*>(plain.get_data_handle());  // [out, in, 3, 3]
+    // By input channel, then output channel: the 36 values of each kernel go to 36 rows of u, each
+    // written in order of the output channel.
+    at::parallel_for(0, in, 4, [&](int64_t c0, int64_t c1) {
+      for (int64_t ci = c0; ci < c1; ++ci)
+        for (int64_t o = 0; o < out; ++o) {
+          const float* k = g + (o * in + ci) * 9;
+          double gg[6][3];  // G g
+          for (int64_t j = 0; j < 3; ++j) {
+            const double k0 = k[j], k1 = k[3 + j], k2 = k[6 + j];
+            gg[0][j] = k0 / 4;
+            gg[1][j] = -(k0 + k1 + k2) / 6;
+            gg[2][j] = -(k0 - k1 + k2) / 6;
+            gg[3][j] = k0 / 24 + k1 / 12 + k2 / 6;
+            gg[4][j] = k0 / 24 - k1 / 12 + k2 / 6;
+            gg[5][j] = k2;
+          }
+          for (int64_t i = 0; i < 6; ++i) {  // (G g) G^T
+            const double a = gg[i][0], b = gg[i][1], d = gg[i][2];
+            const double row[6] = {a / 4, -(a + b + d) / 6, -(a - b + d) / 6, a / 24 + b / 12 + d / 6, a / 24 - b / 12 + d / 6, d};
+            for (int64_t e = 0; e < 6; ++e) u[((i * 6 + e) * in + ci) * out + o] = static_cast<float>(row[e]);
+          }
+        }
+    });
+    if (target == &wino_transient_) wino_transient_layer_ = layer.id;
+    safetensors_drop_pages(layer.source);
+    return u;
+  }
+
+  // One band of a 3x3 convolution by Winograd F(4x4, 3x3): the input band's tiles transformed, 36
+  // matrix products over the input channels, the output tiles transformed back into `op`, with the
+  // bias, the residual already in `op` (accumulate) and ReLU. Every step is per tile or per product,
+  // so the result does not depend on the thread count.
+  void wino_band(const float* u, const ConvKernels& layer, const float* ip, int64_t in_blocks, int64_t in_rows, int64_t first_row,
+                 int64_t out_rows, int64_t w, bool accumulate, bool relu, float* op) {
+    const cpu::Kernels& k = cpu::kernels();
+    const int64_t L = L_, tiles_w = (w + 3) / 4, tiles = (out_rows + 3) / 4 * tiles_w, cin = layer.in, cout = layer.out;
+    std::lock_guard<std::mutex> lock(wino_mutex_);
+    // A tile's 36 transformed positions lie together ([tiles][36][channels]), so the transforms read
+    // and write a few kilobytes per tile; each position's product reads and writes them with a stride.
+    float* v = static_cast<float*>(wino_v_.at_least(36 * tiles * cin * 4));   // [tiles][36][in]
+    float* m = static_cast<float*>(wino_m_.at_least(36 * tiles * cout * 4));  // [tiles][36][out]
+    constexpr int64_t kTilesPerTask = 16;
+    const int64_t chunks = (tiles + kTilesPerTask - 1) / kTilesPerTask;
+    at::parallel_for(0, in_blocks * chunks, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t b = q / chunks, t0 = (q % chunks) * kTilesPerTask, t1 = std::min(tiles, t0 + kTilesPerTask);
+        k.wino_input(ip + b * in_rows * w * L, in_rows, first_row, w, L, tiles_w, t0, t1, v + b * L, cin, 36 * cin);
+      }
+    });
+    cpu::gemm_batch(36, tiles, cout, cin, v, 36 * cin, cin, u, cout, cin * cout, m, 36 * cout, cout);
+    const float* bias = layer.bias ? static_cast<const float*>(layer.bias.get_data_handle()) : nullptr;
+    const int64_t out_blocks = cout / L;
+    at::parallel_for(0, out_blocks * chunks, 1, [&](int64_t q0, int64_t q1) {
+      for (int64_t q = q0; q < q1; ++q) {
+        const int64_t b = q / chunks, t0 = (q % chunks) * kTilesPerTask, t1 = std::min(tiles, t0 + kTilesPerTask);
+        k.wino_output(m + b * L, cout, 36 * cout, tiles_w, t0, t1, out_rows, w, L, bias ? bias + b * L : nullptr, accumulate,
+                      relu, op + b * out_rows * w * L);
+      }
+    });
   }
 
   // Runs a convolution. Its scratchpad (Winograd's transformed tiles: tens of MB) is one buffer kept
@@ -448,7 +545,7 @@ class DnnlOps : public SdOps {
     dnnl::stream stream(dnnl_engine());
     if (!e.weights) {  // transient: transformed once per layer run, the bands after the first reuse them
       void* buffer = transient_.at_least(e.weights_desc.get_size());
-      if (transient_layer_ != cache || transient_desc_ != e.weights_desc) {
+      if (transient_layer_ != cache->id || transient_desc_ != e.weights_desc) {
         memory from = plain_weights(*cache, stream, transient_plain_), to(e.weights_desc, dnnl_engine(), buffer);
         // Its scratch space ours too (oneDNN's would come from malloc's heap and stay there).
         dnnl::primitive_attr attr;
@@ -459,7 +556,7 @@ class DnnlOps : public SdOps {
         dnnl::reorder(rpd).execute(stream, {{DNNL_ARG_FROM, from}, {DNNL_ARG_TO, to}, {DNNL_ARG_SCRATCHPAD, scratch}});
         stream.wait();
         safetensors_drop_pages(cache->source);
-        transient_layer_ = cache;
+        transient_layer_ = cache->id;
         transient_desc_ = e.weights_desc;
       }
       args[DNNL_ARG_WEIGHTS] = memory(e.weights_desc, dnnl_engine(), buffer);
@@ -727,6 +824,7 @@ class DnnlOps : public SdOps {
   }
 
   bool follow_load_;
+  bool own_winograd_;  // latent's Winograd for the banded float32 3x3 convolutions
   std::optional<cpu::ThreadTuner> tuner_;  // with follow_load, made at the first band (the thread count is known then)
   Type compute_;
   int64_t L_;        // channels per block of the activations
@@ -738,7 +836,10 @@ class DnnlOps : public SdOps {
   std::vector<Moments> moments_;
   std::mutex band_mutex_, scratchpad_mutex_;  // the second also guards the transient weights
   Pages in_band_, out_band_, scratchpad_, transient_, transient_scratch_, transient_plain_;
-  const ConvKernels* transient_layer_ = nullptr;  // whose weights transient_ holds, in which layout
+  std::mutex wino_mutex_;
+  Pages wino_v_, wino_m_, wino_transient_;             // latent's Winograd: transformed tiles, products, weights
+  uint64_t wino_transient_layer_ = 0;  // the id of the layer whose weights wino_transient_ holds
+  uint64_t transient_layer_ = 0;  // the id of the layer whose weights transient_ holds, in which layout
   memory::desc transient_desc_;
   std::unique_ptr<SdOps> aten_;
   mutable std::mutex names_mutex_;
@@ -747,10 +848,11 @@ class DnnlOps : public SdOps {
 
 }  // namespace
 
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes, bool follow_load) {
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes, bool follow_load,
+                                        SdWinograd own_winograd) {
   // Refuse rather than let oneDNN fall back to its reference kernels (hundreds of times slower).
   if (precision == Precision::kBFloat16) cpu::require_bf16("the SD autoencoder in bf16");
-  return std::make_unique<DnnlOps>(precision, winograd, band_bytes, follow_load);
+  return std::make_unique<DnnlOps>(precision, winograd, band_bytes, follow_load, own_winograd);
 }
 
 }  // namespace latent
@@ -759,7 +861,7 @@ std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int6
 
 namespace latent {
 
-std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision, bool, int64_t, bool) { return nullptr; }
+std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision, bool, int64_t, bool, SdWinograd) { return nullptr; }
 
 }  // namespace latent
 

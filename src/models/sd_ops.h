@@ -80,8 +80,11 @@ std::unique_ptr<SdOps> make_sd_ops_aten();
 /// `winograd`: every 3x3 layer, its transformed weights all kept (a little faster, ~2 GB at SD size).
 /// `follow_load`: the banded convolutions choose their thread count, at most at::get_num_threads(),
 /// band by band as the load changes (cpu/thread_tuner.h); their results do not depend on it.
+/// `own_winograd`: the banded float32 3x3 convolutions by latent's Winograd F(4x4, 3x3) (with
+/// oneDNN's products) where oneDNN has no Winograd kernels (below AVX-512: kAuto), always or never.
+enum class SdWinograd { kAuto, kAlways, kNever };
 std::unique_ptr<SdOps> make_sd_ops_dnnl(Precision precision, bool winograd, int64_t band_bytes = kSdBandBytes,
-                                        bool follow_load = false);
+                                        bool follow_load = false, SdWinograd own_winograd = SdWinograd::kAuto);
 
 /// Query rows handled at once by attention(): the score block is rows x pixels floats.
 constexpr int64_t kSdAttentionRows = 1024;

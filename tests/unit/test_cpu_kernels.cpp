@@ -285,6 +285,67 @@ TEST(CpuKernels, BlockedActivationKernelsMatchThePortableTwin) {
   }
 }
 
+TEST(CpuKernels, WinogradTransformsMatchThePortableTwin) {
+  // Sums of up to 36 terms of magnitudes up to ~100 (B^T's and A^T's entries up to 8): 1e-6 relative,
+  // 1e-4 absolute.
+  SKIP_WITHOUT_FAST_VARIANTS();
+  for (const Kernels* k : fast_variants()) {
+    SCOPED_TRACE(cpu::isa_name(k->isa));
+    for (int64_t lanes : {8, 16, 24})
+      for (int64_t rows : {6, 9}) {
+        const int64_t width = 11, tiles_w = 3, tiles = 2 * tiles_w;  // partial tiles at the right and the bottom
+        const std::vector<float> band = values(rows * width * lanes, 1, lanes + rows);
+        std::vector<float> v1(tiles * 36 * lanes, -1.0f), v2 = v1;
+        portable().wino_input(band.data(), rows, -1, width, lanes, tiles_w, 0, tiles, v1.data(), lanes, 36 * lanes);
+        k->wino_input(band.data(), rows, -1, width, lanes, tiles_w, 0, tiles, v2.data(), lanes, 36 * lanes);
+        EXPECT_TRUE(near(v2, v1, 1e-6, 1e-4)) << "input, lanes " << lanes << " rows " << rows;
+        const std::vector<float> bias = values(lanes, 1, 7);
+        for (bool accumulate : {false, true})
+          for (bool relu : {false, true}) {
+            std::vector<float> y1 = values(rows * width * lanes, 1, 8), y2 = y1;
+            portable().wino_output(v1.data(), lanes, 36 * lanes, tiles_w, 0, tiles, rows - 1, width, lanes, bias.data(), accumulate,
+                                   relu, y1.data());
+            k->wino_output(v1.data(), lanes, 36 * lanes, tiles_w, 0, tiles, rows - 1, width, lanes, bias.data(), accumulate, relu,
+                           y2.data());
+            EXPECT_TRUE(near(y2, y1, 1e-6, 1e-4)) << "output, lanes " << lanes << " accumulate " << accumulate << " relu " << relu;
+          }
+      }
+  }
+}
+
+TEST(CpuKernels, WinogradTileIsAThreeByThreeConvolution) {
+  // One channel, one tile: a band of 6 rows and 4 columns (the tile reads one zero column on each
+  // side), B^T d B times G g G^T (the weights transformed here in float64), back through A^T . A,
+  // against the 3x3 correlation of the zero-padded input in float64: 1e-5 (float32 sums of terms of
+  // magnitude < 100).
+  const Kernels& k = portable();
+  const std::vector<float> x = values(24, 1, 1), g = values(9, 1, 2);  // x [6, 4], g [3, 3]
+  std::vector<float> v(36);
+  k.wino_input(x.data(), 6, 0, 4, 1, 1, 0, 1, v.data(), 1, 36);
+  const double G[6][3] = {{0.25, 0, 0}, {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
+                          {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  std::vector<float> m(36);
+  for (int i = 0; i < 6; ++i)
+    for (int e = 0; e < 6; ++e) {
+      double u = 0;
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b) u += G[i][a] * g[a * 3 + b] * G[e][b];
+      m[i * 6 + e] = static_cast<float>(u * v[i * 6 + e]);
+    }
+  std::vector<float> y(16, 0.0f);
+  k.wino_output(m.data(), 1, 36, 1, 0, 1, 4, 4, 1, nullptr, false, false, y.data());
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) {
+      double want = 0;
+      for (int a = 0; a < 3; ++a)
+        for (int b = 0; b < 3; ++b) {
+          const int col = c + b - 1;  // the input's column (zero outside [0, 4))
+          if (col >= 0 && col < 4) want += static_cast<double>(x[(r + a) * 4 + col]) * g[a * 3 + b];
+        }
+      EXPECT_NEAR(y[r * 4 + c], want, 1e-5) << r << "," << c;
+    }
+}
+
 TEST(CpuKernels, PortableTwinIsRightOnItsOwn) {
   // The reference of the comparisons above, against plain float64 arithmetic on a few kernels.
   const Kernels& k = portable();

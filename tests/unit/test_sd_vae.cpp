@@ -75,8 +75,10 @@ TEST(SdOps, BandedConvolutionsMatchAtens) {
   auto aten = make_sd_ops_aten();
   at::manual_seed(3);
   const SdNorm norm{at::rand({32}) + 0.5, at::randn({32}) * 0.1, 8, 1e-6};
-  for (bool winograd : {false, true}) {
-    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, winograd, 1);
+  // oneDNN's direct kernels, oneDNN's Winograd (where it has one; else direct), latent's Winograd.
+  for (int mode : {0, 1, 2}) {
+    const bool winograd = mode == 1;
+    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, winograd, 1, false, mode == 2 ? SdWinograd::kAlways : SdWinograd::kNever);
     if (!dnnl) GTEST_SKIP() << "built without oneDNN";
     for (bool upsample : {false, true})
       for (bool with_norm : {false, true}) {
@@ -93,13 +95,13 @@ TEST(SdOps, BandedConvolutionsMatchAtens) {
             const at::Tensor got =
                 dnnl->output(dnnl->conv(dnnl->input(x), c, residual ? dnnl->input(r) : at::Tensor(), relu, pre));
             EXPECT_TRUE(test::all_close(got, want, 0, 1e-4))
-                << "winograd " << winograd << " upsample " << upsample << " norm " << with_norm << " residual " << residual
+                << "mode " << mode << " upsample " << upsample << " norm " << with_norm << " residual " << residual
                 << " relu " << relu << ": max diff " << (got - want).abs().max().item<double>();
             EXPECT_FALSE(c.weight.defined());  // oneDNN holds the weights in its own layout now
             EXPECT_TRUE(c.present());
           }
       }
-    expect_no_reference_kernels(*dnnl);
+    if (mode != 2) expect_no_reference_kernels(*dnnl);  // (latent's Winograd runs no oneDNN kernel here)
   }
 }
 
@@ -112,7 +114,8 @@ void check_banded_shortcuts(int mode) {
   at::manual_seed(4);
   const SdNorm norm{at::rand({48}) + 0.5, at::randn({48}) * 0.1, 8, 1e-6};
   {
-    std::unique_ptr<SdOps> dnnl = make_sd_ops_dnnl(mode == 2 ? Precision::kBFloat16 : Precision::kFloat32, mode == 1, 1);
+    std::unique_ptr<SdOps> dnnl = make_sd_ops_dnnl(mode == 2 ? Precision::kBFloat16 : Precision::kFloat32, mode == 1, 1, false,
+                                                   mode == 3 ? SdWinograd::kAlways : SdWinograd::kNever);
     if (!dnnl) GTEST_SKIP() << "built without oneDNN";
     const double tol = mode == 2 ? 3e-2 : 1e-4;
     for (int64_t res_channels : {64, 32, 48}) {
@@ -138,6 +141,7 @@ void check_banded_shortcuts(int mode) {
 
 TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtens) { check_banded_shortcuts(0); }
 TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtensWinograd) { check_banded_shortcuts(1); }
+TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtensLatentsWinograd) { check_banded_shortcuts(3); }
 TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtensBFloat16) {
   LATENT_SKIP_WITHOUT_BF16();
   check_banded_shortcuts(2);
@@ -147,8 +151,10 @@ TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtensBFloat16) {
 // one shared buffer: A, then B (weights given in float16, so its source is a converted copy that
 // goes), then A again (the buffer switches back), in bands of 4 rows, against ATen.
 TEST(SdOps, TransientWinogradWeightsMatchAtens) {
+  for (SdWinograd own : {SdWinograd::kNever, SdWinograd::kAlways}) {  // oneDNN's (AVX-512; else direct), latent's
+  SCOPED_TRACE(own == SdWinograd::kAlways ? "latent's Winograd" : "oneDNN's");
   auto aten = make_sd_ops_aten();
-  auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false, 1);
+  auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false, 1, false, own);
   if (!dnnl) GTEST_SKIP() << "built without oneDNN";
   at::manual_seed(6);
   const int64_t c = 80;
@@ -163,7 +169,8 @@ TEST(SdOps, TransientWinogradWeightsMatchAtens) {
   got = dnnl->conv(got, b, {}, false, {&norm});
   got = dnnl->output(dnnl->conv(got, a, {}, false, {&norm}));
   EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "max diff " << (got - want).abs().max().item<double>();
-  expect_no_reference_kernels(*dnnl);
+  if (own == SdWinograd::kNever) expect_no_reference_kernels(*dnnl);  // (latent's runs no oneDNN kernel here)
+  }
 }
 
 // Attention on the blocked layout, batch 2, against ATen's; run twice (the second time on reused

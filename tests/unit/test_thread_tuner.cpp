@@ -45,8 +45,8 @@ TEST(ThreadTuner, MovesToFewerThreadsWhenACoreIsTakenAndBackWhenItIsFree) {
     drive(t, ThreadTuner::kMaxInterval + 2 * ThreadTuner::kWindow, busy);
     EXPECT_EQ(t.threads(), 1) << "a taken core is noticed within one probe interval";
     EXPECT_EQ(t.moves(), moves + 1);
-    drive(t, ThreadTuner::kMinInterval + 2 * ThreadTuner::kWindow, quiet);
-    EXPECT_EQ(t.threads(), 2) << "back to two threads soon after the core is free";
+    drive(t, ThreadTuner::kMaxInterval + 2 * ThreadTuner::kWindow, quiet);
+    EXPECT_EQ(t.threads(), 2) << "back to two threads within one probe interval after the core is free";
   }
   EXPECT_EQ(at::get_num_threads(), threads < 2 ? 2 : threads) << "the destructor restores the most threads";
   at::set_num_threads(threads);
