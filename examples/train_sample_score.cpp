@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
     latent::LoadedCheckpoint ck = latent::checkpoint_load(result.checkpoint);
     ck.model->eval();
     at::NoGradGuard no_grad;
-    const at::Tensor z = at::randn({16, ck.model->latent_dim()});                  // [16, d]
-    const at::Tensor images = ck.model->likelihood_mean(ck.model->decode(z));      // [16, 1, 28, 28]
+    const at::Tensor z = at::randn({16, ck.model->latent_dim()});              // [16, d]
+    const at::Tensor images = ck.model->likelihood_mean(ck.model->decode(z));  // [16, 1, 28, 28]
     latent::png_save_grid(std::string(argv[1]) + "/samples.png", images, 8);
 
     // Score: test images of every class under the model of T-shirts.
@@ -57,7 +57,7 @@ int main(int argc, char** argv) {
     const latent::Dataset test = latent::checkpoint_data(all, "", "test", 2000);
     const latent::EncodingStats stats = latent::encoding_stats(*ck.model, test.x);
     const latent::AnomalyScores scores = latent::anomaly_scores(*ck.model, test.x, stats, {});
-    const at::Tensor& neg_elbo = scores.scores.at("neg_elbo");               // [N]
+    const at::Tensor& neg_elbo = scores.scores.at("neg_elbo");             // [N]
     const at::Tensor& adjusted = scores.scores.at("complexity_adjusted");  // [N]
     const auto& names = latent::fashion_mnist_classes();
     std::printf("AUROC against the T-shirts (1: every image of the class scores above every T-shirt):\n");

@@ -489,7 +489,8 @@ class DnnlOps : public SdOps {
           }
           for (int64_t i = 0; i < 6; ++i) {  // (G g) G^T
             const double a = gg[i][0], b = gg[i][1], d = gg[i][2];
-            const double row[6] = {a / 4, -(a + b + d) / 6, -(a - b + d) / 6, a / 24 + b / 12 + d / 6, a / 24 - b / 12 + d / 6, d};
+            const double row[6] = {a / 4, -(a + b + d) / 6, -(a - b + d) / 6, a / 24 + b / 12 + d / 6, a / 24 - b / 12 + d / 6,
+                                   d};
             for (int64_t e = 0; e < 6; ++e) u[((i * 6 + e) * in + ci) * out + o] = static_cast<float>(row[e]);
           }
         }
@@ -824,7 +825,7 @@ class DnnlOps : public SdOps {
   }
 
   bool follow_load_;
-  bool own_winograd_;  // latent's Winograd for the banded float32 3x3 convolutions
+  bool own_winograd_;                      // latent's Winograd for the banded float32 3x3 convolutions
   std::optional<cpu::ThreadTuner> tuner_;  // with follow_load, made at the first band (the thread count is known then)
   Type compute_;
   int64_t L_;        // channels per block of the activations
@@ -837,9 +838,9 @@ class DnnlOps : public SdOps {
   std::mutex band_mutex_, scratchpad_mutex_;  // the second also guards the transient weights
   Pages in_band_, out_band_, scratchpad_, transient_, transient_scratch_, transient_plain_;
   std::mutex wino_mutex_;
-  Pages wino_v_, wino_m_, wino_transient_;             // latent's Winograd: transformed tiles, products, weights
-  uint64_t wino_transient_layer_ = 0;  // the id of the layer whose weights wino_transient_ holds
-  uint64_t transient_layer_ = 0;  // the id of the layer whose weights transient_ holds, in which layout
+  Pages wino_v_, wino_m_, wino_transient_;  // latent's Winograd: transformed tiles, products, weights
+  uint64_t wino_transient_layer_ = 0;       // the id of the layer whose weights wino_transient_ holds
+  uint64_t transient_layer_ = 0;            // the id of the layer whose weights transient_ holds, in which layout
   memory::desc transient_desc_;
   std::unique_ptr<SdOps> aten_;
   mutable std::mutex names_mutex_;

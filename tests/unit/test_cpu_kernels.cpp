@@ -303,11 +303,12 @@ TEST(CpuKernels, WinogradTransformsMatchThePortableTwin) {
         for (bool accumulate : {false, true})
           for (bool relu : {false, true}) {
             std::vector<float> y1 = values(rows * width * lanes, 1, 8), y2 = y1;
-            portable().wino_output(v1.data(), lanes, 36 * lanes, tiles_w, 0, tiles, rows - 1, width, lanes, bias.data(), accumulate,
-                                   relu, y1.data());
+            portable().wino_output(v1.data(), lanes, 36 * lanes, tiles_w, 0, tiles, rows - 1, width, lanes, bias.data(),
+                                   accumulate, relu, y1.data());
             k->wino_output(v1.data(), lanes, 36 * lanes, tiles_w, 0, tiles, rows - 1, width, lanes, bias.data(), accumulate, relu,
                            y2.data());
-            EXPECT_TRUE(near(y2, y1, 1e-6, 1e-4)) << "output, lanes " << lanes << " accumulate " << accumulate << " relu " << relu;
+            EXPECT_TRUE(near(y2, y1, 1e-6, 1e-4))
+                << "output, lanes " << lanes << " accumulate " << accumulate << " relu " << relu;
           }
       }
   }
@@ -322,8 +323,12 @@ TEST(CpuKernels, WinogradTileIsAThreeByThreeConvolution) {
   const std::vector<float> x = values(24, 1, 1), g = values(9, 1, 2);  // x [6, 4], g [3, 3]
   std::vector<float> v(36);
   k.wino_input(x.data(), 6, 0, 4, 1, 1, 0, 1, v.data(), 1, 36);
-  const double G[6][3] = {{0.25, 0, 0}, {-1. / 6, -1. / 6, -1. / 6}, {-1. / 6, 1. / 6, -1. / 6},
-                          {1. / 24, 1. / 12, 1. / 6}, {1. / 24, -1. / 12, 1. / 6}, {0, 0, 1}};
+  const double G[6][3] = {{0.25, 0, 0},
+                          {-1. / 6, -1. / 6, -1. / 6},
+                          {-1. / 6, 1. / 6, -1. / 6},
+                          {1. / 24, 1. / 12, 1. / 6},
+                          {1. / 24, -1. / 12, 1. / 6},
+                          {0, 0, 1}};
   std::vector<float> m(36);
   for (int i = 0; i < 6; ++i)
     for (int e = 0; e < 6; ++e) {

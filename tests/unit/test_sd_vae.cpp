@@ -95,8 +95,8 @@ TEST(SdOps, BandedConvolutionsMatchAtens) {
             const at::Tensor got =
                 dnnl->output(dnnl->conv(dnnl->input(x), c, residual ? dnnl->input(r) : at::Tensor(), relu, pre));
             EXPECT_TRUE(test::all_close(got, want, 0, 1e-4))
-                << "mode " << mode << " upsample " << upsample << " norm " << with_norm << " residual " << residual
-                << " relu " << relu << ": max diff " << (got - want).abs().max().item<double>();
+                << "mode " << mode << " upsample " << upsample << " norm " << with_norm << " residual " << residual << " relu "
+                << relu << ": max diff " << (got - want).abs().max().item<double>();
             EXPECT_FALSE(c.weight.defined());  // oneDNN holds the weights in its own layout now
             EXPECT_TRUE(c.present());
           }
@@ -152,24 +152,24 @@ TEST(SdOps, BandedShortcutsAndKeptMomentsMatchAtensBFloat16) {
 // goes), then A again (the buffer switches back), in bands of 4 rows, against ATen.
 TEST(SdOps, TransientWinogradWeightsMatchAtens) {
   for (SdWinograd own : {SdWinograd::kNever, SdWinograd::kAlways}) {  // oneDNN's (AVX-512; else direct), latent's
-  SCOPED_TRACE(own == SdWinograd::kAlways ? "latent's Winograd" : "oneDNN's");
-  auto aten = make_sd_ops_aten();
-  auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false, 1, false, own);
-  if (!dnnl) GTEST_SKIP() << "built without oneDNN";
-  at::manual_seed(6);
-  const int64_t c = 80;
-  const SdNorm norm{at::rand({c}) + 0.5, at::randn({c}) * 0.1, 8, 1e-6};
-  SdConv a{at::randn({c, c, 3, 3}) * 0.05, at::randn({c}) * 0.1}, b{(at::randn({c, c, 3, 3}) * 0.05).to(at::kHalf), {}};
-  SdConv a_ref = a, b_ref{b.weight.to(at::kFloat), {}};
-  const at::Tensor x = at::randn({1, c, 128, 128});  // [N, C, H, W]
-  at::Tensor want = aten->conv(x, a_ref, {}, false, {&norm});
-  want = aten->conv(want, b_ref, {}, false, {&norm});
-  want = aten->conv(want, a_ref, {}, false, {&norm});
-  at::Tensor got = dnnl->conv(dnnl->input(x), a, {}, false, {&norm});
-  got = dnnl->conv(got, b, {}, false, {&norm});
-  got = dnnl->output(dnnl->conv(got, a, {}, false, {&norm}));
-  EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "max diff " << (got - want).abs().max().item<double>();
-  if (own == SdWinograd::kNever) expect_no_reference_kernels(*dnnl);  // (latent's runs no oneDNN kernel here)
+    SCOPED_TRACE(own == SdWinograd::kAlways ? "latent's Winograd" : "oneDNN's");
+    auto aten = make_sd_ops_aten();
+    auto dnnl = make_sd_ops_dnnl(Precision::kFloat32, false, 1, false, own);
+    if (!dnnl) GTEST_SKIP() << "built without oneDNN";
+    at::manual_seed(6);
+    const int64_t c = 80;
+    const SdNorm norm{at::rand({c}) + 0.5, at::randn({c}) * 0.1, 8, 1e-6};
+    SdConv a{at::randn({c, c, 3, 3}) * 0.05, at::randn({c}) * 0.1}, b{(at::randn({c, c, 3, 3}) * 0.05).to(at::kHalf), {}};
+    SdConv a_ref = a, b_ref{b.weight.to(at::kFloat), {}};
+    const at::Tensor x = at::randn({1, c, 128, 128});  // [N, C, H, W]
+    at::Tensor want = aten->conv(x, a_ref, {}, false, {&norm});
+    want = aten->conv(want, b_ref, {}, false, {&norm});
+    want = aten->conv(want, a_ref, {}, false, {&norm});
+    at::Tensor got = dnnl->conv(dnnl->input(x), a, {}, false, {&norm});
+    got = dnnl->conv(got, b, {}, false, {&norm});
+    got = dnnl->output(dnnl->conv(got, a, {}, false, {&norm}));
+    EXPECT_TRUE(test::all_close(got, want, 0, 1e-4)) << "max diff " << (got - want).abs().max().item<double>();
+    if (own == SdWinograd::kNever) expect_no_reference_kernels(*dnnl);  // (latent's runs no oneDNN kernel here)
   }
 }
 
