@@ -10,7 +10,8 @@ without the busy process show what choosing the thread count costs on a quiet ma
     train   latent train on Fashion-MNIST, --epochs E: mean samples/s over the epochs
     eval    latent eval --iwae-k 1000 --limit 1000 on the checkpoint: seconds
     sd      bench/sd_time at SD 1.x size (random weights), one decode to 512x512 and encode back: seconds
-    serve   latent serve under bench/serve_load (50 clients, 16 codes per request): requests/s and p99
+    serve   latent serve under bench/serve_load (8 clients, 16 codes per request): requests/s and p99 (its
+            --threads is the requests served at once, each on one thread: one means one client at a time)
     PyTorch the pytorch/examples VAE (bench/train_vs_pytorch.py) with 1 and 2 threads, 1 epoch: samples/s
 
     /usr/bin/python3 bench/contention.py [--reps 2] [--epochs 3] [--quiet-too] [--no-sd] [--cap avx2]
@@ -86,8 +87,8 @@ def run_serve(checkpoint, threads):
     try:
         line = server.stdout.readline()
         port = re.search(r"http://[^:]+:(\d+)/", line).group(1)
-        out = subprocess.run([os.path.join(BUILD, "bench", "serve_load"), "--port", port, "--requests", "5000"], check=True,
-                             capture_output=True, text=True).stdout
+        out = subprocess.run([os.path.join(BUILD, "bench", "serve_load"), "--port", port, "--requests", "3000", "--clients", "8",
+                              "--warmup", "200"], check=True, capture_output=True, text=True, timeout=600).stdout
         r = dict(f.split("=") for f in [l for l in out.splitlines() if l.startswith("RESULT")][0].split()[2:])
         return float(r["rps"]), f"p99 {float(r['p99_ms']):.2f} ms"
     finally:
@@ -110,6 +111,7 @@ def measure(label, fn, configs, reps, higher_is_better, unit):
             values[c].append(v)
             if note is not None:
                 notes[c].append(str(note))
+            print(f"  {label}, threads {'default' if c is None else c}: {v:,.2f}" + (f" ({note})" if note else ""), flush=True)
     return [(label, c, values[c], notes[c], higher_is_better, unit) for c in configs]
 
 
@@ -137,6 +139,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=3)
     ap.add_argument("--quiet-too", action="store_true", help="also run everything without the busy process")
     ap.add_argument("--no-sd", action="store_true")
+    ap.add_argument("--only", default="train,pytorch,eval,sd,serve", help="which measurements (comma-separated)")
     ap.add_argument("--checkpoint", help="for eval and serve (default: a model trained for 3 epochs first)")
     cpu_cap.add_argument(ap)
     args = ap.parse_args()
@@ -149,7 +152,7 @@ def main():
                            stdout=subprocess.DEVNULL)
             checkpoint = os.path.join(tmp, "model.safetensors")
         weights = None
-        if not args.no_sd:
+        if not args.no_sd and "sd" in args.only.split(","):
             sys.path.insert(0, os.path.join(HERE, "..", "tests"))
             from sd_vae_reference import AutoencoderKL, randomize, save_safetensors
             from sd_vs_pytorch import SD1
@@ -164,16 +167,22 @@ def main():
         for busy in ([False, True] if args.quiet_too else [True]):
             with Hog(busy):
                 rows = []
-                rows += measure("latent train (samples/s)", lambda t: run_train(args.epochs, t), [None, 1], args.reps, True, "")
-                rows += measure("PyTorch train (samples/s)", lambda t: run_pytorch(train, test, t), [1, 2], args.reps, True, "")
-                rows += measure("latent eval (s)", lambda t: run_eval(checkpoint, t), [None, 1], args.reps, False, "s")
-                if weights:
+                only = args.only.split(",")
+                if "train" in only:
+                    rows += measure("latent train (samples/s)", lambda t: run_train(args.epochs, t), [None, 1], args.reps, True, "")
+                if "pytorch" in only:
+                    rows += measure("PyTorch train (samples/s)", lambda t: run_pytorch(train, test, t), [1, 2], args.reps, True, "")
+                if "eval" in only:
+                    rows += measure("latent eval (s)", lambda t: run_eval(checkpoint, t), [None, 1], args.reps, False, "s")
+                if weights and "sd" in only:
                     rows += measure("latent sd (s)", lambda t: run_sd(weights, t), [None, 1], args.reps, False, "s")
-                rows += measure("latent serve (requests/s)", lambda t: run_serve(checkpoint, t), [None, 1], args.reps, True, "")
+                if "serve" in only:
+                    rows += measure("latent serve (requests/s)", lambda t: run_serve(checkpoint, t), [None, 1], args.reps, True, "")
             meds = print_table("one core kept busy by another process" if busy else "quiet machine", rows)
-            latent_best = meds["latent train (samples/s)"][None][0]
-            pytorch_best = max(v[0] for v in meds["PyTorch train (samples/s)"].values())
-            print(f"training: latent (default threads) {latent_best / pytorch_best:.2f}x PyTorch's best thread count")
+            if "latent train (samples/s)" in meds and "PyTorch train (samples/s)" in meds:
+                latent_best = meds["latent train (samples/s)"][None][0]
+                pytorch_best = max(v[0] for v in meds["PyTorch train (samples/s)"].values())
+                print(f"training: latent (default threads) {latent_best / pytorch_best:.2f}x PyTorch's best thread count")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ log-sum-exp, as latent does. Prints images/s of each, their ratio and the estima
 users run it (--precision auto: bf16x3 products on CPUs with AMX, else fp32) once before PyTorch and
 once after, and with --precision fp32 where auto chose otherwise.
 
-    /usr/bin/python3 bench/iwae_vs_pytorch.py CHECKPOINT [--k 5000] [--limit 10000] [--latent build/latent]
+    /usr/bin/python3 bench/iwae_vs_pytorch.py CHECKPOINT [--k 5000] [--limit 10000] [--cap avx2] [--latent build/latent]
+
+--cap avx2 runs both sides as on a CPU without AVX-512 (bench/cpu_cap.py); the header names the CPU
+and what each side runs on it.
 """
 import argparse
 import gzip
@@ -19,9 +22,13 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_cap  # noqa: E402
+
+cpu_cap.apply_from_argv()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests", "cli"))
 from pytorch_interop import load_safetensors, mlp_vae  # noqa: E402
@@ -60,15 +67,6 @@ def pytorch_iwae_nll(model, x, k, rows=1024, seed=0):
     return -out
 
 
-def cpu_line():
-    """The CPU's name and the vector/matrix units that decide latent's kernels."""
-    info = open("/proc/cpuinfo").read()
-    name = next((l.split(":", 1)[1].strip() for l in info.splitlines() if l.startswith("model name")), "unknown CPU")
-    flags = set(next((l.split(":", 1)[1].split() for l in info.splitlines() if l.startswith("flags")), []))
-    units = [f for f in ("avx512f", "avx512_bf16", "amx_tile") if f in flags]
-    return f"{name} ({os.cpu_count()} CPUs; {', '.join(units) or 'no AVX-512'})"
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint")
@@ -76,7 +74,9 @@ def main():
     ap.add_argument("--limit", type=int, default=10000)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--latent", default=os.path.join(os.path.dirname(__file__), "..", "build", "latent"))
+    cpu_cap.add_argument(ap)
     args = ap.parse_args()
+    header = cpu_cap.header(args.cap, args.latent)
 
     tensors, meta = load_safetensors(args.checkpoint)
     config = json.loads(meta["model"])
@@ -107,7 +107,7 @@ def main():
 
     n = len(x)
     print(f"IWAE NLL, k = {args.k}, {n} Fashion-MNIST test images, {args.threads} threads, {config}")
-    print(cpu_line())
+    print("\n".join(header))
     print(f"{'':32s} {'seconds':>9s} {'images/s':>9s} {'NLL (nats)':>11s}")
     print(f"{'PyTorch ' + torch.__version__ + ' eager':32s} {pt_s:9.1f} {n / pt_s:9.2f} {pt_nll:11.3f}")
     for label, secs in (("before", before_s), ("after", after_s)):

@@ -3,10 +3,23 @@
 # (bench/serve_pytorch.py) on the same checkpoint, the same load from bench/serve_load, one after
 # the other; prints both and the ratios. Target: latent p99 < 5 ms with zero errors for 50 clients
 # x 10,000 requests of 16 codes, and the 20x20 grid in one request < 50 ms.
-#   bench/serve_vs_pytorch.sh [CHECKPOINT (default runs/fmnist/model.safetensors)]
+#   bench/serve_vs_pytorch.sh [CHECKPOINT (default runs/fmnist/model.safetensors)] [--cap avx2]
+# --cap avx2 runs both servers as on a CPU without AVX-512 (bench/cpu_cap.py sets the same variables).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-checkpoint="${1:-runs/fmnist/model.safetensors}"
+checkpoint=runs/fmnist/model.safetensors
+cap=native
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --cap) cap="$2"; shift 2 ;;
+    *) checkpoint="$1"; shift ;;
+  esac
+done
+case "$cap" in
+  native) ;;
+  avx2) export LATENT_MAX_CPU_ISA=avx2 ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell ;;
+  *) echo "--cap: native or avx2"; exit 2 ;;
+esac
 [ -f "$checkpoint" ] || { echo "no checkpoint at $checkpoint: run scripts/quickstart.sh or latent train first"; exit 1; }
 [ -x build/bench/serve_load ] || { echo "build/bench/serve_load is missing: run scripts/build.sh"; exit 1; }
 
@@ -16,6 +29,7 @@ wait_for() {  # log file
 }
 port_of() { grep -o 'http://[^ ]*' "$1" | head -1 | sed 's|.*:\([0-9]*\)/.*|\1|'; }
 
+/usr/bin/python3 -c "import sys; sys.path.insert(0, 'bench'); import cpu_cap; print('\n'.join(cpu_cap.header('$cap', 'build/latent')))"
 log="$(mktemp)"
 pid=""
 trap '[ -z "$pid" ] || kill $pid 2>/dev/null || true' EXIT

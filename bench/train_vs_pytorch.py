@@ -7,20 +7,29 @@ the 10,000 test images. PyTorch runs with its best thread count (each candidate 
 short trial first); latent runs `latent train` with the same settings. Prints samples/s of each
 (mean over epochs, training only), their ratio, and the test loss after the same epochs.
 
-    /usr/bin/python3 bench/train_vs_pytorch.py [--epochs 10] [--bf16] [--latent build/latent]
+    /usr/bin/python3 bench/train_vs_pytorch.py [--epochs 10] [--bf16] [--cap avx2] [--latent build/latent]
+
+latent also runs with its default thread count ("auto": every core, fewer while other processes keep
+cores busy). --cap avx2 runs both sides as on a CPU without AVX-512 (bench/cpu_cap.py); the header
+names the CPU and what each side runs on it.
 """
 import argparse
 import gzip
 import json
 import os
 import subprocess
+import sys
 import tempfile
 import time
 
-import numpy as np
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import cpu_cap  # noqa: E402
+
+cpu_cap.apply_from_argv()
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 DATA = os.environ.get("LATENT_FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 
@@ -89,6 +98,7 @@ def pytorch_train(train, test, epochs, threads, batch=128, max_steps=None, seed=
 
 
 def latent_train(binary, epochs, threads, precision="fp32"):
+    """threads 0: latent's default (every core, fewer while other processes keep cores busy)."""
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([binary, "train", "--data", "fashion-mnist", "--epochs", str(epochs), "--batch-size", "128",
                         "--lr", "1e-3", "--threads", str(threads), "--seed", "0", "--quiet", "--out", out,
@@ -106,8 +116,10 @@ def main():
     ap.add_argument("--threads", default="1,2", help="thread counts to try for each side")
     ap.add_argument("--bf16", action="store_true",
                     help="also mixed precision: latent --precision bf16 and PyTorch under torch.autocast(bfloat16)")
+    cpu_cap.add_argument(ap)
     args = ap.parse_args()
     candidates = [int(t) for t in args.threads.split(",")]
+    print("\n".join(cpu_cap.header(args.cap, args.latent)))
     train, test = idx_images("train-images-idx3-ubyte.gz"), idx_images("t10k-images-idx3-ubyte.gz")
 
     trial = {t: pytorch_train(train, test, 1, t, max_steps=150)[0] for t in candidates}
@@ -121,14 +133,14 @@ def main():
         results.append(("PyTorch autocast bf16", best, rate, loss))
     precisions = ["fp32", "bf16"] if args.bf16 else ["fp32"]
     for precision in precisions:
-        for t in candidates:
+        for t in candidates + [0]:
             rate, loss = latent_train(args.latent, args.epochs, t, precision)
             results.append(("latent" if precision == "fp32" else "latent --precision bf16", t, rate, loss))
 
     print(f"\n784-400-20 VAE, Fashion-MNIST, batch 128, Adam 1e-3, {args.epochs} epochs")
     print(f"{'':26s} {'threads':>7s} {'samples/s':>11s} {'ratio':>7s} {'test loss (nats)':>17s}")
     for name, t, rate, loss in results:
-        print(f"{name:26s} {t:7d} {rate:11,.0f} {rate / pt_rate:6.2f}x {loss:17.2f}")
+        print(f"{name:26s} {t if t else 'auto':>7} {rate:11,.0f} {rate / pt_rate:6.2f}x {loss:17.2f}")
     print()
     for precision in precisions:
         rows = [r for r in results if r[0].startswith("latent") and (precision == "bf16") == ("bf16" in r[0])]

@@ -206,8 +206,10 @@ struct ConvKernels {
     memory::desc src, dst, scratchpad, weights_desc;
     memory weights;  // empty when they are made for each run (Winograd's, transient)
   };
-  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu, Winograd (a Wino value)
-  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int>;
+  // N, input rows, W, top padding, bottom padding, src blocked, residual, relu, Winograd (a Wino value),
+  // threads: oneDNN's kernels split their work for the thread count at creation and run that many
+  // threads whatever the count at run time, so each count the tuner chooses gets kernels of its own.
+  using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, bool, bool, bool, int, int>;
   std::mutex mutex;
   std::map<Key, Entry> entries;
   std::vector<std::pair<memory::desc, memory>> weights;
@@ -405,7 +407,17 @@ class DnnlOps : public SdOps {
     const cpu::Kernels& k = cpu::kernels();
     // latent's own Winograd where oneDNN has none (below AVX-512), in float32: its weights for this run.
     const float* wino = own_winograd_ && !bf16 ? wino_weights(c, h * w) : nullptr;
-    if (follow_load_ && !tuner_) tuner_.emplace(at::get_num_threads());
+    if (follow_load_ && !tuner_) {
+      // Bands take tens of milliseconds: probes of a few (a probe's units cost what they run slower).
+      cpu::TunerSettings settings;
+      settings.warmup = 1;
+      settings.early = 2;
+      settings.window = 6;
+      settings.first_probe = 24;
+      settings.min_interval = 48;
+      settings.max_interval = 768;
+      tuner_.emplace(at::get_num_threads(), settings);
+    }
     const double in_channels = static_cast<double>(blocks * L);
     for (int64_t i = 0; i < n; ++i)
       for (int64_t r0 = 0; r0 < h; r0 += rows) {
@@ -451,15 +463,16 @@ class DnnlOps : public SdOps {
   }
 
   // Winograd F(4x4, 3x3) weights of a 3x3 layer, [36][in][out] (G g G^T of each kernel): kept with
-  // the layer where small beside its output (`pixels`, as oneDNN's are kept above), else made into
-  // one buffer for this run (a 512-channel layer's are 38 MB, made in ~20 ms).
+  // the layer where small beside its output (`pixels`, as oneDNN's are kept above) or when every
+  // layer's are to be kept (`winograd`), else made into one buffer for this run (a 512-channel
+  // layer's are 38 MB, made in ~20 ms).
   const float* wino_weights(SdConv& c, int64_t pixels) {
     ConvKernels& layer = prepare(c);
     const int64_t in = layer.in, out = layer.out, bytes = 36 * in * out * 4;
     if (layer.wino) return static_cast<const float*>(layer.wino->at_least(bytes));
     constexpr int64_t kKeptBytesPerPixel = 40;
     Pages* target = &wino_transient_;
-    if (bytes <= kKeptBytesPerPixel * pixels) {
+    if (winograd_ || bytes <= kKeptBytesPerPixel * pixels) {  // (`winograd`: every layer's kept)
       layer.wino = std::make_unique<Pages>();
       target = layer.wino.get();
     } else if (wino_transient_layer_ == layer.id) {
@@ -723,7 +736,8 @@ class DnnlOps : public SdOps {
     const Wino wino = winograd_ || cache.in * cache.out * 36 * 4 <= kWinogradBytesPerPixel * pixels ? Wino::kKept
                       : pixels >= kTransientPixels                                                  ? Wino::kTransient
                                                                                                     : Wino::kNone;
-    const ConvKernels::Key key{n, h, w, pad_top, pad_bottom, src_blocked, residual, relu, static_cast<int>(wino)};
+    const ConvKernels::Key key{
+        n, h, w, pad_top, pad_bottom, src_blocked, residual, relu, static_cast<int>(wino), at::get_num_threads()};
     auto it = cache.entries.find(key);
     if (it != cache.entries.end()) return it->second;
 

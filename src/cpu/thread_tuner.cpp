@@ -53,7 +53,13 @@ int cores_taken() {
 
 }  // namespace
 
-ThreadTuner::ThreadTuner(int max_threads) : max_(std::max(1, max_threads)), current_(max_), running_(max_) {
+ThreadTuner::ThreadTuner(int max_threads, const TunerSettings& settings)
+    : max_(std::max(1, max_threads)),
+      s_(settings),
+      current_(max_),
+      running_(max_),
+      until_probe_(settings.first_probe),
+      interval_(settings.min_interval) {
   if (max_ > 1) current_ = running_ = std::clamp(max_ - cores_taken(), 1, max_);
   at::set_num_threads(running_);
 }
@@ -76,15 +82,15 @@ void ThreadTuner::end(double work) {
 }
 
 void ThreadTuner::record(double work, double seconds) {
-  const bool timed = since_switch_++ >= kWarmup && work > 0;
+  const bool timed = since_switch_++ >= s_.warmup && work > 0;
   switch (phase_) {
     case Phase::kRun:
       if (timed) {
         ++run_timed_;
-        const double spw = seconds / work, weight = 1.0 / static_cast<double>(std::min<int64_t>(run_timed_, kWindow));
+        const double spw = seconds / work, weight = 1.0 / static_cast<double>(std::min<int64_t>(run_timed_, s_.window));
         seconds_per_work_ += weight * (spw - seconds_per_work_);
       }
-      if (max_ > 1 && --until_probe_ <= 0 && run_timed_ >= kEarly) {
+      if (max_ > 1 && --until_probe_ <= 0 && run_timed_ >= s_.early) {
         if (current_ + direction_ < 1 || current_ + direction_ > max_) direction_ = -direction_;
         phase_ = Phase::kProbe;
         timed_ = 0;
@@ -102,8 +108,8 @@ void ThreadTuner::record(double work, double seconds) {
   }
   const double rate = work_ / std::max(seconds_, 1e-12), current_rate = 1.0 / std::max(seconds_per_work_, 1e-12);
   if (phase_ == Phase::kProbe) {
-    if (timed_ == kEarly && (rate * kFar < current_rate || rate > kFar * current_rate)) return decide(rate > current_rate);
-    if (timed_ < kWindow) return;
+    if (timed_ == s_.early && (rate * s_.far < current_rate || rate > s_.far * current_rate)) return decide(rate > current_rate);
+    if (timed_ < s_.window) return;
     rate_probe_ = rate;
     phase_ = Phase::kAfter;
     timed_ = 0;
@@ -111,19 +117,19 @@ void ThreadTuner::record(double work, double seconds) {
     set(current_);
     return;
   }
-  if (timed_ < kWindow) return;
-  decide(rate_probe_ > kMargin * 0.5 * (current_rate + rate));
+  if (timed_ < s_.window) return;
+  decide(rate_probe_ > s_.margin * 0.5 * (current_rate + rate));
 }
 
 void ThreadTuner::decide(bool move) {
   if (move) {
     current_ += direction_;
     ++moves_;
-    interval_ = kMinInterval;
+    interval_ = s_.min_interval;
     run_timed_ = 0;  // a new count: a new average
     seconds_per_work_ = 0;
   } else {
-    interval_ = std::min(2 * interval_, kMaxInterval);
+    interval_ = std::min(2 * interval_, s_.max_interval);
     direction_ = -direction_;
   }
   set(current_);

@@ -24,11 +24,24 @@
 
 namespace latent::cpu {
 
+/// How the tuner probes, in units of the loop. The defaults suit units of a few milliseconds
+/// (training steps); long units (convolution bands) probe with fewer.
+struct TunerSettings {
+  int64_t warmup = 4;           // units after a change of count that are not timed (caches, a new team)
+  int64_t early = 4;            // timed units after which a probe far behind or ahead is decided
+  double far = 1.4;             // ... "far": this much slower or faster than the current count
+  int64_t window = 28;          // timed units of a probe, and of the window after it, otherwise
+  int64_t first_probe = 128;    // units before the first probe
+  int64_t min_interval = 128;   // units between probes after a move
+  int64_t max_interval = 4096;  // ... at most, while probes confirm the count
+  double margin = 1.1;          // a neighbour must be this much faster to win
+};
+
 class ThreadTuner {
  public:
   /// Tunes between 1 and `max_threads` threads, starting at max_threads less the cores that other
   /// processes kept busy over 100 ms (/proc/stat; it waits that long).
-  explicit ThreadTuner(int max_threads);
+  explicit ThreadTuner(int max_threads, const TunerSettings& settings = TunerSettings{});
   /// Restores max_threads (at::set_num_threads).
   ~ThreadTuner();
   ThreadTuner(const ThreadTuner&) = delete;
@@ -48,24 +61,16 @@ class ThreadTuner {
   /// Moves made so far (for tests and benchmarks).
   int64_t moves() const { return moves_; }
 
-  static constexpr int64_t kWarmup = 4;          // units after a change of count that are not timed (caches, a new team)
-  static constexpr int64_t kEarly = 4;           // timed units after which a probe far behind or ahead is decided
-  static constexpr double kFar = 1.4;            // ... "far": this much slower or faster than the current count
-  static constexpr int64_t kWindow = 28;         // timed units of a probe, and of the window after it, otherwise
-  static constexpr int64_t kFirstProbe = 128;    // units before the first probe
-  static constexpr int64_t kMinInterval = 128;   // units between probes after a move
-  static constexpr int64_t kMaxInterval = 4096;  // ... at most, while probes confirm the count
-  static constexpr double kMargin = 1.1;         // a neighbour must be this much faster to win
-
  private:
   enum class Phase { kRun, kProbe, kAfter };
   void set(int threads);
   void decide(bool move);  // ends a probe: moves to its count, or stays and probes later
 
   const int max_;
+  const TunerSettings s_;
   int current_, running_;
   Phase phase_ = Phase::kRun;
-  int64_t since_switch_ = 0, timed_ = 0, until_probe_ = kFirstProbe, interval_ = kMinInterval, moves_ = 0;
+  int64_t since_switch_ = 0, timed_ = 0, until_probe_, interval_, moves_ = 0;
   int direction_ = -1;           // the next probe's neighbour: -1 one fewer, +1 one more
   double seconds_per_work_ = 0;  // at the current count: the mean of its first timed units, then a moving average
   int64_t run_timed_ = 0;        // timed units in that average

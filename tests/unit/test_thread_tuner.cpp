@@ -28,7 +28,7 @@ void drive(ThreadTuner& t, int64_t units, const std::function<double(int)>& rate
 
 // The tuner starts from the cores free now (another test process may hold one): start it at max.
 void settle_at(ThreadTuner& t, int threads, const std::function<double(int)>& rate) {
-  for (int i = 0; i < 10 && t.threads() != threads; ++i) drive(t, ThreadTuner::kMaxInterval, rate);
+  for (int i = 0; i < 10 && t.threads() != threads; ++i) drive(t, cpu::TunerSettings{}.max_interval, rate);
   ASSERT_EQ(t.threads(), threads);
 }
 
@@ -39,13 +39,13 @@ TEST(ThreadTuner, MovesToFewerThreadsWhenACoreIsTakenAndBackWhenItIsFree) {
     const auto quiet = [](int n) { return n == 2 ? 1.7 : 1.0; };  // two threads 1.7x one (measured 1.5-1.8x)
     const auto busy = [](int n) { return n == 2 ? 0.4 : 1.0; };   // a core taken: two threads 2.5x slower
     settle_at(t, 2, quiet);
-    drive(t, 2 * ThreadTuner::kMaxInterval, quiet);
+    drive(t, 2 * cpu::TunerSettings{}.max_interval, quiet);
     EXPECT_EQ(t.threads(), 2) << "stayed on two threads on a quiet machine";
     const int64_t moves = t.moves();
-    drive(t, ThreadTuner::kMaxInterval + 2 * ThreadTuner::kWindow, busy);
+    drive(t, cpu::TunerSettings{}.max_interval + 2 * cpu::TunerSettings{}.window, busy);
     EXPECT_EQ(t.threads(), 1) << "a taken core is noticed within one probe interval";
     EXPECT_EQ(t.moves(), moves + 1);
-    drive(t, ThreadTuner::kMaxInterval + 2 * ThreadTuner::kWindow, quiet);
+    drive(t, cpu::TunerSettings{}.max_interval + 2 * cpu::TunerSettings{}.window, quiet);
     EXPECT_EQ(t.threads(), 2) << "back to two threads within one probe interval after the core is free";
   }
   EXPECT_EQ(at::get_num_threads(), threads < 2 ? 2 : threads) << "the destructor restores the most threads";
