@@ -19,11 +19,11 @@ namespace latent::cpu {
 /// How pack_columns passes values on: as they are, ReLU(x) or ReLU(-x).
 enum class Part { kAll, kPositive, kNegative };
 
-/// Rows of one register tile of tile_gemm (and of the blocks the split ReLU decoder chooses units for).
-constexpr int64_t kTileRows = 8;
-
 struct Kernels {
   Isa isa = Isa::kPortable;
+  /// Rows of tile_gemm's register tile, and of the blocks the split ReLU decoder chooses units for
+  /// (8 with AVX-512's 32 registers, 4 with AVX2's 16).
+  int64_t tile_rows = 8;
 
   // --- The fused MLP training step. Shapes: B rows, D data dimensions, d latent.
 
@@ -78,12 +78,13 @@ struct Kernels {
   // --- The split ReLU decoder's products (eval/split_relu_decoder.h).
 
   /// c [rows, N] (row stride ldc) = init + A B, ReLU'd when `relu`: A packed as pack_columns writes it
-  /// ([rows / 8][K][8]), rows a multiple of kTileRows; b[k] points at row k of B (N floats); init
+  /// ([rows / T][K][T], T = tile_rows), rows a multiple of T; b[k] points at row k of B (N floats); init
   /// (null: zeros) is one row added to every row.
   void (*tile_gemm)(const float* a, int64_t rows, int64_t K, int64_t N, const float* const* b, const float* init, bool relu,
                     float* c, int64_t ldc);
-  /// The columns cols[0..K) of 8 rows of x (row stride ldx; rows from `valid` on read as zeros), or
-  /// their part, into a [K][8]. A NaN passes through either part (as through ReLU in a dense decoder).
+  /// The columns cols[0..K) of tile_rows rows of x (row stride ldx; rows from `valid` on read as
+  /// zeros), or their part, into a [K][tile_rows]. A NaN passes through either part (as through ReLU
+  /// in a dense decoder).
   void (*pack_columns)(const float* x, int64_t ldx, int64_t valid, const int32_t* cols, int64_t K, Part part, float* a);
   /// For each 16 units g of pre [rows, H] (bit i: unit 16 g + i): above[g] |= the units > 0 on some
   /// row, below[g] |= the units < 0 on some row (NaN counts as both), and, when count is not null,

@@ -26,20 +26,21 @@ namespace latent::cpu::avx2 {
 
 #include "cpu/kernels_generic.inc"
 
+constexpr int64_t kRows = 4;  // this variant's tile_rows: one register tile, 4 rows x 24 columns
+
 // The lanes [0, n) of 8 set, as maskload and maskstore take them.
 inline __m256i first_lanes(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 // One register tile: c[4, 8 Z] = init + sum_k a[k][0..4) (outer) b[k][off, off + 8 Z), ReLU'd when
-// `relu`; `a` points at the tile's first row in the [K][8] packing. With kMasked the last 8 columns
+// `relu`; `a` is the tile's [K][4] packing. With kMasked the last 8 columns
 // are those under `mask` (columns past it are neither read nor written). Z = 3 keeps 12
 // accumulators, 3 B vectors and a broadcast in the 16 registers: per k, 3 loads and 4 broadcasts
 // feed 12 multiply-adds.
 template <int Z, bool kMasked>
 inline void tile(const float* __restrict a, const float* const* __restrict b, int64_t K, int64_t off, __m256i mask,
                  const float* __restrict init, bool relu, float* __restrict c, int64_t ldc) {
-  constexpr int kRows = 4;
   __m256 acc[kRows][Z];
   auto load = [&](const float* p, int z) {
     return kMasked && z + 1 == Z ? _mm256_maskload_ps(p + 8 * z, mask) : _mm256_loadu_ps(p + 8 * z);
@@ -55,7 +56,7 @@ inline void tile(const float* __restrict a, const float* const* __restrict b, in
     __m256 bv[Z];
 #pragma GCC unroll 4
     for (int z = 0; z < Z; ++z) bv[z] = load(bk, z);
-    const float* ak = a + kTileRows * k;
+    const float* ak = a + kRows * k;
 #pragma GCC unroll 4
     for (int r = 0; r < kRows; ++r) {
       const __m256 av = _mm256_broadcast_ss(ak + r);
@@ -78,29 +79,27 @@ inline void tile(const float* __restrict a, const float* const* __restrict b, in
     }
 }
 
-// Column panels of 24 outside, row tiles (two per 8-row block) inside, so each panel of B (K x 24
-// floats) is read from L1 by every tile after the first.
+// Column panels of 24 outside, row tiles inside, so each panel of B (K x 24 floats) is read from L1
+// by every tile after the first.
 void tile_gemm_256(const float* a, int64_t rows, int64_t K, int64_t N, const float* const* b, const float* init, bool relu,
                    float* c, int64_t ldc) {
   constexpr int64_t kPanel = 24;
   const __m256i all = _mm256_set1_epi32(-1);
-  for (int64_t col = 0; col < N; col += kPanel) {
-    for (int64_t t = 0; t < rows; t += kTileRows)
-      for (int64_t h = 0; h < kTileRows; h += 4) {
-        const float* at = a + t * K + h;
-        float* ct = c + (t + h) * ldc;
-        if (N - col >= kPanel) {
-          tile<3, false>(at, b, K, col, all, init, relu, ct, ldc);
-          continue;
-        }
-        for (int64_t off = col; off < N; off += 8) {
-          if (N - off >= 8)
-            tile<1, false>(at, b, K, off, all, init, relu, ct, ldc);
-          else
-            tile<1, true>(at, b, K, off, first_lanes(N - off), init, relu, ct, ldc);
-        }
+  for (int64_t col = 0; col < N; col += kPanel)
+    for (int64_t t = 0; t < rows; t += kRows) {
+      const float* at = a + t * K;
+      float* ct = c + t * ldc;
+      if (N - col >= kPanel) {
+        tile<3, false>(at, b, K, col, all, init, relu, ct, ldc);
+        continue;
       }
-  }
+      for (int64_t off = col; off < N; off += 8) {
+        if (N - off >= 8)
+          tile<1, false>(at, b, K, off, all, init, relu, ct, ldc);
+        else
+          tile<1, true>(at, b, K, off, first_lanes(N - off), init, relu, ct, ldc);
+      }
+    }
 }
 
 // (max(0, v) with v second passes a NaN on)
@@ -110,16 +109,26 @@ inline __m256 part_of(__m256 v, Part part) {
   return _mm256_max_ps(zero, part == Part::kPositive ? v : _mm256_sub_ps(zero, v));
 }
 
-// One column (8 rows) per gather.
+// Two columns (4 rows each) per gather.
 void pack_columns_256(const float* x, int64_t ldx, int64_t valid, const int32_t* cols, int64_t K, Part part, float* a) {
   const __m256i rows =
-      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(static_cast<int32_t>(ldx)));
-  const __m256 live = _mm256_castsi256_ps(first_lanes(std::min<int64_t>(std::max<int64_t>(valid, 0), kTileRows)));
+      _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3), _mm256_set1_epi32(static_cast<int32_t>(ldx)));
+  const int64_t live_rows = std::min<int64_t>(std::max<int64_t>(valid, 0), kRows);
+  const __m256i live =
+      _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int32_t>(live_rows)), _mm256_setr_epi32(0, 1, 2, 3, 0, 1, 2, 3));
   const __m256 zero = _mm256_setzero_ps();
-  for (int64_t k = 0; k < K; ++k) {
+  int64_t k = 0;
+  for (; k + 2 <= K; k += 2) {
+    const __m256i idx = _mm256_add_epi32(
+        rows, _mm256_setr_epi32(cols[k], cols[k], cols[k], cols[k], cols[k + 1], cols[k + 1], cols[k + 1], cols[k + 1]));
+    const __m256 v = _mm256_mask_i32gather_ps(zero, x, idx, _mm256_castsi256_ps(live), 4);
+    _mm256_storeu_ps(a + k * kRows, part_of(v, part));
+  }
+  if (k < K) {  // the last column alone: lanes 4-7 neither read nor written
     const __m256i idx = _mm256_add_epi32(rows, _mm256_set1_epi32(cols[k]));
-    const __m256 v = _mm256_mask_i32gather_ps(zero, x, idx, live, 4);
-    _mm256_storeu_ps(a + k * kTileRows, part_of(v, part));
+    const __m256i low = _mm256_and_si256(live, _mm256_setr_epi32(-1, -1, -1, -1, 0, 0, 0, 0));
+    const __m256 v = _mm256_mask_i32gather_ps(zero, x, idx, _mm256_castsi256_ps(low), 4);
+    _mm_storeu_ps(a + k * kRows, _mm256_castps256_ps128(part_of(v, part)));
   }
 }
 
@@ -185,6 +194,7 @@ namespace latent::cpu {
 const Kernels* avx2_kernels() {
   static const Kernels table = [] {
     Kernels k = avx2::generic_table(Isa::kAvx2);
+    k.tile_rows = avx2::kRows;
     k.tile_gemm = avx2::tile_gemm_256;
     k.pack_columns = avx2::pack_columns_256;
     k.mark_signs = avx2::mark_signs_256;

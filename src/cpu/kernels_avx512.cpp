@@ -27,6 +27,7 @@
 namespace latent::cpu::avx512 {
 
 #include "cpu/kernels_generic.inc"
+// (kTileRows, 8, comes from there: one AVX-512 register tile is 8 rows)
 
 // bernoulli_log_prob_row on the softplus table: 8 lookups and 7 FMAs per 16 logits in place of the
 // exp and log1p polynomials.

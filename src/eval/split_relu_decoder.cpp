@@ -7,17 +7,16 @@
 namespace latent {
 namespace {
 
-using cpu::kTileRows;
 using cpu::Part;
 
-// Rows that share one choice of units: one register tile. On the Fashion-MNIST decoder (784-400-20,
-// k = 5000) the last layer's multiply-adds come to 0.31 of the dense layer's in blocks of 8 rows,
-// 0.35 in 16 and 0.40 in 32; the AVX-512 kernel does fewer of them per second on 8 rows (each B
-// panel serves one tile: 134-138 GFLOP/s alone against 150-168 on 32) but the whole pass ran
-// fastest there (7.7 ms per image on one core, 8.3-8.9 in blocks of 16, 9.0-9.9 in 32). 4-row
-// tiles ran 23% slower per multiply-add than 8-row ones while leaving out only 14% more.
-constexpr int64_t kBlockRows = kTileRows;
-// Rows whose hidden layers are computed together (their pre-activations kept: 400 KB at H = 400).
+// Rows that share one choice of units: one register tile of the kernels (Kernels::tile_rows: 8 on
+// AVX-512, 4 on AVX2). On the Fashion-MNIST decoder (784-400-20, k = 5000) the last layer's
+// multiply-adds come to 0.31 of the dense layer's in blocks of 8 rows, 0.35 in 16 and 0.40 in 32;
+// the AVX-512 kernel does fewer of them per second on 8 rows (each B panel serves one tile: 134-138
+// GFLOP/s alone against 150-168 on 32) but the whole pass ran fastest there (7.7 ms per image on one
+// core, 8.3-8.9 in blocks of 16, 9.0-9.9 in 32). Its 4-row tiles ran 23% slower per multiply-add
+// than 8-row ones while leaving out only 14% more; AVX2's 16 registers hold a tile of 4 rows.// Rows whose hidden layers are
+// computed together (their pre-activations kept: 400 KB at H = 400).
 constexpr int64_t kSpanRows = 256;
 
 int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
@@ -57,6 +56,7 @@ std::unique_ptr<SplitReluDecoder> SplitReluDecoder::make(std::vector<Layer> laye
 
 void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float* x, double* out, Work* work) const {
   const cpu::Kernels& k = k_;
+  const int64_t tile = k.tile_rows;  // rows per register tile, and per block of rows that share one choice of units
   const size_t L = layers_.size();
   const Layer &hidden = layers_[L - 2], &last = layers_[L - 1];
   const int64_t d = layers_.front().wt.size(0);
@@ -64,7 +64,7 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
   const int64_t H = hidden.wt.size(1), D = last.wt.size(1);
   const float *wh = hidden.wt.data_ptr<float>(), *bh = hidden.b.data_ptr<float>();  // [du, H], [H]
   const float *wl = last.wt.data_ptr<float>(), *bl = last.b.data_ptr<float>();      // [H, D], [D]
-  const int64_t folded_rows = round_up(du + 1, kTileRows);                          // u's columns and the constant 1
+  const int64_t folded_rows = round_up(du + 1, tile);                               // u's columns and the constant 1
   const int64_t groups = (H + 15) / 16;
 
   thread_local std::vector<std::vector<float>> acts;  // each hidden layer's output on a span [S, out]
@@ -76,11 +76,11 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
   iota.resize(widest);  // 0, 1, ...: every column, for packing whole rows
   for (int64_t i = 0; i < widest; ++i) iota[i] = static_cast<int32_t>(i);
   acts.resize(L - 1);
-  const std::vector<const float*> x_rows(kBlockRows, x);
+  const std::vector<const float*> x_rows(tile, x);
   int64_t lead = 0;  // the folded map's rows in each block's product: du + 1, or 0 without one
 
   for (int64_t s0 = 0; s0 < R; s0 += kSpanRows) {
-    const int64_t rows = std::min(kSpanRows, R - s0), padded = round_up(rows, kTileRows);
+    const int64_t rows = std::min(kSpanRows, R - s0), padded = round_up(rows, tile);
     // The hidden layers on the span's rows (padded rows are zero inputs, computed and ignored); the
     // last keeps its pre-activation, whose sign tells each unit's part.
     const float* in = z + s0 * d;
@@ -88,7 +88,7 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
     for (size_t j = 0; j + 1 < L; ++j) {
       const int64_t n_in = layers_[j].wt.size(0), n_out = layers_[j].wt.size(1);
       a.resize(static_cast<size_t>(padded * n_in));
-      for (int64_t t = 0; t < padded; t += kTileRows)
+      for (int64_t t = 0; t < padded; t += tile)
         k.pack_columns(in + t * ld, ld, valid - t, iota.data(), n_in, Part::kAll, a.data() + t * n_in);
       const float* wt = layers_[j].wt.data_ptr<float>();
       acts[j].resize(static_cast<size_t>(padded * n_out));
@@ -124,9 +124,7 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
         for (int64_t q = 0; q < folded_rows; ++q)
           for (int64_t f = 0; f < n_f; ++f) {
             const int32_t j = folded_units[f];
-            a[(q / kTileRows) * n_f * kTileRows + f * kTileRows + q % kTileRows] = q < du    ? wh[q * H + j]
-                                                                                   : q == du ? bh[j]
-                                                                                             : 0.0f;
+            a[(q / tile) * n_f * tile + f * tile + q % tile] = q < du ? wh[q * H + j] : q == du ? bh[j] : 0.0f;
           }
         mt.resize(static_cast<size_t>(folded_rows * D));
         product(
@@ -137,8 +135,8 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
         std::fill(folded.begin(), folded.end(), 0);
       }
     }
-    for (int64_t c0 = 0; c0 < rows; c0 += kBlockRows) {
-      const int64_t n = std::min(kBlockRows, rows - c0), np = round_up(n, kTileRows);
+    for (int64_t c0 = 0; c0 < rows; c0 += tile) {
+      const int64_t n = std::min(tile, rows - c0), np = round_up(n, tile);
       const float* pc = pre + c0 * H;
       // A unit's part that is not zero on some row of the block goes into its product: ReLU(pre) of
       // the units not folded, ReLU(-pre) of the folded ones (their ReLU is the folded pre minus it).
@@ -151,15 +149,15 @@ void SplitReluDecoder::log_likelihood_one(const float* z, int64_t R, const float
       const int64_t K = lead + n_pos + n_neg;
       // A: [u, 1, ReLU(pre) of `positive`, ReLU(-pre) of `negative`] for each row (zeros past the block's rows).
       a.resize(static_cast<size_t>(np * K));
-      for (int64_t t = 0; t < np; t += kTileRows) {
+      for (int64_t t = 0; t < np; t += tile) {
         float* at = a.data() + t * K;
         const int64_t live = n - t;
         if (lead) {
           k.pack_columns(u + (c0 + t) * du, du, live, iota.data(), du, Part::kAll, at);
-          for (int64_t r = 0; r < kTileRows; ++r) at[du * kTileRows + r] = r < live ? 1.0f : 0.0f;
+          for (int64_t r = 0; r < tile; ++r) at[du * tile + r] = r < live ? 1.0f : 0.0f;
         }
-        k.pack_columns(pc + t * H, H, live, positive.data(), n_pos, Part::kPositive, at + lead * kTileRows);
-        k.pack_columns(pc + t * H, H, live, negative.data(), n_neg, Part::kNegative, at + (lead + n_pos) * kTileRows);
+        k.pack_columns(pc + t * H, H, live, positive.data(), n_pos, Part::kPositive, at + lead * tile);
+        k.pack_columns(pc + t * H, H, live, negative.data(), n_neg, Part::kNegative, at + (lead + n_pos) * tile);
       }
       logits.resize(static_cast<size_t>(np * D));
       const float* map = mt.data();
