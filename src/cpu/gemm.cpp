@@ -56,11 +56,13 @@ void gemm(const at::Tensor& a, bool trans_a, const at::Tensor& b, bool trans_b, 
   const float *ap = a.data_ptr<float>(), *bp = b.data_ptr<float>();
   float* cp = c.data_ptr<float>();
   const int64_t lda = a.size(1), ldb = b.size(1);
-  // C's longer side in pieces of 16-multiples, about 64 wide, fixed by the shape: the operand the
-  // pieces share (the batch-sized one in a training step) is packed once per piece.
+  // C's longer side in 2, 4 or 8 equal pieces (multiples of 16 wide, at least 128), fixed by the
+  // shape: the operand the pieces share (the batch-sized one in a training step) is packed once per
+  // piece, so fewer pieces pack less (12 pieces of 64 made the fused step 3-5% slower than oneDNN's
+  // own threading; 4 of ~100-200 did not); a power of two shares out evenly among 2, 4 or 8 threads.
   const bool by_columns = N >= M;
   const int64_t side = by_columns ? N : M;
-  const int64_t pieces = std::clamp<int64_t>(side / 64, 1, 16), width = (side + pieces - 1) / pieces;
+  const int64_t pieces = side >= 1024 ? 8 : side >= 512 ? 4 : side >= 256 ? 2 : 1, width = (side + pieces - 1) / pieces;
   const int64_t size = std::min(side, (width + 15) / 16 * 16), count = (side + size - 1) / size;
   const int team = static_cast<int>(std::min<int64_t>(count, omp_in_parallel() ? 1 : at::get_num_threads()));
   std::exception_ptr failure;
