@@ -1,9 +1,11 @@
 #include "cpu/packed_mlp.h"
 
 #include <ATen/ATen.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <mutex>
 #include <shared_mutex>
@@ -45,6 +47,11 @@ struct PackedMlp::Impl {
     bool relu = false;
     memory weights, weights_lo, bias;  // packed for the primitive, shared by every row count (weights_lo: bf16x3's W_lo)
     memory::desc packed_desc;
+    // The weights in other layouts, for primitives that chose another (oneDNN's choice may depend on
+    // the row count and the thread count): reordered from `weights` on first use.
+    mutable std::mutex layouts_mutex;
+    mutable std::deque<std::tuple<memory::desc, memory, memory>>
+        layouts;  // layout, W, W_lo (kept in place: handed out by reference)
 
     struct Primitive {
       dnnl::matmul matmul;
@@ -53,13 +60,15 @@ struct PackedMlp::Impl {
       std::string kernel;    // oneDNN's name for the implementation
     };
 
-    // The primitive for this many rows, this layer's shape and a role: made on first use (oneDNN
+    // The primitive for this many rows, this layer's shape, a role and the thread count it runs on
+    // (oneDNN splits a kernel's work for the count at its creation): made on first use (oneDNN
     // generates its kernel then) and kept for every layer of the same shape, in one cache for the process.
     const Primitive& primitive(int64_t rows, Role role) const {
-      using Key = std::tuple<int64_t, int64_t, int64_t, int, int, bool, int>;
+      using Key = std::tuple<int64_t, int64_t, int64_t, int, int, bool, int, int>;
       static std::shared_mutex mutex;
       static std::map<Key, Primitive> cache;
-      const Key key{rows, in, out, static_cast<int>(src), static_cast<int>(dst), relu, role};
+      const int threads = omp_in_parallel() ? 1 : at::get_num_threads();
+      const Key key{rows, in, out, static_cast<int>(src), static_cast<int>(dst), relu, role, threads};
       {
         std::shared_lock lock(mutex);
         auto it = cache.find(key);
@@ -76,8 +85,6 @@ struct PackedMlp::Impl {
       const bool with_bias = role == kWhole || role == kFirst;
       const dnnl::matmul::primitive_desc pd(with_bias ? dnnl::matmul::desc(s, w, b, d) : dnnl::matmul::desc(s, w, d), attr,
                                             dnnl_engine());
-      if (!packed_desc.is_zero() && pd.weights_desc() != packed_desc)
-        throw Error("oneDNN chose another weight layout for " + std::to_string(rows) + " rows");
       std::unique_lock lock(mutex);
       return cache
           .try_emplace(key, Primitive{dnnl::matmul(pd), pd.scratchpad_desc().get_size(), pd.weights_desc(), pd.impl_info_str()})
@@ -87,8 +94,9 @@ struct PackedMlp::Impl {
     // y (+)= the product of x [rows, in] (of the operand's type) and `w`, as `role` says. Each thread
     // makes its memory objects and argument map for a primitive once (a product of 128 rows takes
     // ~30 us on AMX; making them took several of those); per call only the pointers change.
-    void product(Role role, const void* x, const memory& w, int64_t rows, void* y) const {
+    void product(Role role, const void* x, bool lo, int64_t rows, void* y) const {
       const Primitive& prim = primitive(rows, role);
+      const memory& w = weights_in(prim.weights, lo);
       struct Bound {
         std::vector<char> scratch;
         std::unordered_map<int, memory> args;
@@ -124,9 +132,9 @@ struct PackedMlp::Impl {
         auto* hi = reinterpret_cast<uint16_t*>(operand.data());
         uint16_t* lo = hi + rows * in;
         kernels().split_bf16x3(static_cast<const float*>(x), rows, stride, nullptr, stride, in, hi, lo);
-        product(kFirst, hi, weights, rows, y);
-        product(kMiddle, lo, weights, rows, y);
-        product(kLast, hi, weights_lo, rows, y);
+        product(kFirst, hi, false, rows, y);
+        product(kMiddle, lo, false, rows, y);
+        product(kLast, hi, true, rows, y);
         return;
       }
       if (in > stride) {
@@ -135,7 +143,25 @@ struct PackedMlp::Impl {
                                  reinterpret_cast<float*>(operand.data()));
         x = operand.data();
       }
-      product(kWhole, x, weights, rows, y);
+      product(kWhole, x, false, rows, y);
+    }
+
+    // W (W_lo when `lo`) in layout d.
+    const memory& weights_in(const memory::desc& d, bool lo) const {
+      if (d == packed_desc) return lo ? weights_lo : weights;
+      std::lock_guard<std::mutex> lock(layouts_mutex);
+      for (const auto& [desc, w, w_lo] : layouts)
+        if (desc == d) return lo ? w_lo : w;
+      dnnl::stream stream(dnnl_engine());
+      auto reordered = [&](memory from) {  // (a handle: copies share the buffer)
+        if (!from) return memory();
+        memory to(d, dnnl_engine());
+        dnnl::reorder(from, to).execute(stream, from, to);
+        return to;
+      };
+      layouts.emplace_back(d, reordered(weights), reordered(weights_lo));
+      stream.wait();
+      return lo ? std::get<2>(layouts.back()) : std::get<1>(layouts.back());
     }
   };
 

@@ -54,6 +54,25 @@ TEST(PackedMlp, Float32MatchesTheReferenceForEveryRowCount) {
   }
 }
 
+TEST(PackedMlp, EveryThreadCountAndRowCountGetsTheWeightsInItsLayout) {
+  // oneDNN may choose another weight layout for another row count or thread count (the thread tuner
+  // changes the count as it runs): those products read a reordered copy; the results stay within
+  // float32 rounding of the reference (1e-4 on outputs of magnitude ~1-3).
+  at::manual_seed(11);
+  const int threads = at::get_num_threads();
+  const auto layers = random_layers({20, 400, 784});
+  auto mlp = PackedMlp::make(layers, Precision::kFloat32);
+  if (!mlp) GTEST_SKIP() << "built without oneDNN";
+  for (int n : {2, 1, 2})
+    for (int64_t rows : {1, 16, 300, 1024}) {
+      at::set_num_threads(n);
+      at::Tensor x = at::randn({rows, 20});
+      const double err = (run(*mlp, x).to(at::kDouble) - reference(layers, x)).abs().max().item<double>();
+      EXPECT_LT(err, 1e-4) << rows << " rows on " << n << " threads";
+    }
+  at::set_num_threads(threads);
+}
+
 TEST(PackedMlp, BFloat16StaysWithinItsRounding) {
   LATENT_SKIP_WITHOUT_BF16();
   // bfloat16 keeps 8 significant bits: inputs and weights are rounded by up to 2^-9 relative, the
