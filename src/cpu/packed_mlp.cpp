@@ -1,6 +1,7 @@
 #include "cpu/packed_mlp.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <omp.h>
 
 #include <algorithm>

@@ -12,8 +12,13 @@
 #include <cstring>
 #include <vector>
 
+#include "cpu/build_config.h"
 #include "cpu/kernels.h"
+#include "latent/error.h"
 #include "test_util.h"
+#if LATENT_HAVE_DNNL
+#include "cpu/dnnl.h"
+#endif
 
 namespace latent {
 namespace {
@@ -373,6 +378,20 @@ TEST(CpuKernels, WinogradTileIsAThreeByThreeConvolution) {
       EXPECT_NEAR(y[r * 4 + c], want, 1e-5) << r << "," << c;
     }
 }
+
+#if LATENT_HAVE_DNNL
+TEST(CpuDnnl, OneDnnErrorsBecomeLatentErrorsThatSayWhatAndWhere) {
+  try {
+    cpu::dnnl_call("packing a decoder layer", []() -> int { throw dnnl::error(dnnl_unimplemented, "could not create a primitive"); });
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find("packing a decoder layer: oneDNN: could not create a primitive"), std::string::npos) << m;
+    EXPECT_NE(m.find(cpu_summary()), std::string::npos) << "names the CPU: " << m;
+  }
+  EXPECT_EQ(cpu::dnnl_call("a product", [] { return 7; }), 7);
+}
+#endif
 
 TEST(CpuKernels, PortableTwinIsRightOnItsOwn) {
   // The reference of the comparisons above, against plain float64 arithmetic on a few kernels.
