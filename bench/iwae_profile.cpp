@@ -27,16 +27,16 @@ int main(int argc, char** argv) {
   at::set_num_threads(1);
   at::NoGradGuard no_grad;
   latent::LoadedCheckpoint ck = latent::checkpoint_load(argv[1]);
-  latent::require_vae(ck, "iwae_profile");
+  latent::VaeImpl& vae = ck.vae("iwae_profile");
   const at::Tensor x = latent::idx_load(latent::fashion_mnist_dir() + "/t10k-images-idx3-ubyte.gz")
                            .narrow(0, 0, images)
                            .to(at::kFloat)
                            .div(255)
                            .reshape({images, -1})
                            .contiguous();
-  const latent::Posterior q = ck.model->encode(x.reshape({images, 1, 28, 28}));
+  const latent::Posterior q = vae.encode(x.reshape({images, 1, 28, 28}));
   const int64_t d = q.mu.size(1), D = x.size(1);
-  const auto decoder = latent::FusedMlpDecoder::make(*ck.model);
+  const auto decoder = latent::FusedMlpDecoder::make(vae);
   if (!decoder) {
     std::fprintf(stderr, "not an mlp_vae with ReLU and a Bernoulli likelihood\n");
     return 1;

@@ -10,7 +10,7 @@
 
 #include "latent/adam.h"
 #include "latent/checkpoint.h"
-#include "train/step.h"
+#include "models/vae/steps.h"
 
 using Clock = std::chrono::steady_clock;
 
@@ -22,7 +22,7 @@ int main(int argc, char** argv) {
     for (bool fused : {true, false}) {
       if (!only.empty() && (only != "fused2" || threads != 2 || !fused)) continue;
       at::manual_seed(0);
-      latent::Vae m = latent::make_model(
+      latent::Vae m = latent::make_vae(
           latent::ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [400], "latent": 20})"), {784});
       auto step = fused ? latent::make_fused_mlp_step(*m) : latent::make_autograd_step(*m);
       latent::Adam adam(latent::named_parameters(*m), {});

@@ -45,18 +45,19 @@ int main(int argc, char** argv) {
 
     // Sample: z ~ N(0, I), decoded to the likelihood's mean.
     latent::LoadedCheckpoint ck = latent::checkpoint_load(result.checkpoint);
-    ck.model->eval();
+    latent::VaeImpl& vae = ck.vae("this example");  // the model as a VAE: encode, decode, latent_dim
+    vae.eval();
     at::NoGradGuard no_grad;
-    const at::Tensor z = at::randn({16, ck.model->latent_dim()});              // [16, d]
-    const at::Tensor images = ck.model->likelihood_mean(ck.model->decode(z));  // [16, 1, 28, 28]
+    const at::Tensor z = at::randn({16, vae.latent_dim()});          // [16, d]
+    const at::Tensor images = vae.likelihood_mean(vae.decode(z));  // [16, 1, 28, 28]
     latent::png_save_grid(std::string(argv[1]) + "/samples.png", images, 8);
 
     // Score: test images of every class under the model of T-shirts.
     latent::LoadedCheckpoint all = latent::checkpoint_load(result.checkpoint);
     all.info.data.classes.clear();  // every class of the test split, not only the training class
     const latent::Dataset test = latent::checkpoint_data(all, "", "test", 2000);
-    const latent::EncodingStats stats = latent::encoding_stats(*ck.model, test.x);
-    const latent::AnomalyScores scores = latent::anomaly_scores(*ck.model, test.x, stats, {});
+    const latent::EncodingStats stats = latent::encoding_stats(vae, test.x);
+    const latent::AnomalyScores scores = latent::anomaly_scores(vae, test.x, stats, {});
     const at::Tensor& neg_elbo = scores.scores.at("neg_elbo");             // [N]
     const at::Tensor& adjusted = scores.scores.at("complexity_adjusted");  // [N]
     const auto& names = latent::fashion_mnist_classes();

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "base64.h"
-#include "cpu/kernels.h"
+#include "latent/image.h"
 #include "explorer_api.h"
 
 namespace latent::server {
@@ -35,7 +35,7 @@ json rows_json(const at::Tensor& m) {  // [N, d] -> [[..], ..]
 std::string u8_pixels(const at::Tensor& x) {
   const at::Tensor v = x.to(at::kFloat).contiguous();
   std::string bytes(static_cast<size_t>(v.numel()), '\0');
-  cpu::kernels().to_u8(v.data_ptr<float>(), v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
+  to_u8_pixels(v.data_ptr<float>(), v.numel(), reinterpret_cast<uint8_t*>(bytes.data()));
   return bytes;
 }
 

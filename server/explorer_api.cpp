@@ -12,8 +12,6 @@
 #include "api_fields.h"
 #include "base64.h"
 #include "code_parser.h"
-#include "cpu/kernels.h"
-#include "eval/fused_decoder.h"
 #include "latent/anomaly.h"
 #include "latent/checkpoint_data.h"
 #include "latent/cpu.h"
@@ -21,53 +19,70 @@
 #include "latent/image.h"
 #include "latent/interpolate.h"
 #include "latent/objective.h"
+#include "latent/serving_decoder.h"
 
 namespace latent::server {
 
 using nlohmann::json;
 
-ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
-    : ck_(std::move(checkpoint)), path_(std::move(checkpoint_path)), limits_(limits) {
-  require_vae(ck_, path_ + ": the explorer");
-  if (!is_image_model(ck_))
-    throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
-  if (ck_.model->latent_dim() < 2) throw Error(path_ + ": the explorer needs a latent space of at least 2 dimensions");
-  ck_.model->eval();
-  Dataset test = checkpoint_data(ck_, "", "test", 0);
-  x_ = test.x;
-  y_ = test.y;
-  c10::InferenceMode guard;
-  std::vector<at::Tensor> mus;
-  for (int64_t i = 0; i < x_.size(0); i += 1000)
-    mus.push_back(ck_.model->encode(x_.narrow(0, i, std::min<int64_t>(1000, x_.size(0) - i))).mu);
-  mu_ = at::cat(mus);  // [N, d]
-  // The principal plane of the encoded means: the two leading eigenvectors of their covariance.
-  at::Tensor centered = (mu_ - mu_.mean(0, true)).to(at::kDouble);                     // [N, d]
-  at::Tensor cov = centered.t().mm(centered) / std::max<int64_t>(1, mu_.size(0) - 1);  // [d, d]
-  auto [values, vectors] = at::linalg_eigh(cov);                                       // ascending
-  const int64_t d = mu_.size(1);
+namespace {
+
+struct PrincipalPlane {
+  at::Tensor axes;       // [2, d], unit rows, leading first
+  at::Tensor explained;  // [2], fraction of the variance along each axis
+};
+
+// The principal plane of encoded means mu [N, d]: the two leading eigenvectors of their covariance.
+PrincipalPlane principal_plane(const at::Tensor& mu) {
+  at::Tensor centered = (mu - mu.mean(0, true)).to(at::kDouble);                     // [N, d]
+  at::Tensor cov = centered.t().mm(centered) / std::max<int64_t>(1, mu.size(0) - 1);  // [d, d]
+  auto [values, vectors] = at::linalg_eigh(cov);                                     // ascending
+  const int64_t d = mu.size(1);
   at::Tensor axes = vectors.narrow(1, d - 2, 2).flip({1}).t().contiguous();  // [2, d], leading first
   // An eigenvector's sign is arbitrary: make each axis's largest component positive, so the plane
   // is the same on every start.
   at::Tensor largest = axes.abs().argmax(1, true);
   axes = axes * axes.gather(1, largest).sign();
-  pca_axes_ = axes.to(at::kFloat);
-  pca_explained_ = (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat);
+  return {axes.to(at::kFloat), (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat)};
+}
+
+// The encoded means of x [N, D...], in batches of 1,000.
+at::Tensor encoded_means(VaeImpl& vae, const at::Tensor& x) {
+  std::vector<at::Tensor> mus;
+  for (int64_t i = 0; i < x.size(0); i += 1000) mus.push_back(vae.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i))).mu);
+  return at::cat(mus);  // [N, d]
+}
+
+}  // namespace
+
+ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
+    : ck_(std::move(checkpoint)), vae_(&ck_.vae(checkpoint_path + ": the explorer")), path_(std::move(checkpoint_path)),
+      limits_(limits) {
+  if (!is_image_model(ck_))
+    throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
+  if (vae_->latent_dim() < 2) throw Error(path_ + ": the explorer needs a latent space of at least 2 dimensions");
+  vae_->eval();
+  Dataset test = checkpoint_data(ck_, "", "test", 0);
+  x_ = test.x;
+  y_ = test.y;
+  c10::InferenceMode guard;
+  mu_ = encoded_means(*vae_, x_);
+  PrincipalPlane plane = principal_plane(mu_);
+  pca_axes_ = plane.axes;
+  pca_explained_ = plane.explained;
   // auto: bfloat16 where the CPU has bfloat16 dot products, float32 elsewhere (never what it cannot run).
-  fused_ = FusedMlpDecoder::make(*ck_.model, precision == "auto" ? pixel_precision() : parse_precision(precision));
-  if (!fused_ && precision != "fp32" && precision != "auto")
+  decoder_ = std::make_unique<ServingDecoder>(*vae_, precision == "auto" ? pixel_precision() : parse_precision(precision));
+  if (!decoder_->packed() && precision != "fp32" && precision != "auto")
     throw Error("--precision " + precision + " needs an mlp_vae with a Bernoulli likelihood");
 }
 
 ExplorerApi::~ExplorerApi() = default;
 
-at::Tensor ExplorerApi::decoder_params(const at::Tensor& z) const {
-  return fused_ ? fused_->logits(z) : ck_.model->decode(z);  // [N, D...]
-}
+at::Tensor ExplorerApi::decoder_params(const at::Tensor& z) const { return decoder_->params(z); }
 
-int64_t ExplorerApi::latent_dim() const { return ck_.model->latent_dim(); }
+int64_t ExplorerApi::latent_dim() const { return vae_->latent_dim(); }
 
-std::string ExplorerApi::precision() const { return fused_ ? precision_name(fused_->precision()) : "fp32"; }
+std::string ExplorerApi::precision() const { return precision_name(decoder_->precision()); }
 
 json ExplorerApi::info() const {
   const auto& s = ck_.info.data_shape;
@@ -100,18 +115,13 @@ json ExplorerApi::images_json(const at::Tensor& x) const {
 }
 
 std::string ExplorerApi::decoded_pixels(const float* z, int64_t n) const {
-  if (fused_ && !ck_.info.data_mean.defined()) {  // Bernoulli means straight from the logits
-    const int64_t D = ck_.model->data_dim();
-    thread_local std::vector<float> logits;
-    logits.resize(static_cast<size_t>(n * D));
-    fused_->logits_into(z, n, logits.data());
-    std::string bytes(static_cast<size_t>(n * D), '\0');
-    cpu::kernels().sigmoid_to_u8(logits.data(), n * D, reinterpret_cast<uint8_t*>(bytes.data()));
+  if (!ck_.info.data_mean.defined()) {  // the model's space is the data's: pixels straight from the decoder
+    std::string bytes(static_cast<size_t>(n * vae_->data_dim()), '\0');
+    decoder_->pixels(z, n, reinterpret_cast<uint8_t*>(bytes.data()));
     return bytes;
   }
   c10::InferenceMode guard;
-  at::Tensor zt = at::from_blob(const_cast<float*>(z), {n, latent_dim()}, at::kFloat);
-  return pixels_of(ck_.model->likelihood_mean(decoder_params(zt)));
+  return pixels_of(decoder_->means(at::from_blob(const_cast<float*>(z), {n, latent_dim()}, at::kFloat)));
 }
 
 json ExplorerApi::images_of(const at::Tensor& z) const {
@@ -164,8 +174,8 @@ json ExplorerApi::scatter(int64_t limit) const {
 json ExplorerApi::anomaly(const std::string& score) const {
   std::call_once(anomaly_once_, [this] {
     c10::InferenceMode guard;
-    const EncodingStats stats = encoding_stats(*ck_.model, checkpoint_data(ck_, "", "train", 10000).x);
-    anomaly_scores_ = anomaly_scores(*ck_.model, x_, stats, ScoreOptions{}).scores;
+    const EncodingStats stats = encoding_stats(*vae_, checkpoint_data(ck_, "", "train", 10000).x);
+    anomaly_scores_ = anomaly_scores(*vae_, x_, stats, ScoreOptions{}).scores;
   });
   auto it = anomaly_scores_.find(score);
   if (it == anomaly_scores_.end()) {
@@ -195,7 +205,7 @@ json ExplorerApi::anomaly(const std::string& score) const {
   }
   c10::InferenceMode guard;
   const at::Tensor x = x_.index_select(0, top);
-  const at::Tensor err = (x - ck_.model->likelihood_mean(ck_.model->decode(ck_.model->encode(x).mu))).square();
+  const at::Tensor err = (x - vae_->likelihood_mean(vae_->decode(vae_->encode(x).mu))).square();
   const at::Tensor maps = err / err.flatten(1).amax(1).clamp_min(1e-12).view({-1, 1, 1, 1});
   return {{"score", score},
           {"names", names},
@@ -255,17 +265,17 @@ at::Tensor ExplorerApi::codes_of(const json& value, const std::string& key, int6
 json ExplorerApi::encode(const json& body) const {
   at::Tensor x = input_of(body);  // [1, D...]
   c10::InferenceMode guard;
-  Posterior q = ck_.model->encode(x);                             // [1, d]
-  at::Tensor params = ck_.model->decode(q.mu);                    // [1, D...]
+  Posterior q = vae_->encode(x);                             // [1, d]
+  at::Tensor params = vae_->decode(q.mu);                    // [1, D...]
   at::Tensor kl = kl_standard_normal_per_dim(q.mu, q.logvar)[0];  // [d]
-  const double recon = -ck_.model->log_likelihood(params, x).item<double>();
+  const double recon = -vae_->log_likelihood(params, x).item<double>();
   json out = {{"mu", vector_json(q.mu[0])},
               {"logvar", vector_json(q.logvar[0])},
               {"kl", kl.sum().item<double>()},
               {"kl_per_dim", vector_json(kl)},
               {"recon_nats", recon},
               {"input", images_json(x)},
-              {"reconstruction", images_json(ck_.model->likelihood_mean(params))}};
+              {"reconstruction", images_json(vae_->likelihood_mean(params))}};
   if (body.contains("index") && y_.defined()) out["label"] = y_[body.at("index").get<int64_t>()].item<int64_t>();
   return out;
 }
@@ -290,7 +300,7 @@ json ExplorerApi::kl_steps(const json& body) const {
   Posterior q0;
   {
     c10::InferenceMode guard;
-    q0 = ck_.model->encode(x);
+    q0 = vae_->encode(x);
   }
   // Plain gradient descent on KL(q || N(0, I)) with respect to the encoder's outputs (mu, logvar):
   // only the KL term acts, so the trajectory shows what the KL alone asks of q.
@@ -309,8 +319,8 @@ json ExplorerApi::kl_steps(const json& body) const {
   }
   c10::InferenceMode guard;
   at::Tensor all_mu = at::cat(mus), all_logvar = at::cat(logvars);             // [S + 1, d]
-  at::Tensor params = ck_.model->decode(all_mu);                               // [S + 1, D...]
-  at::Tensor recon = -ck_.model->log_likelihood(params, x.expand_as(params));  // [S + 1]
+  at::Tensor params = vae_->decode(all_mu);                               // [S + 1, D...]
+  at::Tensor recon = -vae_->log_likelihood(params, x.expand_as(params));  // [S + 1]
   at::Tensor kl = kl_standard_normal_per_dim(all_mu, all_logvar);              // [S + 1, d]
   json trajectory = json::array();
   for (int64_t s = 0; s <= steps; ++s)
@@ -320,7 +330,7 @@ json ExplorerApi::kl_steps(const json& body) const {
                           {"kl", kl[s].sum().item<double>()},
                           {"kl_per_dim", vector_json(kl[s])},
                           {"recon_nats", recon[s].item<double>()}});
-  return {{"lr", lr}, {"trajectory", trajectory}, {"images", images_json(ck_.model->likelihood_mean(params))}};
+  return {{"lr", lr}, {"trajectory", trajectory}, {"images", images_json(vae_->likelihood_mean(params))}};
 }
 
 json ExplorerApi::interpolate(const json& body) const {

@@ -19,10 +19,8 @@
 #include <vector>
 
 #include "latent/checkpoint.h"
+#include "latent/serving_decoder.h"
 
-namespace latent {
-class FusedMlpDecoder;
-}
 
 namespace latent::server {
 
@@ -80,15 +78,15 @@ class ExplorerApi {
   std::string decoded_pixels(const float* z, int64_t n) const;  // decoded means of z [n, d] as pixels
 
   LoadedCheckpoint ck_;
+  VaeImpl* vae_;  // ck_'s model as a VAE
   std::string path_;
   ApiLimits limits_;
   at::Tensor x_, y_;          // test split [N, D...], labels [N] (or undefined)
   at::Tensor mu_;             // encoded means of the test split [N, d]
   at::Tensor pca_axes_;       // [2, d], unit rows
   at::Tensor pca_explained_;  // [2], fraction of the means' variance along each axis
-  // The mlp_vae decoder without autograd's per-op costs (null for other models): decoding is what
-  // the page asks for most, 16 to 1024 codes at a time.
-  std::unique_ptr<FusedMlpDecoder> fused_;
+  // Decoding is what the page asks for most, 16 to 1024 codes at a time.
+  std::unique_ptr<ServingDecoder> decoder_;
   mutable std::once_flag anomaly_once_;
   mutable std::map<std::string, at::Tensor> anomaly_scores_;  // name -> float64 [N] over the test split
 };

@@ -12,12 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "latent/adam.h"
 #include "latent/config.h"
 #include "latent/data.h"
 #include "latent/model.h"
 #include "latent/safetensors.h"
-#include "latent/vq_vae.h"
 
 namespace latent {
 
@@ -32,18 +30,18 @@ struct CheckpointInfo {
   at::Tensor data_mean, data_std;  // undefined unless the data was standardized
 };
 
-/// Writes atomically. `adam` may be null (no optimizer state).
-void checkpoint_save(const std::string& path, const CheckpointInfo& info, torch::nn::Module& model, const Adam* adam);
+/// Writes atomically. `optimizer` (Adam::save_state's tensors and metadata) may be null.
+void checkpoint_save(const std::string& path, const CheckpointInfo& info, torch::nn::Module& model,
+                     const SafetensorsFile* optimizer = nullptr);
 
 struct LoadedCheckpoint {
   CheckpointInfo info;
-  Vae model;             // mlp_vae and conv_vae (null for vq_vae)
-  VqVae vq;              // vq_vae (null otherwise)
+  Model model;           // built by its config's type (model.h); ask it what it supports
   SafetensorsFile file;  // for optimizer state
-};
 
-/// Throws latent::Error saying that `what` applies to VAEs, when the checkpoint holds a vq_vae.
-void require_vae(const LoadedCheckpoint& ck, const std::string& what);
+  /// The model as a VAE, or latent::Error saying that `what` applies to VAEs only.
+  VaeImpl& vae(const std::string& what) const { return require_gaussian_latent(*model, what); }
+};
 
 /// Reads a checkpoint and builds its model. Every missing, unexpected or wrongly shaped
 /// parameter is listed in one error.
@@ -51,10 +49,5 @@ LoadedCheckpoint checkpoint_load(const std::string& path);
 
 /// Copies `file`'s tensors into the model's parameters and buffers by name (strict, lists every problem).
 void load_parameters(torch::nn::Module& model, const SafetensorsFile& file, const std::string& origin);
-
-/// The model's parameters by state-dict name, in registration order.
-std::vector<std::pair<std::string, at::Tensor>> named_parameters(torch::nn::Module& model);
-/// Its parameters, then its buffers (the state a checkpoint holds).
-std::vector<std::pair<std::string, at::Tensor>> named_state(torch::nn::Module& model);
 
 }  // namespace latent

@@ -73,4 +73,13 @@ Dataset image_folder_load(const std::string& path, int channels, int height, int
 std::string fashion_mnist_dir();
 const std::vector<std::string>& fashion_mnist_classes();
 
+/// True for an image example shape ([C, H, W] with C = 1 or 3).
+bool is_image_shape(const std::vector<int64_t>& shape);
+
+/// The seed of the fixed binarization of held-out data for dynamically binarized models.
+constexpr uint64_t kTestBinarizeSeed = 0xb1aa7ull;
+
+/// Binarizes x once with a fixed seed (the test set of a dynamically binarized run).
+at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed);
+
 }  // namespace latent

@@ -46,10 +46,4 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
 at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
                                bool progress = false, Precision precision = Precision::kFloat32, Precision* used = nullptr);
 
-/// The seed of the fixed binarization of held-out data for dynamically binarized models.
-constexpr uint64_t kTestBinarizeSeed = 0xb1aa7ull;
-
-/// Binarizes x once with a fixed seed (the test set of a dynamically binarized run).
-at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed);
-
 }  // namespace latent

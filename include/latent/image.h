@@ -27,6 +27,9 @@ void png_save_grid(const std::string& path, const at::Tensor& images, int64_t co
 /// above their reconstructions), for png_save_grid with `columns`.
 at::Tensor interleave_rows(const at::Tensor& top, const at::Tensor& bottom, int64_t columns);
 
+/// 8-bit pixels of n values in [0, 1]: round(255 x), clamped (NaN gives 0). The CPU's fastest kernel.
+void to_u8_pixels(const float* x, int64_t n, uint8_t* out);
+
 /// The grid itself, [C, H', W'], for callers that compose further.
 at::Tensor image_grid(const at::Tensor& images, int64_t columns, int64_t gap = 2, float background = 1.0f);
 

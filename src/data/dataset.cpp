@@ -193,4 +193,11 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
   return s;
 }
 
+bool is_image_shape(const std::vector<int64_t>& s) { return s.size() == 3 && (s[0] == 1 || s[0] == 3); }
+
+at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed) {
+  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
+  return at::bernoulli(x, gen);
+}
+
 }  // namespace latent

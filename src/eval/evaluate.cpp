@@ -27,11 +27,6 @@ nlohmann::json EvalResult::to_json() const {
   return j;
 }
 
-at::Tensor binarize_fixed(const at::Tensor& x, uint64_t seed) {
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
-  return at::bernoulli(x, gen);
-}
-
 namespace {
 
 // Decoder rows per product in the per-image path: on 500 images, one thread, bf16x3, the decoder's
@@ -147,40 +142,16 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
 
 EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& options) {
   const auto t0 = std::chrono::steady_clock::now();
-  at::NoGradGuard no_grad;
-  model.eval();
   EvalResult r;
   r.examples = data.size();
   if (r.examples == 0) return r;
-  const int64_t d = model.latent_dim();
-  at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(options.seed);
-  double recon = 0, kl = 0;
-  at::Tensor kl_dims = at::zeros({d}, at::kDouble);
-  at::Tensor mu_sum = at::zeros({d}, at::kDouble), mu_sq = at::zeros({d}, at::kDouble);
-  for (int64_t start = 0; start < r.examples; start += options.batch_size) {
-    const int64_t b = std::min(options.batch_size, r.examples - start);
-    at::Tensor x = data.x.narrow(0, start, b);
-    at::Tensor eps = at::randn({b, d}, gen, x.options());
-    ElboTerms t = elbo_terms(model, x, eps);
-    recon += t.recon.sum().item<double>();
-    kl += t.kl.sum().item<double>();
-    kl_dims += kl_standard_normal_per_dim(t.q.mu, t.q.logvar).to(at::kDouble).sum(0);
-    at::Tensor mu = t.q.mu.to(at::kDouble);
-    mu_sum += mu.sum(0);
-    mu_sq += mu.square().sum(0);
-  }
-  const double n = static_cast<double>(r.examples);
-  r.recon = recon / n;
-  r.kl = kl / n;
-  r.elbo = -(r.recon + r.kl);
-  at::Tensor mean = mu_sum / n;
-  at::Tensor var = (mu_sq / n - mean.square()).clamp_min(0);
-  kl_dims /= n;
-  for (int64_t i = 0; i < d; ++i) {
-    r.kl_per_dim.push_back(kl_dims[i].item<double>());
-    r.mu_variance.push_back(var[i].item<double>());
-    if (r.mu_variance.back() > 0.01) ++r.active_units;
-  }
+  const nlohmann::json m = model.evaluate(data, options.seed, options.batch_size);
+  r.elbo = m["elbo"];
+  r.recon = m["recon"];
+  r.kl = m["kl"];
+  r.active_units = m["active_units"];
+  r.kl_per_dim = m["kl_per_dim"].get<std::vector<double>>();
+  r.mu_variance = m["mu_variance"].get<std::vector<double>>();
   if (options.iwae_k > 0) {
     r.iwae_k = options.iwae_k;
     at::Tensor ll = iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows,

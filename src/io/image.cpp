@@ -4,6 +4,7 @@
 
 #include <memory>
 
+#include "cpu/kernels.h"
 #include "latent/atomic_file.h"
 #include "latent/error.h"
 
@@ -84,5 +85,7 @@ at::Tensor interleave_rows(const at::Tensor& top, const at::Tensor& bottom, int6
   }
   return at::cat(rows);
 }
+
+void to_u8_pixels(const float* x, int64_t n, uint8_t* out) { cpu::kernels().to_u8(x, n, out); }
 
 }  // namespace latent

@@ -14,12 +14,11 @@
 #include "latent/atomic_file.h"
 #include "latent/checkpoint.h"
 #include "latent/cpu.h"
-#include "latent/eval.h"
 #include "latent/image.h"
 #include "latent/objective.h"
 #include "latent/progress.h"
 #include "latent/train.h"
-#include "train/step.h"
+#include "models/training_step.h"
 
 namespace latent {
 namespace {
@@ -27,53 +26,31 @@ namespace {
 std::atomic<bool> g_stop{false};
 
 constexpr uint64_t kEvalSeedSalt = 0xe7a1ull;
+constexpr uint64_t kShuffleSeedSalt = 0x50000000ull;  // epoch e shuffles with mix_seed(seed, salt + e)
+constexpr uint64_t kSampleSeedSalt = 0x5a3b1eull;     // samples.png's draws
 
-void zero_gradients(VaeImpl& model) {
-  for (auto& p : model.parameters())
-    if (p.grad().defined()) p.mutable_grad().zero_();
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), f, v);
+  return buf;
 }
 
-class AutogradStep : public TrainStep {
- public:
-  AutogradStep(VaeImpl& model, double free_bits) : model_(model), free_bits_(free_bits) {}
-  StepLoss run(const at::Tensor& x, const at::Tensor& eps, double beta) override {
-    zero_gradients(model_);
-    ElboTerms t = elbo_terms(model_, x, eps);
-    at::Tensor recon = t.recon.mean(), kl = t.kl.mean();
-    at::Tensor kl_term = free_bits_ > 0 ? kl_free_bits(t.q.mu, t.q.logvar, free_bits_) : kl;
-    at::Tensor loss = recon + beta * kl_term;
-    loss.backward();
-    return {loss.item<double>(), recon.item<double>(), kl.item<double>()};
-  }
+void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics) {
+  std::string text;
+  for (const auto& m : metrics) text += m.dump() + "\n";
+  atomic_write(path, text);
+}
 
- private:
-  VaeImpl& model_;
-  double free_bits_;
-};
-
-class IwaeStep : public TrainStep {
- public:
-  explicit IwaeStep(VaeImpl& model) : model_(model) {}
-  StepLoss run(const at::Tensor& x, const at::Tensor& eps, double /*beta*/) override {
-    zero_gradients(model_);
-    Posterior q = model_.encode(x);                          // [B, d]
-    at::Tensor log_w = iwae_log_weights(model_, x, q, eps);  // [K, B]
-    at::Tensor loss = -iwae_bound(log_w).mean();
-    loss.backward();
-    at::NoGradGuard no_grad;
-    const at::Tensor z0 = reparameterize(q.mu, q.logvar, eps[0]);  // [B, d]
-    const double recon = -model_.log_likelihood(model_.decode(z0), x).mean().item<double>();
-    return {loss.item<double>(), recon, kl_standard_normal(q.mu, q.logvar).mean().item<double>()};
-  }
-
- private:
-  VaeImpl& model_;
-};
+std::string diverged_message(int64_t epoch, int64_t step, double loss, const std::string& checkpoint) {
+  return "training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + ": the loss is " +
+         (std::isnan(loss) ? "NaN" : "infinite") + "; the last good checkpoint is " +
+         (std::filesystem::exists(checkpoint) ? checkpoint : std::string("(none yet)")) + "; try a lower --lr";
+}
 
 // Everything a run needs, whether new or resumed.
 struct Run {
   CheckpointInfo info;
-  Vae model;
+  Model model;
   std::unique_ptr<Adam> adam;
   DataSplit data;
   TrainOptions opt;
@@ -81,39 +58,57 @@ struct Run {
 };
 
 void write_pictures(Run& run) {
-  if (!is_image_shape(run.info.data_shape)) return;
+  if (!is_image_shape(run.info.data_shape)) return;  // samples and reconstructions as PNG grids
   at::NoGradGuard no_grad;
   run.model->eval();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(run.opt.seed, kSampleSeedSalt));
-  at::Tensor z = at::randn({64, run.model->latent_dim()}, gen, at::kFloat);
-  png_save_grid(run.opt.out + "/samples.png", run.model->likelihood_mean(run.model->decode(z)), 8);
+  png_save_grid(run.opt.out + "/samples.png", run.model->sample(64, gen), 8);
   const Dataset& src = run.data.test.size() > 0 ? run.data.test : run.data.train;
-  const int64_t n = std::min<int64_t>(16, src.size());
-  at::Tensor x = src.x.narrow(0, 0, n);
-  at::Tensor recon = run.model->likelihood_mean(run.model->decode(run.model->encode(x).mu));
-  png_save_grid(run.opt.out + "/reconstructions.png", interleave_rows(x, recon, 8), 8);
+  at::Tensor x = src.x.narrow(0, 0, std::min<int64_t>(16, src.size()));
+  png_save_grid(run.opt.out + "/reconstructions.png", interleave_rows(x, run.model->reconstruct(x), 8), 8);
 }
+
+// The running sums of the loss and of the family's terms ("sum_<name>" in the checkpoint's state).
+struct RunningSums {
+  double loss = 0;
+  std::vector<std::pair<std::string, double>> terms;  // in the family's order, named by its first batch
+  int64_t seen = 0;
+  nlohmann::json restored = nlohmann::json::object();  // a resumed run's sums, read as the terms are named
+
+  void add(const BatchLoss& l, int64_t n) {
+    if (terms.empty())
+      for (const auto& t : l.terms) terms.emplace_back(t.first, restored.value("sum_" + t.first, 0.0));
+    loss += l.loss * static_cast<double>(n);
+    for (size_t i = 0; i < l.terms.size() && i < terms.size(); ++i) terms[i].second += l.terms[i].second * static_cast<double>(n);
+    seen += n;
+  }
+  std::string means() const {
+    const double n = static_cast<double>(std::max<int64_t>(1, seen));
+    std::string s = "loss " + fmt("%.2f", loss / n);
+    for (const auto& [name, sum] : terms) s += " " + name + " " + fmt("%.2f", sum / n);
+    return s;
+  }
+  void save(nlohmann::json& state) const {
+    state["sum_loss"] = loss;
+    state["seen"] = seen;
+    for (const auto& [name, sum] : terms) state["sum_" + name] = sum;
+  }
+  void restore(const nlohmann::json& state) {
+    loss = state.value("sum_loss", 0.0);
+    seen = state.value("seen", int64_t{0});
+    restored = state;
+  }
+};
 
 TrainResult run_loop(Run& run) {
   TrainOptions& opt = run.opt;
-  VaeImpl& model = *run.model;
+  ModelImpl& model = *run.model;
   const Dataset& train = run.data.train;
-  const int64_t n = train.size(), d = model.latent_dim();
+  const int64_t n = train.size();
   const int64_t bs = std::min(opt.batch_size, n);
   const int64_t batches = (n + bs - 1) / bs;
   const double beta = opt.beta >= 0 ? opt.beta : run.info.model.beta;
-
-  std::unique_ptr<TrainStep> step;
-  const Precision precision = parse_precision(opt.precision);
-  if (opt.objective == "iwae")
-    step = make_iwae_step(model);
-  else if (opt.fused && opt.free_bits == 0)
-    step = make_fused_mlp_step(model, precision);
-  if (!step && precision != Precision::kFloat32)
-    throw Error("--precision " + opt.precision +
-                " applies to the fused step only: an mlp_vae with ReLU, the elbo objective and no free bits");
-  if (!step) step = make_autograd_step(model, opt.free_bits);
-  const bool iwae = opt.objective == "iwae";
+  std::unique_ptr<TrainingStep> step = model.training_step(opt);
 
   Dataset test = run.data.test;
   if (opt.binarize && test.size() > 0) test.x = binarize_fixed(test.x, kTestBinarizeSeed);
@@ -122,9 +117,10 @@ TrainResult run_loop(Run& run) {
   int64_t epoch = state.value("epoch", int64_t{0});
   int64_t step_in_epoch = state.value("step_in_epoch", int64_t{0});
   int64_t global_step = state.value("global_step", int64_t{0});
-  double sum_loss = state.value("sum_loss", 0.0), sum_recon = state.value("sum_recon", 0.0), sum_kl = state.value("sum_kl", 0.0);
   double wall = state.value("wall_s", 0.0);
-  int64_t seen = state.value("seen", int64_t{0});
+  RunningSums sums;
+  sums.restore(state);
+  step->restore(state);
   TrainResult result;
   result.checkpoint = run.checkpoint_path;
   if (!run.info.metrics.empty()) result.last_metrics = run.info.metrics.back();
@@ -133,15 +129,15 @@ TrainResult run_loop(Run& run) {
 
   // epochs_done counts finished epochs; step_in_epoch > 0 marks a checkpoint taken mid-epoch.
   auto save_state = [&](int64_t epochs_done) {
-    state = {{"epoch", epochs_done},
-             {"step_in_epoch", step_in_epoch},
-             {"global_step", global_step},
-             {"sum_loss", sum_loss},
-             {"sum_recon", sum_recon},
-             {"sum_kl", sum_kl},
-             {"seen", seen},
-             {"wall_s", wall}};
-    checkpoint_save(run.checkpoint_path, run.info, model, run.adam.get());
+    state = step->state();
+    state["epoch"] = epochs_done;
+    state["step_in_epoch"] = step_in_epoch;
+    state["global_step"] = global_step;
+    state["wall_s"] = wall;
+    sums.save(state);
+    SafetensorsFile optimizer;
+    run.adam->save_state(optimizer);
+    checkpoint_save(run.checkpoint_path, run.info, model, &optimizer);
   };
 
   // With the thread count left to latent (--threads 0) and a step whose numbers do not depend on it,
@@ -149,16 +145,13 @@ TrainResult run_loop(Run& run) {
   std::optional<cpu::ThreadTuner> tuner;
   if (opt.threads == 0 && step->thread_invariant()) tuner.emplace(at::get_num_threads());
 
-  auto running_means = [&]() {
-    return "loss " + fmt("%.2f", sum_loss / seen) + " recon " + fmt("%.2f", sum_recon / seen) + " kl " +
-           fmt("%.2f", sum_kl / seen);
-  };
-
   for (; epoch < opt.epochs; ++epoch) {
     model.train();
     at::Generator shuffle_gen =
         at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kShuffleSeedSalt + static_cast<uint64_t>(epoch)));
     at::Tensor perm = at::randperm(n, shuffle_gen, at::TensorOptions().dtype(at::kLong));
+    if (global_step == 0 && step->first_examples() > 0)
+      step->begin(train.x.index_select(0, perm.narrow(0, 0, std::min(n, step->first_examples()))), opt.progress);
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt.epochs), n, "samples", opt.progress);
     const auto t0 = std::chrono::steady_clock::now();
     int64_t seen_now = 0;
@@ -168,23 +161,18 @@ TrainResult run_loop(Run& run) {
       at::Tensor x = train.x.index_select(0, perm.narrow(0, start, len));
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
       if (opt.binarize) x = at::bernoulli(x, gen);
-      at::Tensor eps = iwae ? at::randn({opt.iwae_k, len, d}, gen, x.options()) : at::randn({len, d}, gen, x.options());
       const double beta_t = kl_weight(beta, static_cast<double>(epoch) + static_cast<double>(b) / static_cast<double>(batches),
                                       opt.kl_warmup, opt.kl_cycle, opt.kl_cycle_ratio);
-      StepLoss l = step->run(x, eps, beta_t);
-      if (!std::isfinite(l.loss)) {
-        throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
-      }
+      BatchLoss l = step->run(x, gen, beta_t);
+      if (!std::isfinite(l.loss)) throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       run.adam->step();
+      ++global_step;
+      step->after_update(global_step);
       if (tuner) tuner->end(static_cast<double>(len));
-      sum_loss += l.loss * len;
-      sum_recon += l.recon * len;
-      sum_kl += l.kl * len;
-      seen += len;
+      sums.add(l, len);
       seen_now += len;
       step_in_epoch = b + 1;
-      ++global_step;
-      bar.update(start + len, running_means());
+      bar.update(start + len, sums.means());
       if (g_stop.load()) {
         wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         save_state(epoch);
@@ -196,35 +184,20 @@ TrainResult run_loop(Run& run) {
     const int threads_used = tuner ? tuner->threads() : at::get_num_threads();
     if (tuner) at::set_num_threads(tuner->max_threads());
     wall += train_seconds;
-    bar.finish(running_means());
-    EvalOptions eo;
-    eo.seed = mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch));
-    EvalResult ev = evaluate(model, test, eo);
+    bar.finish(sums.means());
+    const double seen = static_cast<double>(std::max<int64_t>(1, sums.seen));
     nlohmann::json m = {{"epoch", epoch + 1},
-                        {"objective", opt.objective},
-                        {"precision", opt.precision},
                         {"cpu", cpu_info()},
-                        {"beta", beta},
-                        {"train_loss", sum_loss / seen},
-                        {"train_elbo", -(sum_recon + sum_kl) / seen},
-                        {"train_recon", sum_recon / seen},
-                        {"train_kl", sum_kl / seen},
+                        {"train_loss", sums.loss / seen},
                         {"samples_per_s", seen_now / std::max(train_seconds, 1e-9)},
                         {"threads", threads_used},
                         {"wall_s", wall}};
-    if (ev.examples > 0) {
-      m["test_elbo"] = ev.elbo;
-      m["test_recon"] = ev.recon;
-      m["test_kl"] = ev.kl;
-      m["active_units"] = ev.active_units;
-      if (opt.progress)
-        std::fprintf(stderr, "  test: elbo %.2f  recon %.2f  kl %.2f  active units %lld/%lld\n", ev.elbo, ev.recon, ev.kl,
-                     static_cast<long long>(ev.active_units), static_cast<long long>(d));
-    }
+    for (const auto& [name, sum] : sums.terms) m["train_" + name] = sum / seen;
+    step->end_epoch(m, test, mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch)), epoch + 1 == opt.epochs,
+                    run.data, opt.progress);
     run.info.metrics.push_back(m);
     result.last_metrics = m;
-    sum_loss = sum_recon = sum_kl = 0;
-    seen = 0;
+    sums = RunningSums{};
     step_in_epoch = 0;
     save_state(epoch + 1);
     write_metrics_jsonl(metrics_path, run.info.metrics);
@@ -256,42 +229,9 @@ void check_data_fits(const Run& run) {
   if (o.kl_warmup > 0 && o.kl_cycle > 0) throw Error("use either --kl-warmup or --kl-cycle, not both");
   if (!(o.kl_cycle_ratio > 0 && o.kl_cycle_ratio <= 1)) throw Error("--kl-cycle-ratio must be in (0, 1]");
   if (o.free_bits < 0) throw Error("--free-bits must be >= 0");
-  if (run.info.model.type == "vq_vae" &&
-      (o.objective != "elbo" || o.beta >= 0 || o.kl_warmup > 0 || o.kl_cycle > 0 || o.free_bits > 0))
-    throw Error(
-        "--objective, --beta, --kl-warmup, --kl-cycle and --free-bits apply to VAEs; a vq_vae trains on "
-        "reconstruction plus commitment (set \"commitment\" in the model config)");
 }
 
 }  // namespace
-
-bool is_image_shape(const std::vector<int64_t>& s) { return s.size() == 3 && (s[0] == 1 || s[0] == 3); }
-
-std::string fmt(const char* f, double v) {
-  char buf[64];
-  std::snprintf(buf, sizeof(buf), f, v);
-  return buf;
-}
-
-void write_metrics_jsonl(const std::string& path, const nlohmann::json& metrics) {
-  std::string text;
-  for (const auto& m : metrics) text += m.dump() + "\n";
-  atomic_write(path, text);
-}
-
-bool stop_requested() { return g_stop.load(); }
-
-std::string diverged_message(int64_t epoch, int64_t step, double loss, const std::string& checkpoint) {
-  return "training diverged at epoch " + std::to_string(epoch + 1) + ", step " + std::to_string(step + 1) + ": the loss is " +
-         (std::isnan(loss) ? "NaN" : "infinite") + "; the last good checkpoint is " +
-         (std::filesystem::exists(checkpoint) ? checkpoint : std::string("(none yet)")) + "; try a lower --lr";
-}
-
-std::unique_ptr<TrainStep> make_autograd_step(VaeImpl& model, double free_bits) {
-  return std::make_unique<AutogradStep>(model, free_bits);
-}
-
-std::unique_ptr<TrainStep> make_iwae_step(VaeImpl& model) { return std::make_unique<IwaeStep>(model); }
 
 uint64_t mix_seed(uint64_t seed, uint64_t step) {
   auto splitmix = [](uint64_t x) {
@@ -361,8 +301,6 @@ TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOpt
   check_data_fits(run);
   at::manual_seed(options.seed);  // parameter initialization
   run.checkpoint_path = options.out + "/model.safetensors";
-  if (model.type == "vq_vae")
-    return train_vq(run.info, make_vq_vae(model, run.info.data_shape), run.data, run.opt, run.checkpoint_path, nullptr);
   run.model = make_model(model, run.info.data_shape);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), options.adam);
   return run_loop(run);
@@ -386,7 +324,6 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
     throw Error(checkpoint + ": the data's example shape no longer matches the checkpoint's");
   check_data_fits(run);
   run.checkpoint_path = run.opt.out + "/model.safetensors";
-  if (ck.vq) return train_vq(run.info, ck.vq, run.data, run.opt, run.checkpoint_path, &ck.file);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), run.opt.adam);
   run.adam->load_state(ck.file);
   return run_loop(run);

@@ -16,7 +16,7 @@ namespace {
 TEST(AnomalyScores, MatchHandComputedValuesOnALinearModel) {
   // mlp_vae without hidden layers: mu = W_mu x + b_mu, logvar = W_lv x + b_lv, logits = W_d z + b_d.
   // The decoder's weights are 0, so -log p(x | z) does not depend on z and the ELBO is exact.
-  Vae m = make_model(ModelConfig::from_json({{"type", "mlp_vae"}, {"hidden", nlohmann::json::array()}, {"latent", 2}}), {3});
+  Vae m = make_vae(ModelConfig::from_json({{"type", "mlp_vae"}, {"hidden", nlohmann::json::array()}, {"latent", 2}}), {3});
   at::NoGradGuard no_grad;
   const float Wm[2][3] = {{0.5f, -1.f, 0.f}, {0.f, 0.25f, 2.f}}, bm[2] = {0.1f, -0.2f};
   const float bd[3] = {0.3f, -0.7f, 1.1f};

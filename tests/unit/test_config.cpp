@@ -42,7 +42,7 @@ TEST(ModelConfig, ConvVaeChecksTheImageSize) {
 }
 
 TEST(Models, ParameterNamesFollowPyTorchStateDicts) {
-  Vae m = make_model(parse(R"({"type": "mlp_vae", "hidden": [400], "latent": 20})"), {1, 28, 28});
+  Vae m = make_vae(parse(R"({"type": "mlp_vae", "hidden": [400], "latent": 20})"), {1, 28, 28});
   std::vector<std::string> names;
   for (const auto& p : m->named_parameters()) names.push_back(p.key());
   EXPECT_EQ(names, (std::vector<std::string>{"encoder.0.weight", "encoder.0.bias", "fc_mu.weight", "fc_mu.bias",

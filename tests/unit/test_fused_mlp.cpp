@@ -5,7 +5,7 @@
 #include "cpu/kernels.h"
 #include "latent/checkpoint.h"
 #include "test_util.h"
-#include "train/step.h"
+#include "models/vae/steps.h"
 
 namespace latent {
 namespace {
@@ -64,8 +64,8 @@ TEST_P(FusedVsAutograd, SameLossAndGradients) {
   // float32 both ways; the products run in a different order, so 1e-4 relative + 1e-6 absolute.
   ModelConfig c = ModelConfig::from_text_or_file(GetParam().config);
   at::manual_seed(1);
-  Vae a = make_model(c, GetParam().shape);
-  Vae b = make_model(c, GetParam().shape);
+  Vae a = make_vae(c, GetParam().shape);
+  Vae b = make_vae(c, GetParam().shape);
   {
     at::NoGradGuard ng;
     auto pa = named_parameters(*a), pb = named_parameters(*b);
@@ -106,8 +106,8 @@ TEST(FusedMlp, MixedPrecisionStepStaysWithinBFloat16Rounding) {
   // float32's would mean bf16 never ran.
   ModelConfig c = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [96], "latent": 5})");
   at::manual_seed(12);
-  Vae a = make_model(c, {100});
-  Vae b = make_model(c, {100});
+  Vae a = make_vae(c, {100});
+  Vae b = make_vae(c, {100});
   {
     at::NoGradGuard ng;
     auto pa = named_parameters(*a), pb = named_parameters(*b);
@@ -115,7 +115,7 @@ TEST(FusedMlp, MixedPrecisionStepStaysWithinBFloat16Rounding) {
   }
   auto fp32 = make_fused_mlp_step(*a);
   LATENT_SKIP_WITHOUT_BF16();
-  std::unique_ptr<TrainStep> bf16 = make_fused_mlp_step(*b, Precision::kBFloat16);
+  std::unique_ptr<VaeStep> bf16 = make_fused_mlp_step(*b, Precision::kBFloat16);
   ASSERT_TRUE(bf16);
   for (int rep = 0; rep < 2; ++rep) {  // the second step must not reuse the first step's rounded operands
     at::Tensor x = at::bernoulli(at::full({128, 100}, 0.3));
@@ -139,10 +139,10 @@ TEST(FusedMlp, MixedPrecisionStepStaysWithinBFloat16Rounding) {
 }
 
 TEST(FusedMlp, DoesNotApplyToOtherModels) {
-  EXPECT_FALSE(make_fused_mlp_step(*make_model(
+  EXPECT_FALSE(make_fused_mlp_step(*make_vae(
       ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "activation": "tanh"})"), {4})));
   EXPECT_FALSE(make_fused_mlp_step(
-      *make_model(ModelConfig::from_text_or_file(R"({"type": "conv_vae", "channels": [4], "latent": 2})"), {1, 4, 4})));
+      *make_vae(ModelConfig::from_text_or_file(R"({"type": "conv_vae", "channels": [4], "latent": 2})"), {1, 4, 4})));
 }
 
 }  // namespace
@@ -162,7 +162,7 @@ namespace {
 TEST(FusedMlpDecoder, LogLikelihoodMatchesTheModel) {
   // float32 both ways, different summation order: 1e-5 relative.
   at::manual_seed(4);
-  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})"), {1, 6, 5});
+  Vae m = make_vae(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})"), {1, 6, 5});
   auto fused = FusedMlpDecoder::make(*m);
   ASSERT_TRUE(fused);
   at::NoGradGuard ng;
@@ -174,14 +174,14 @@ TEST(FusedMlpDecoder, LogLikelihoodMatchesTheModel) {
   fused->log_likelihood(z.data_ptr<float>(), 7, rows.data(), out.data());
   at::Tensor expect = m->log_likelihood(m->decode(z), x.index_select(0, at::arange(7) % 3).reshape({7, 1, 6, 5}));
   for (int64_t r = 0; r < 7; ++r) EXPECT_NEAR(out[r], expect[r].item<double>(), 1e-5 * std::abs(out[r])) << r;
-  EXPECT_FALSE(FusedMlpDecoder::make(*make_model(
+  EXPECT_FALSE(FusedMlpDecoder::make(*make_vae(
       ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2, "likelihood": "gaussian"})"), {4})));
 }
 
 TEST(FusedMlpDecoder, LogitsMatchTheModelsDecoder) {
   // The explorer's decode path: float32 both ways, different summation order: 1e-5 absolute.
   at::manual_seed(5);
-  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})"), {1, 6, 5});
+  Vae m = make_vae(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [32, 16], "latent": 5})"), {1, 6, 5});
   auto fused = FusedMlpDecoder::make(*m);
   ASSERT_TRUE(fused);
   at::NoGradGuard ng;
@@ -195,7 +195,7 @@ TEST(FusedMlpDecoder, IwaeEstimateEqualsTheGenericPath) {
   // Same noise stream, so the fused and generic estimates agree to float rounding (1e-4 nats).
   at::manual_seed(6);
   ModelConfig relu = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [16], "latent": 3})");
-  Vae m = make_model(relu, {12});
+  Vae m = make_vae(relu, {12});
   at::Tensor x = at::bernoulli(at::full({5, 12}, 0.4));
   at::Tensor fused = iwae_log_likelihood(*m, x, 300, 9, 128);
   // The generic path by hand, replaying the same noise stream (128-sample chunks).
@@ -218,7 +218,7 @@ TEST(FusedMlpDecoder, OneImagesRowsMatchTheGeneralPath) {
   // log_likelihood_one restricts the last layer to the hidden units its rows use: the same values as
   // log_likelihood (float32, 1e-5 relative), with units that never fire among them.
   at::manual_seed(10);
-  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [100], "latent": 4})"), {1, 8, 8});
+  Vae m = make_vae(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [100], "latent": 4})"), {1, 8, 8});
   {
     at::NoGradGuard ng;
     for (auto& [name, p] : named_parameters(*m))
@@ -241,7 +241,7 @@ TEST(FusedMlpDecoder, OneImagesRowsMatchTheGeneralPath) {
 
 TEST(FusedMlpDecoder, IwaeEstimateDoesNotDependOnThreadsAndBFloat16x3AgreesWithFloat32) {
   at::manual_seed(11);
-  Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [96], "latent": 3})"), {40});
+  Vae m = make_vae(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [96], "latent": 3})"), {40});
   at::Tensor x = at::bernoulli(at::full({6, 40}, 0.4));
   const int threads = at::get_num_threads();
   at::set_num_threads(1);

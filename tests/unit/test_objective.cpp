@@ -76,7 +76,7 @@ TEST(Likelihood, GaussianMatchesTheDensity) {
 TEST(Iwae, OneSampleBoundIsTheElboSampleAndTheBoundTightensWithK) {
   at::manual_seed(3);
   ModelConfig c = ModelConfig::from_json({{"type", "mlp_vae"}, {"hidden", {16}}, {"latent", 2}});
-  Vae m = make_model(c, {10});
+  Vae m = make_vae(c, {10});
   m->to(at::kDouble);
   at::NoGradGuard ng;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(11);
@@ -105,7 +105,7 @@ TEST(Gradients, ConvVaeElboMatchesFiniteDifferences) {
                                           {"latent", 2},
                                           {"likelihood", "gaussian"},
                                           {"variance", "learned"}});
-  Vae m = make_model(c, {1, 8, 8});
+  Vae m = make_vae(c, {1, 8, 8});
   m->to(at::kDouble);
   at::Tensor x = at::rand({2, 1, 8, 8}, at::kDouble), eps = at::randn({2, 2}, at::kDouble);
   auto loss = [&]() {

@@ -7,7 +7,7 @@
 #include "latent/checkpoint.h"
 #include "latent/objective.h"
 #include "test_util.h"
-#include "train/step.h"
+#include "models/vae/steps.h"
 
 namespace latent {
 namespace {
@@ -32,7 +32,7 @@ Reference load_reference(const std::string& name, at::ScalarType dtype) {
   r.file = safetensors_load(std::string(LATENT_FIXTURES) + "/" + name + ".safetensors");
   r.config = ModelConfig::from_json(nlohmann::json::parse(r.file.metadata.at("config")));
   r.beta = std::stod(r.file.metadata.at("beta"));
-  r.model = make_model(r.config, {std::stoll(r.file.metadata.at("data_dim"))});
+  r.model = make_vae(r.config, {std::stoll(r.file.metadata.at("data_dim"))});
   r.model->to(dtype);
   SafetensorsFile weights;
   for (const auto& [n, t] : r.file.tensors)
@@ -72,7 +72,7 @@ TEST_P(ReferenceTest, IwaeBoundAndGradientsMatchPyTorchInFloat64) {
 TEST_P(ReferenceTest, Float32TrainStepsMatchPyTorch) {
   for (bool fused : {false, true}) {
     Reference r = load_reference(GetParam(), at::kFloat);
-    std::unique_ptr<TrainStep> step = fused ? make_fused_mlp_step(*r.model) : make_autograd_step(*r.model);
+    std::unique_ptr<VaeStep> step = fused ? make_fused_mlp_step(*r.model) : make_autograd_step(*r.model);
     ASSERT_TRUE(step) << "fused step should apply to mlp_vae with ReLU";
     StepLoss l = step->run(r.t("input.x").to(at::kFloat), r.t("input.eps").to(at::kFloat), r.beta);
     const double expect = r.t("expect.loss").item<double>();

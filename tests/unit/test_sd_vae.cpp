@@ -10,8 +10,8 @@
 #include "latent/npy.h"
 #include "latent/safetensors.h"
 #include "latent/sd_vae.h"
-#include "models/sd_ops.h"
-#include "models/sd_weights.h"
+#include "sd/sd_ops.h"
+#include "sd/sd_weights.h"
 #include "test_util.h"
 
 namespace latent {

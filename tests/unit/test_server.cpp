@@ -45,7 +45,7 @@ class ServerTest : public ::testing::Test {
     info.data.source = *dir_ / "images.npy";
     info.data.test_fraction = 0.25;
     info.metrics = json::array({{{"epoch", 1}, {"test_elbo", -40.0}}});
-    model_ = new Vae(make_model(info.model, info.data_shape));
+    model_ = new Vae(make_vae(info.model, info.data_shape));
     checkpoint_save(*dir_ / "model.safetensors", info, **model_, nullptr);
     ServeOptions opt;
     opt.port = 0;

@@ -11,7 +11,7 @@
 #include "cpu/thread_tuner.h"
 #include "latent/adam.h"
 #include "latent/checkpoint.h"
-#include "train/step.h"
+#include "models/vae/steps.h"
 
 namespace latent {
 namespace {
@@ -82,7 +82,7 @@ TEST(ThreadTuner, FusedStepGivesTheSameNumbersOnAnyThreadCount) {
   for (int n : {1, 2}) {
     at::set_num_threads(n);
     at::manual_seed(3);
-    Vae m = make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [200, 96], "latent": 7})"), {150});
+    Vae m = make_vae(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [200, 96], "latent": 7})"), {150});
     auto step = make_fused_mlp_step(*m);
     ASSERT_TRUE(step->thread_invariant());
     Adam adam(named_parameters(*m), {});

@@ -10,7 +10,7 @@
 
 #include "latent/checkpoint.h"
 #include "latent/error.h"
-#include "latent/vq_vae.h"
+#include "models/vq_vae/vq_vae.h"
 #include "test_util.h"
 
 namespace latent {
@@ -173,16 +173,17 @@ TEST(VqVae, CheckpointKeepsWeightsCodebookAndPrior) {
   m->train_prior(at::randint(8, {10, 2, 2}, at::kLong), 1, 1e-3, gen);
   checkpoint_save(dir / "vq.safetensors", info, *m, nullptr);
   LoadedCheckpoint ck = checkpoint_load(dir / "vq.safetensors");
-  ASSERT_TRUE(ck.vq);
-  EXPECT_FALSE(ck.model);
-  EXPECT_THROW(require_vae(ck, "latent interpolate"), Error);
-  auto a = named_state(*m), b = named_state(*ck.vq);
+  auto* vq = dynamic_cast<VqVaeImpl*>(ck.model.get());
+  ASSERT_TRUE(vq);
+  EXPECT_FALSE(ck.model->gaussian_latent());
+  EXPECT_THROW(ck.vae("latent interpolate"), Error);
+  auto a = named_state(*m), b = named_state(*vq);
   ASSERT_EQ(a.size(), b.size());
   for (size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].first, b[i].first);
     EXPECT_TRUE(at::equal(a[i].second, b[i].second)) << a[i].first;
   }
-  EXPECT_TRUE(ck.vq->prior_trained());
+  EXPECT_TRUE(vq->prior_trained());
   bool has_prior = false;
   for (const auto& [name, t] : b) has_prior = has_prior || name == "prior.counts";
   EXPECT_TRUE(has_prior);

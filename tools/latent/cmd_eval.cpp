@@ -1,7 +1,9 @@
 // latent eval: test ELBO, reconstruction, KL, active units and the IWAE NLL estimate.
+#include <chrono>
 #include <cstdio>
 
 #include "common.h"
+#include "latent/cpu.h"
 #include "latent/eval.h"
 #include "latent/train.h"
 
@@ -17,53 +19,59 @@ struct EvalArgs {
   bool json = false;
 };
 
+// One line per metric the model gave, in this order where present (the JSON has them all).
+void print_metrics(const nlohmann::json& j, const ModelImpl& model) {
+  auto number = [&](const char* key, const char* label, const char* unit) {
+    if (j.contains(key)) std::printf("  %-13s %10.3f%s\n", label, j[key].get<double>(), unit);
+  };
+  number("elbo", "ELBO", " nats");
+  number("recon", "recon", " nats");
+  number("kl", "KL", " nats");
+  if (j.contains("iwae_nll"))
+    std::printf("  NLL (IWAE k=%lld) %7.3f nats (%s products)\n", j["iwae_k"].get<long long>(), j["iwae_nll"].get<double>(),
+                j["iwae_precision"].get<std::string>().c_str());
+  number("commitment", "commitment", "");
+  if (j.contains("usage"))
+    std::printf("  codebook use  %9.1f%% of %lld codes\n", 100 * j["usage"].get<double>(),
+                static_cast<long long>(model.config().codebook));
+  if (j.contains("perplexity")) std::printf("  perplexity    %10.1f\n", j["perplexity"].get<double>());
+  if (j.contains("active_units")) {
+    std::printf("  active units  %10lld of %zu\n", j["active_units"].get<long long>(), j["kl_per_dim"].size());
+    std::printf("  KL per dim   ");
+    for (double k : j["kl_per_dim"]) std::printf(" %.2f", k);
+    std::printf("\n");
+  }
+  number("seconds", "time", " s");
+}
+
 void run_eval(const EvalArgs& a) {
   set_num_threads(a.threads);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
   Dataset d = checkpoint_data(ck, a.data, a.split, a.limit);
-  if (ck.vq) {  // no continuous posterior: reconstruction, commitment and code statistics
-    nlohmann::json j = evaluate_vq(*ck.vq, d);
-    j["examples"] = d.size();
-    if (a.json) {
-      j["checkpoint"] = a.checkpoint;
-      j["split"] = a.split;
-      std::printf("%s\n", j.dump(2).c_str());
-      return;
-    }
-    std::printf("%s, %s split, %lld examples (vq_vae: no KL term or IWAE estimate)\n", a.checkpoint.c_str(), a.split.c_str(),
-                static_cast<long long>(d.size()));
-    std::printf("  recon         %10.3f nats\n", j["recon"].get<double>());
-    std::printf("  commitment    %10.3f\n", j["commitment"].get<double>());
-    std::printf("  codebook use  %9.1f%% of %lld codes\n", 100 * j["usage"].get<double>(),
-                static_cast<long long>(ck.vq->codebook_size()));
-    std::printf("  perplexity    %10.1f\n", j["perplexity"].get<double>());
-    return;
+  nlohmann::json j;
+  if (VaeImpl* vae = ck.model->gaussian_latent()) {  // the ELBO's terms and the IWAE estimate
+    EvalOptions o;
+    o.batch_size = a.batch_size;
+    o.seed = a.seed;
+    o.iwae_k = a.iwae_k;
+    o.iwae_precision = a.precision == "auto" ? float32_accurate_precision() : parse_precision(a.precision);
+    o.progress = !a.json;
+    j = evaluate(*vae, d, o).to_json();
+  } else {  // the family's own metrics (a vq_vae: reconstruction, commitment and code statistics)
+    const auto t0 = std::chrono::steady_clock::now();
+    j = ck.model->evaluate(d, a.seed, a.batch_size);
+    j["cpu"] = cpu_info();
+    j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
-  EvalOptions o;
-  o.batch_size = a.batch_size;
-  o.seed = a.seed;
-  o.iwae_k = a.iwae_k;
-  o.iwae_precision = a.precision == "auto" ? float32_accurate_precision() : parse_precision(a.precision);
-  o.progress = !a.json;
-  EvalResult r = evaluate(*ck.model, d, o);
   if (a.json) {
-    nlohmann::json j = r.to_json();
     j["checkpoint"] = a.checkpoint;
     j["split"] = a.split;
     std::printf("%s\n", j.dump(2).c_str());
     return;
   }
-  std::printf("%s, %s split, %lld examples\n", a.checkpoint.c_str(), a.split.c_str(), static_cast<long long>(r.examples));
-  std::printf("  ELBO          %10.3f nats\n", r.elbo);
-  std::printf("  recon         %10.3f nats\n", r.recon);
-  std::printf("  KL            %10.3f nats\n", r.kl);
-  if (r.iwae_k > 0)
-    std::printf("  NLL (IWAE k=%lld) %7.3f nats (%s products)\n", static_cast<long long>(r.iwae_k), r.iwae_nll,
-                precision_name(r.iwae_precision));
-  std::printf("  active units  %10lld of %zu\n", static_cast<long long>(r.active_units), r.kl_per_dim.size());
-  std::printf("  KL per dim   ");
-  for (double k : r.kl_per_dim) std::printf(" %.2f", k);
-  std::printf("\n  time          %10.1f s\n", r.seconds);
+  std::printf("%s, %s split, %lld examples (%s)\n", a.checkpoint.c_str(), a.split.c_str(), j["examples"].get<long long>(),
+              ck.model->config().type.c_str());
+  print_metrics(j, *ck.model);
 }
 
 }  // namespace

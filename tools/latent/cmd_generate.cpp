@@ -21,17 +21,14 @@ struct Args {
   uint64_t seed = 0;
 };
 
-// `what` names the command for the error a vq_vae checkpoint gets when only VAEs apply (empty: both do).
-LoadedCheckpoint load(const Args& a, const std::string& what = "") {
+LoadedCheckpoint load(const Args& a) {
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
-  if (!what.empty()) require_vae(ck, what);
-  if (ck.model) ck.model->eval();
-  if (ck.vq) ck.vq->eval();
+  ck.model->eval();
   return ck;
 }
 
-at::Tensor decode_mean(LoadedCheckpoint& ck, const at::Tensor& z) {
-  return ck.model->likelihood_mean(ck.model->decode(z));  // [N, D...]
+at::Tensor decode_mean(VaeImpl& vae, const at::Tensor& z) {
+  return vae.likelihood_mean(vae.decode(z));  // [N, D...]
 }
 
 // Writes decoded examples: a PNG grid for image models, and/or NPY in data space.
@@ -55,12 +52,7 @@ void run_sample(Args& a) {
   LoadedCheckpoint ck = load(a);
   at::NoGradGuard ng;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(a.seed);
-  if (ck.vq) {  // index grids from the prior fitted over the training set's codes
-    at::Tensor x = ck.vq->likelihood_mean(ck.vq->decode_indices(ck.vq->sample_indices(a.n, gen)));
-    return write_outputs(ck, x, a.out, a.npy, a.columns);
-  }
-  at::Tensor z = at::randn({a.n, ck.model->latent_dim()}, gen, at::kFloat) * a.temperature;  // [n, d]
-  write_outputs(ck, decode_mean(ck, z), a.out, a.npy, a.columns);
+  write_outputs(ck, ck.model->sample(a.n, gen, a.temperature), a.out, a.npy, a.columns);
 }
 
 void run_reconstruct(Args& a) {
@@ -74,8 +66,7 @@ void run_reconstruct(Args& a) {
     if (a.start >= d.size()) throw Error("--start " + std::to_string(a.start) + " is past the end of the " + a.split + " split");
     x = d.x.narrow(0, a.start, std::min(a.n, d.size() - a.start));
   }
-  at::Tensor recon = ck.vq ? ck.vq->likelihood_mean(ck.vq->decode_indices(ck.vq->nearest(ck.vq->encode(x))))
-                           : decode_mean(ck, ck.model->encode(x).mu);  // [N, D...]
+  at::Tensor recon = ck.model->reconstruct(x);  // [N, D...]
   if (!a.out.empty() && !is_image_model(ck)) throw Error("this model's examples are not images; use --npy");
   if (!a.out.empty()) {
     png_save_grid(a.out, interleave_rows(x, recon, a.columns), a.columns);
@@ -85,21 +76,23 @@ void run_reconstruct(Args& a) {
 }
 
 void run_interpolate(Args& a) {
-  LoadedCheckpoint ck = load(a, "latent interpolate");
+  LoadedCheckpoint ck = load(a);
+  VaeImpl& vae = ck.vae("latent interpolate");
   at::NoGradGuard ng;
   at::Tensor x0 = load_one_input(ck, a.from, a.data), x1 = load_one_input(ck, a.to, a.data);
-  at::Tensor z0 = ck.model->encode(x0).mu[0], z1 = ck.model->encode(x1).mu[0];  // [d]
+  at::Tensor z0 = vae.encode(x0).mu[0], z1 = vae.encode(x1).mu[0];  // [d]
   at::Tensor path = interpolate_latents(z0, z1, a.steps, a.method);             // [steps, d]
-  write_outputs(ck, decode_mean(ck, path), a.out, a.npy, a.steps);
+  write_outputs(ck, decode_mean(vae, path), a.out, a.npy, a.steps);
 }
 
 void run_encode(Args& a) {
-  LoadedCheckpoint ck = load(a, "latent encode");
+  LoadedCheckpoint ck = load(a);
+  VaeImpl& vae = ck.vae("latent encode");
   at::NoGradGuard ng;
   at::Tensor x = a.inputs.empty() ? checkpoint_data(ck, a.data, a.split, a.limit).x : load_inputs(ck, a.inputs);
   std::vector<at::Tensor> mus, logvars;
   for (int64_t i = 0; i < x.size(0); i += 1000) {
-    Posterior q = ck.model->encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i)));
+    Posterior q = vae.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i)));
     mus.push_back(q.mu);
     logvars.push_back(q.logvar);
   }
@@ -110,17 +103,18 @@ void run_encode(Args& a) {
 }
 
 void run_decode(Args& a) {
-  LoadedCheckpoint ck = load(a, "latent decode");
+  LoadedCheckpoint ck = load(a);
+  VaeImpl& vae = ck.vae("latent decode");
   at::NoGradGuard ng;
   at::Tensor z = npy_load(a.z_file).to(at::kFloat);
-  const int64_t d = ck.model->latent_dim();
+  const int64_t d = vae.latent_dim();
   if (z.dim() == 1) z = z.unsqueeze(0);
   if (z.dim() == 3 && z.size(1) == 2) z = z.select(1, 0);  // the output of latent encode: take mu
   if (z.dim() != 2 || z.size(1) != d)
     throw Error(a.z_file + ": expected codes of shape [N, " + std::to_string(d) + "] (or encode's [N, 2, " + std::to_string(d) +
                 "])");
   if (!at::isfinite(z).all().item<bool>()) throw Error(a.z_file + ": holds NaN or infinite values");
-  write_outputs(ck, decode_mean(ck, z), a.out, a.npy, a.columns);
+  write_outputs(ck, decode_mean(vae, z), a.out, a.npy, a.columns);
 }
 
 }  // namespace

@@ -37,20 +37,20 @@ std::vector<double> to_vector(const at::Tensor& t) {
 // Scores of the checkpoint's (or --data's) examples; the Mahalanobis statistics come from the
 // first 10,000 training examples' encodings.
 AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data_out) {
-  require_vae(ck, "anomaly scoring");
-  ck.model->eval();
+  VaeImpl& vae = ck.vae("anomaly scoring");
+  vae.eval();
   // Data named on the command line is scored whole, unless it is built-in data with its own splits.
   const std::string split = !a.split.empty() ? a.split : !a.data.empty() && a.data != "fashion-mnist" ? "all" : "test";
   Dataset d = checkpoint_data(ck, a.data, split, a.limit);
   if (d.size() == 0) throw Error("no examples to score");
   Dataset train = checkpoint_data(ck, "", "train", 10000);
-  const EncodingStats stats = encoding_stats(*ck.model, train.x);
+  const EncodingStats stats = encoding_stats(vae, train.x);
   ScoreOptions o;
   o.samples = a.samples;
   o.iwae_k = a.k;
   o.seed = a.seed;
   o.error_maps = a.maps;
-  AnomalyScores s = anomaly_scores(*ck.model, d.x, stats, o);
+  AnomalyScores s = anomaly_scores(vae, d.x, stats, o);
   if (data_out) *data_out = std::move(d);
   return s;
 }

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "models/sd_ops.h"
+#include "sd/sd_ops.h"
 
 namespace latent {
 

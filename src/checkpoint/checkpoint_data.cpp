@@ -3,14 +3,11 @@
 #include <ATen/ATen.h>
 
 #include "latent/error.h"
-#include "latent/eval.h"
+#include "latent/data.h"
 
 namespace latent {
 
-bool is_image_model(const LoadedCheckpoint& ck) {
-  const auto& s = ck.info.data_shape;
-  return s.size() == 3 && (s[0] == 1 || s[0] == 3);
-}
+bool is_image_model(const LoadedCheckpoint& ck) { return is_image_shape(ck.info.data_shape); }
 
 Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_override, const std::string& split, int64_t limit) {
   if (split != "test" && split != "train" && split != "all")

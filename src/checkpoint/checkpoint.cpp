@@ -5,7 +5,6 @@
 #include <set>
 
 #include "latent/error.h"
-#include "models/architectures.h"
 
 namespace latent {
 namespace {
@@ -28,30 +27,18 @@ nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, c
 
 }  // namespace
 
-std::vector<std::pair<std::string, at::Tensor>> named_parameters(torch::nn::Module& model) {
-  std::vector<std::pair<std::string, at::Tensor>> out;
-  for (const auto& item : model.named_parameters(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
-  return out;
-}
-
-std::vector<std::pair<std::string, at::Tensor>> named_state(torch::nn::Module& model) {
-  std::vector<std::pair<std::string, at::Tensor>> out = named_parameters(model);
-  for (const auto& item : model.named_buffers(/*recurse=*/true)) out.emplace_back(item.key(), item.value());
-  return out;
-}
-
-void require_vae(const LoadedCheckpoint& ck, const std::string& what) {
-  if (!ck.model) throw Error(what + " applies to VAEs (mlp_vae, conv_vae); this checkpoint holds a " + ck.info.model.type);
-}
-
-void checkpoint_save(const std::string& path, const CheckpointInfo& info, torch::nn::Module& model, const Adam* adam) {
+void checkpoint_save(const std::string& path, const CheckpointInfo& info, torch::nn::Module& model,
+                     const SafetensorsFile* optimizer) {
   SafetensorsFile file;
   for (auto& [name, p] : named_state(model)) file.tensors.emplace_back(name, p.detach());
   if (info.data_mean.defined()) {
     file.tensors.emplace_back("data.mean", info.data_mean);
     file.tensors.emplace_back("data.std", info.data_std);
   }
-  if (adam) adam->save_state(file);
+  if (optimizer) {
+    file.tensors.insert(file.tensors.end(), optimizer->tensors.begin(), optimizer->tensors.end());
+    file.metadata.insert(optimizer->metadata.begin(), optimizer->metadata.end());
+  }
   file.metadata["format"] = kFormat;
   file.metadata["model"] = info.model.to_json().dump();
   file.metadata["data_shape"] = nlohmann::json(info.data_shape).dump();
@@ -73,7 +60,7 @@ void load_parameters(torch::nn::Module& model, const SafetensorsFile& file, cons
     if (!t.defined()) {
       problems.push_back("missing " + name);
     } else if (t.sizes() != p.sizes()) {
-      problems.push_back(name + ": got " + shape_of(t) + ", expected " + shape_of(p));
+      problems.push_back(name + ": got " + shape_text(t.sizes().vec()) + ", expected " + shape_text(p.sizes().vec()));
     } else {
       p.copy_(t.to(p.scalar_type()));
     }
@@ -111,13 +98,8 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   info.metrics = parse_meta(out.file, "metrics", path);
   info.data_mean = out.file.find("data.mean");
   info.data_std = out.file.find("data.std");
-  if (info.model.type == "vq_vae") {
-    out.vq = make_vq_vae(info.model, info.data_shape);
-    load_parameters(*out.vq, out.file, path);
-  } else {
-    out.model = make_model(info.model, info.data_shape);
-    load_parameters(*out.model, out.file, path);
-  }
+  out.model = make_model(info.model, info.data_shape);
+  load_parameters(*out.model, out.file, path);
   return out;
 }
 

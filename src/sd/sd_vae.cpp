@@ -9,7 +9,7 @@
 #include <functional>
 
 #include "latent/error.h"
-#include "models/sd_models.h"
+#include "sd/sd_models.h"
 
 namespace latent {
 

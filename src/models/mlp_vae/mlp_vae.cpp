@@ -8,7 +8,10 @@
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 
-#include "models/architectures.h"
+#include "models/layers.h"
+#include "models/registry.h"
+#include "models/vae/steps.h"
+#include "models/vae/vae_config.h"
 
 namespace latent {
 namespace {
@@ -41,6 +44,14 @@ class MlpVae : public VaeImpl {
     return {fc_mu_->forward(h), fc_logvar_->forward(h)};  // [B, d] each
   }
 
+  /// The fused step where it applies (ReLU, the elbo objective, no free bits), else the VAE's.
+  std::unique_ptr<TrainingStep> training_step(const TrainOptions& o) override {
+    if (o.objective == "elbo" && o.fused && o.free_bits == 0)
+      if (auto fused = make_fused_mlp_step(*this, parse_precision(o.precision)))
+        return vae_training_step(*this, std::move(fused), o);
+    return VaeImpl::training_step(o);
+  }
+
   at::Tensor decode(const at::Tensor& z) override {
     at::Tensor h = decoder_->forward(z);  // [B, D]
     std::vector<int64_t> shape{z.size(0)};
@@ -55,8 +66,10 @@ class MlpVae : public VaeImpl {
 
 }  // namespace
 
-Vae make_mlp_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape) {
-  return std::make_shared<MlpVae>(config, data_shape);
+Family mlp_vae_family() {
+  return {"mlp_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "mlp_vae", false); },
+          [](const ModelConfig& c) { return vae_config_json(c, false); },
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<MlpVae>(c, shape); }};
 }
 
 }  // namespace latent

@@ -4,8 +4,8 @@
 #include <memory>
 
 #include "latent/sd_vae.h"
-#include "models/sd_ops.h"
-#include "models/sd_weights.h"
+#include "sd/sd_ops.h"
+#include "sd/sd_weights.h"
 
 namespace latent {
 

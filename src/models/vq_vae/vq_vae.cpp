@@ -3,7 +3,7 @@
 //   pre_quant: Conv2d(c_L, D, 1)                          -> z_e [B, D, H/2^L, W/2^L]
 //   decoder: Conv2d(D, c_L, 1) act ConvTranspose2d(c_L, c_{L-1}, 4, stride 2, padding 1) act ...
 //            ConvTranspose2d(c_1, C, ...)
-#include "latent/vq_vae.h"
+#include "models/vq_vae/vq_vae.h"
 
 #include <ATen/ATen.h>
 #include <torch/nn/modules/container/functional.h>
@@ -12,7 +12,9 @@
 
 #include "latent/error.h"
 #include "latent/objective.h"
-#include "models/architectures.h"
+#include "models/config_keys.h"
+#include "models/layers.h"
+#include "models/registry.h"
 
 namespace latent {
 namespace {
@@ -34,7 +36,7 @@ at::Tensor nearest_rows(const at::Tensor& v, const at::Tensor& embed) {        /
 }  // namespace
 
 VqVaeImpl::VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape)
-    : config_(std::move(config)), data_shape_(std::move(data_shape)) {
+    : ModelImpl(std::move(config), std::move(data_shape)) {
   const auto& s = data_shape_;
   if (s.size() != 3 || (s[0] != 1 && s[0] != 3))
     throw Error("vq_vae needs images [C, H, W] with 1 or 3 channels; the data has shape " + shape_text(s));
@@ -103,15 +105,6 @@ VqForward VqVaeImpl::forward(const at::Tensor& x) {
   f.recon = -log_likelihood(f.params, x);
   f.commitment = (f.z_e - z_q).square().sum({1, 2, 3});
   return f;
-}
-
-at::Tensor VqVaeImpl::log_likelihood(const at::Tensor& params, const at::Tensor& x) const {
-  if (config_.likelihood == Likelihood::kBernoulli) return log_bernoulli(params, x);
-  return log_gaussian(params, at::full_like(params, 2.0 * std::log(config_.sigma)), x);
-}
-
-at::Tensor VqVaeImpl::likelihood_mean(const at::Tensor& params) const {
-  return config_.likelihood == Likelihood::kBernoulli ? at::sigmoid(params) : params;
 }
 
 void VqVaeImpl::ema_update(const at::Tensor& z_e, const at::Tensor& indices) {
@@ -284,6 +277,46 @@ at::Tensor VqVaeImpl::sample_indices(int64_t n, at::Generator& gen) {
 
 VqVae make_vq_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape) {
   return std::make_shared<VqVaeImpl>(config, data_shape);
+}
+
+namespace {
+
+// vq_vae's keys: channels, codebook, code_dim, commitment, decay, activation, likelihood, sigma.
+ModelConfig parse_vq_config(const nlohmann::json& j) {
+  only_keys(j, {"type", "channels", "codebook", "code_dim", "commitment", "decay", "activation", "likelihood", "sigma"},
+            "vq_vae");
+  ModelConfig c;
+  c.channels = conv_channels(j, "vq_vae");
+  if (j.contains("codebook")) c.codebook = positive_int(j["codebook"], "codebook");
+  if (c.codebook < 2) throw Error("model config: 'codebook' must be at least 2");
+  if (j.contains("code_dim")) c.code_dim = positive_int(j["code_dim"], "code_dim");
+  c.latent = c.code_dim;
+  if (j.contains("commitment")) c.commitment = positive_number(j["commitment"], "commitment", true);
+  if (j.contains("decay")) {
+    c.decay = positive_number(j["decay"], "decay", true);
+    if (c.decay >= 1) throw Error("model config: 'decay' must be in [0, 1), got " + j["decay"].dump());
+  }
+  activation_and_likelihood(j, c);
+  if (j.contains("sigma")) {
+    if (c.likelihood != Likelihood::kGaussian) throw Error("model config: 'sigma' applies only to likelihood gaussian");
+    c.sigma = positive_number(j["sigma"], "sigma", false);
+  }
+  return c;
+}
+
+nlohmann::json vq_config_json(const ModelConfig& c) {
+  nlohmann::json v = {{"type", c.type},   {"channels", c.channels},    {"codebook", c.codebook}, {"code_dim", c.code_dim},
+                      {"commitment", c.commitment}, {"decay", c.decay}, {"activation", c.activation}};
+  v["likelihood"] = likelihood_name(c.likelihood);
+  if (c.likelihood == Likelihood::kGaussian) v["sigma"] = c.sigma;
+  return v;
+}
+
+}  // namespace
+
+Family vq_vae_family() {
+  return {"vq_vae", false, parse_vq_config, vq_config_json,
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return make_vq_vae(c, shape); }};
 }
 
 double perplexity(const at::Tensor& counts) {

@@ -2,7 +2,7 @@
 /// D-vectors z_e; each is replaced by its nearest of K codebook vectors (z_q); a transposed-conv
 /// decoder maps z_q back to the likelihood's parameters.
 ///
-/// Training (vq_trainer.cpp): loss = -log p(x | z_q) + commitment * ||z_e - sg(z_q)||^2, both summed
+/// Training (vq_training.cpp): loss = -log p(x | z_q) + commitment * ||z_e - sg(z_q)||^2, both summed
 /// per example, with the straight-through gradient (the decoder's gradient at z_q passes to z_e
 /// unchanged). The codebook is not trained by gradient but as exponential moving averages of the
 /// vectors assigned to each code (Appendix A.1 of the paper), starts from k-means on the first
@@ -31,6 +31,7 @@
 
 #include "latent/config.h"
 #include "latent/data.h"
+#include "latent/model.h"
 
 namespace latent {
 
@@ -42,9 +43,21 @@ struct VqForward {
   at::Tensor indices;     // nearest codes [B, h, w] (int64)
 };
 
-class VqVaeImpl : public torch::nn::Module {
+class VqVaeImpl : public ModelImpl {
  public:
   VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape);
+
+  /// Decodes the nearest codes of x's encodings.
+  at::Tensor reconstruct(const at::Tensor& x) override { return likelihood_mean(decode_indices(nearest(encode(x)))); }
+  /// Decodes index grids from the prior (sample_indices); the temperature does not apply.
+  at::Tensor sample(int64_t n, at::Generator& gen, double /*temperature*/ = 1.0) override {
+    return likelihood_mean(decode_indices(sample_indices(n, gen)));
+  }
+  /// recon (-log p(x | z_q), nats per example), commitment, usage (fraction of codes chosen at
+  /// least once) and perplexity of the codes chosen.
+  nlohmann::json evaluate(const Dataset& data, uint64_t seed, int64_t batch_size = 500) override;
+  /// Straight-through gradients, the EMA codebook, k-means start, restarts, priors (vq_training.cpp).
+  std::unique_ptr<TrainingStep> training_step(const TrainOptions& options) override;
 
   at::Tensor encode(const at::Tensor& x);              // x [B, C, H, W] -> z_e [B, D, h, w]
   at::Tensor nearest(const at::Tensor& z_e) const;     // -> code indices [B, h, w]
@@ -52,9 +65,6 @@ class VqVaeImpl : public torch::nn::Module {
   at::Tensor decode(const at::Tensor& z_q);            // -> likelihood parameters [B, C, H, W]
   at::Tensor decode_indices(const at::Tensor& indices) { return decode(lookup(indices)); }
   VqForward forward(const at::Tensor& x);  // everything a training step needs
-
-  at::Tensor log_likelihood(const at::Tensor& params, const at::Tensor& x) const;  // [B]
-  at::Tensor likelihood_mean(const at::Tensor& params) const;
 
   /// One EMA step of the codebook from encodings z_e [B, D, h, w] and their codes [B, h, w]:
   /// count_k <- decay count_k + (1 - decay) n_k, sum_k <- decay sum_k + (1 - decay) (sum of the
@@ -82,16 +92,12 @@ class VqVaeImpl : public torch::nn::Module {
   at::Tensor sample_indices(int64_t n, at::Generator& gen);
   bool prior_trained() const;
 
-  const ModelConfig& config() const { return config_; }
-  const std::vector<int64_t>& data_shape() const { return data_shape_; }
   int64_t codebook_size() const { return config_.codebook; }
   int64_t code_dim() const { return config_.code_dim; }
   std::vector<int64_t> grid() const { return {grid_h_, grid_w_}; }
   const at::Tensor& codebook() const { return embed_; }
 
  private:
-  ModelConfig config_;
-  std::vector<int64_t> data_shape_;
   int64_t grid_h_ = 0, grid_w_ = 0;
   /// Neighbour codes [N, h w, 4] (left, up-left, up, up-right; K outside the grid) of grids [N, h, w].
   at::Tensor causal_context(const at::Tensor& indices) const;
@@ -115,8 +121,5 @@ VqVae make_vq_vae(const ModelConfig& config, const std::vector<int64_t>& data_sh
 /// exp(entropy) of a code histogram [K]: K when every code is used equally, 1 when one code is.
 double perplexity(const at::Tensor& counts);
 
-/// Test metrics: recon (-log p(x | z_q), nats per example), commitment, usage (fraction of codes
-/// chosen at least once) and perplexity of the codes chosen.
-nlohmann::json evaluate_vq(VqVaeImpl& model, const Dataset& data);
 
 }  // namespace latent

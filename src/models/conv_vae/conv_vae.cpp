@@ -12,7 +12,9 @@
 #include <torch/nn/modules/linear.h>
 
 #include "latent/error.h"
-#include "models/architectures.h"
+#include "models/layers.h"
+#include "models/registry.h"
+#include "models/vae/vae_config.h"
 
 namespace latent {
 namespace {
@@ -81,8 +83,10 @@ class ConvVae : public VaeImpl {
 
 }  // namespace
 
-Vae make_conv_vae(const ModelConfig& config, const std::vector<int64_t>& data_shape) {
-  return std::make_shared<ConvVae>(config, data_shape);
+Family conv_vae_family() {
+  return {"conv_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "conv_vae", true); },
+          [](const ModelConfig& c) { return vae_config_json(c, true); },
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<ConvVae>(c, shape); }};
 }
 
 }  // namespace latent

@@ -9,8 +9,8 @@
 //   resnet:  shortcut(x) + conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))), shortcut a 1x1 conv when channels change
 #include <ATen/ATen.h>
 
-#include "models/sd_models.h"
-#include "models/sd_ops.h"
+#include "sd/sd_models.h"
+#include "sd/sd_ops.h"
 
 namespace latent {
 

@@ -1,4 +1,4 @@
-#include "models/sd_weights.h"
+#include "sd/sd_weights.h"
 
 #include <ATen/ATen.h>
 

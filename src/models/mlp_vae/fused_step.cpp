@@ -18,7 +18,7 @@
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
 #include "latent/checkpoint.h"
-#include "train/step.h"
+#include "models/vae/steps.h"
 
 namespace latent {
 namespace {
@@ -27,7 +27,7 @@ struct Linear {
   at::Tensor W, b, gW, gb;  // W [out, in]
 };
 
-class FusedMlpStep : public TrainStep {
+class FusedMlpStep : public VaeStep {
  public:
   FusedMlpStep(VaeImpl& model, std::map<std::string, at::Tensor> params, Precision precision) : model_(model) {
     if (precision == Precision::kBFloat16) bf16_ = std::make_unique<cpu::Bf16Gemm>();
@@ -224,7 +224,7 @@ class FusedMlpStep : public TrainStep {
 
 }  // namespace
 
-std::unique_ptr<TrainStep> make_fused_mlp_step(VaeImpl& model, Precision precision) {
+std::unique_ptr<VaeStep> make_fused_mlp_step(VaeImpl& model, Precision precision) {
   const ModelConfig& c = model.config();
   if (c.type != "mlp_vae" || c.activation != "relu") return nullptr;
   std::map<std::string, at::Tensor> params;

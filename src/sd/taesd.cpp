@@ -8,7 +8,7 @@
 //            channels change
 #include <ATen/ATen.h>
 
-#include "models/sd_models.h"
+#include "sd/sd_models.h"
 
 namespace latent {
 

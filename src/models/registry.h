@@ -1,0 +1,36 @@
+// The model families, found by their config's "type". Adding one: a folder under src/models/ with
+// its class (deriving ModelImpl, or VaeImpl for a Gaussian latent), its config keys, and a
+// `Family <name>_family()`, then one line in registry.cpp.
+#pragma once
+
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "latent/model.h"
+
+namespace latent {
+
+struct Family {
+  std::string type;     // the config's "type"
+  bool gaussian_latent; // whether its models are VAEs (ModelImpl::gaussian_latent() is non-null)
+  /// A validated config of this type (the JSON object's "type" already checked); throws
+  /// latent::Error naming the key. Unknown keys are errors.
+  ModelConfig (*parse)(const nlohmann::json& j);
+  /// The config's JSON: every key this type uses, none it does not.
+  nlohmann::json (*to_json)(const ModelConfig& c);
+  /// A freshly initialized model for data of shape `data_shape`; throws latent::Error when it does not fit.
+  Model (*build)(const ModelConfig& c, const std::vector<int64_t>& data_shape);
+};
+
+const std::vector<Family>& families();
+/// The family of `type`; throws latent::Error listing the known types.
+const Family& family(const std::string& type);
+/// "mlp_vae, conv_vae": for messages.
+std::string families_with_gaussian_latent();
+
+Family mlp_vae_family();
+Family conv_vae_family();
+Family vq_vae_family();
+
+}  // namespace latent
