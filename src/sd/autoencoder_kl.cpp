@@ -9,6 +9,8 @@
 //   resnet:  shortcut(x) + conv2(SiLU(GN2(conv1(SiLU(GN1(x)))))), shortcut a 1x1 conv when channels change
 #include <ATen/ATen.h>
 
+#include <array>
+
 #include "sd/sd_models.h"
 #include "sd/sd_ops.h"
 
@@ -35,39 +37,45 @@ struct Level {
 
 class AutoencoderKl : public SdAutoencoder {
  public:
-  AutoencoderKl(SdWeights weights, std::unique_ptr<SdOps> ops) : w_(std::move(weights.tensors)), ops_(std::move(ops)) {
-    config_ = weights.config;
-    file_dtype_ = weights.dtype;
-    file_layout_ = weights.layout;
+  // The module tree, built in forward order, takes each tensor it needs from `w` with its shape.
+  AutoencoderKl(SdWeights w, std::unique_ptr<SdOps> ops) : ops_(std::move(ops)) {
+    config_ = w.config;
+    file_layout_ = w.layout;
     const auto& ch = config_.block_out_channels;
-    const int64_t levels = static_cast<int64_t>(ch.size());
-    enc_in_ = conv("encoder.conv_in.", 1, 1);
+    const int64_t levels = static_cast<int64_t>(ch.size()), lc = config_.latent_channels;
+    enc_in_ = conv(w, "encoder.conv_in.", ch[0], config_.in_channels, 3, 1, 1);
+    int64_t cin = ch[0];
     for (int64_t i = 0; i < levels; ++i) {
       const std::string p = "encoder.down_blocks." + std::to_string(i) + ".";
       Level l;
       for (int64_t j = 0; j < config_.layers_per_block; ++j)
-        l.resnets.push_back(resnet(p + "resnets." + std::to_string(j) + "."));
-      if ((l.has_resample = i + 1 < levels)) l.resample = conv(p + "downsamplers.0.conv.", 0, 1, 2);
+        l.resnets.push_back(resnet(w, p + "resnets." + std::to_string(j) + ".", j ? ch[i] : cin, ch[i]));
+      if ((l.has_resample = i + 1 < levels)) l.resample = conv(w, p + "downsamplers.0.conv.", ch[i], ch[i], 3, 0, 1, 2);
       down_.push_back(std::move(l));
+      cin = ch[i];
     }
-    enc_mid_ = mid("encoder.mid_block.");
-    enc_norm_ = norm("encoder.conv_norm_out.");
-    enc_out_ = conv("encoder.conv_out.", 1, 1);
-    if (config_.use_quant_conv) quant_ = conv("quant_conv.", 0, 0);
-    if (config_.use_post_quant_conv) post_quant_ = conv("post_quant_conv.", 0, 0);
-    dec_in_ = conv("decoder.conv_in.", 1, 1);
-    dec_mid_ = mid("decoder.mid_block.");
+    enc_mid_ = mid(w, "encoder.mid_block.", ch.back());
+    enc_norm_ = norm(w, "encoder.conv_norm_out.", ch.back());
+    enc_out_ = conv(w, "encoder.conv_out.", 2 * lc, ch.back(), 3, 1, 1);
+    if (config_.use_quant_conv) quant_ = conv(w, "quant_conv.", 2 * lc, 2 * lc, 1, 0, 0);
+    if (config_.use_post_quant_conv) post_quant_ = conv(w, "post_quant_conv.", lc, lc, 1, 0, 0);
+    dec_in_ = conv(w, "decoder.conv_in.", ch.back(), lc, 3, 1, 1);
+    dec_mid_ = mid(w, "decoder.mid_block.", ch.back());
+    cin = ch.back();
     for (int64_t i = 0; i < levels; ++i) {
+      const int64_t out = ch[levels - 1 - i];
       const std::string p = "decoder.up_blocks." + std::to_string(i) + ".";
       Level l;
       for (int64_t j = 0; j <= config_.layers_per_block; ++j)
-        l.resnets.push_back(resnet(p + "resnets." + std::to_string(j) + "."));
-      if ((l.has_resample = i + 1 < levels)) l.resample = conv(p + "upsamplers.0.conv.", 1, 1);
+        l.resnets.push_back(resnet(w, p + "resnets." + std::to_string(j) + ".", j ? out : cin, out));
+      if ((l.has_resample = i + 1 < levels)) l.resample = conv(w, p + "upsamplers.0.conv.", out, out, 3, 1, 1);
       up_.push_back(std::move(l));
+      cin = out;
     }
-    dec_norm_ = norm("decoder.conv_norm_out.");
-    dec_out_ = conv("decoder.conv_out.", 1, 1);
-    w_.clear();  // every tensor now lives in a layer
+    dec_norm_ = norm(w, "decoder.conv_norm_out.", ch[0]);
+    dec_out_ = conv(w, "decoder.conv_out.", config_.out_channels, ch[0], 3, 1, 1);
+    w.check_all_taken();
+    file_dtype_ = w.dtype;
   }
 
   void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) override {
@@ -100,32 +108,49 @@ class AutoencoderKl : public SdAutoencoder {
   }
 
  private:
-  at::Tensor take(const std::string& name) const { return sd_take(w_, name); }
-  SdConv conv(const std::string& p, int64_t pad_begin, int64_t pad_end, int64_t stride = 1) {
+  // A conv [out, in, k, k] with bias [out].
+  static SdConv conv(SdWeights& w, const std::string& p, int64_t out, int64_t in, int64_t k, int64_t pad_begin,
+                     int64_t pad_end, int64_t stride = 1) {
     SdConv c;
-    c.weight = take(p + "weight");
-    c.bias = take(p + "bias");
+    c.weight = w.take(p + "weight", {out, in, k, k});
+    c.bias = w.take(p + "bias", {out});
     c.stride = stride;
     c.pad_begin = pad_begin;
     c.pad_end = pad_end;
     return c;
   }
-  SdNorm norm(const std::string& p) { return {take(p + "weight"), take(p + "bias"), config_.norm_num_groups, 1e-6}; }
-  Resnet resnet(const std::string& p) {
-    Resnet r{norm(p + "norm1."), norm(p + "norm2."), conv(p + "conv1.", 1, 1), conv(p + "conv2.", 1, 1),
-             conv(p + "conv_shortcut.", 0, 0)};
+  SdNorm norm(SdWeights& w, const std::string& p, int64_t c) const {
+    SdNorm n;
+    n.weight = w.take(p + "weight", {c});
+    n.bias = w.take(p + "bias", {c});
+    n.groups = config_.norm_num_groups;
+    return n;
+  }
+  Resnet resnet(SdWeights& w, const std::string& p, int64_t cin, int64_t c) const {
+    Resnet r;
+    r.norm1 = norm(w, p + "norm1.", cin);
+    r.conv1 = conv(w, p + "conv1.", c, cin, 3, 1, 1);
+    r.norm2 = norm(w, p + "norm2.", c);
+    r.conv2 = conv(w, p + "conv2.", c, c, 3, 1, 1);
+    if (cin != c) r.shortcut = conv(w, p + "conv_shortcut.", c, cin, 1, 0, 0);
     return r;
   }
-  Mid mid(const std::string& p) {
+  Mid mid(SdWeights& w, const std::string& p, int64_t c) const {
     Mid m;
-    m.first = resnet(p + "resnets.0.");
-    m.second = resnet(p + "resnets.1.");
+    m.first = resnet(w, p + "resnets.0.", c, c);
     if ((m.has_attention = config_.mid_block_add_attention)) {
       const std::string a = p + "attentions.0.";
-      m.attention = {norm(a + "group_norm."), take(a + "to_q.weight"),     take(a + "to_q.bias"),
-                     take(a + "to_k.weight"), take(a + "to_k.bias"),       take(a + "to_v.weight"),
-                     take(a + "to_v.bias"),   take(a + "to_out.0.weight"), take(a + "to_out.0.bias")};
+      m.attention.norm = norm(w, a + "group_norm.", c);
+      std::array<at::Tensor*, 8> parts = {&m.attention.q_weight, &m.attention.q_bias, &m.attention.k_weight,
+                                          &m.attention.k_bias,   &m.attention.v_weight, &m.attention.v_bias,
+                                          &m.attention.out_weight, &m.attention.out_bias};
+      const char* names[] = {"to_q.", "to_k.", "to_v.", "to_out.0."};
+      for (int i = 0; i < 4; ++i) {
+        *parts[2 * i] = w.take(a + names[i] + "weight", {c, c});
+        *parts[2 * i + 1] = w.take(a + names[i] + "bias", {c});
+      }
     }
+    m.second = resnet(w, p + "resnets.1.", c, c);
     return m;
   }
 
@@ -143,7 +168,6 @@ class AutoencoderKl : public SdAutoencoder {
     return forward(std::move(h), m.second);
   }
 
-  std::map<std::string, at::Tensor> w_;
   std::unique_ptr<SdOps> ops_;
   SdConv enc_in_, enc_out_, quant_, post_quant_, dec_in_, dec_out_;
   SdNorm enc_norm_, dec_norm_;

@@ -9,12 +9,6 @@
 
 namespace latent {
 
-/// The tensor called `name` in a model's checked weights, or an undefined tensor (optional ones).
-inline at::Tensor sd_take(const std::map<std::string, at::Tensor>& weights, const std::string& name) {
-  auto it = weights.find(name);
-  return it == weights.end() ? at::Tensor() : it->second;
-}
-
 std::unique_ptr<SdAutoencoder> make_autoencoder_kl(SdWeights weights, std::unique_ptr<SdOps> ops);
 std::unique_ptr<SdAutoencoder> make_taesd(SdWeights weights, std::unique_ptr<SdOps> ops);
 

@@ -19,7 +19,6 @@ namespace {
 
 using json = nlohmann::json;
 using Shape = std::vector<int64_t>;
-using Expected = std::vector<std::pair<std::string, Shape>>;
 
 bool starts_with(const std::string& s, const std::string& p) { return s.compare(0, p.size(), p) == 0; }
 
@@ -47,102 +46,6 @@ const std::vector<std::array<const char*, 3>> kAttentionNames = {
     {"proj_out.", "proj_attn.", "to_out.0."},
 };
 
-void resnet(Expected& e, const std::string& p, int64_t cin, int64_t c) {
-  e.push_back({p + "norm1.weight", {cin}});
-  e.push_back({p + "norm1.bias", {cin}});
-  e.push_back({p + "conv1.weight", {c, cin, 3, 3}});
-  e.push_back({p + "conv1.bias", {c}});
-  e.push_back({p + "norm2.weight", {c}});
-  e.push_back({p + "norm2.bias", {c}});
-  e.push_back({p + "conv2.weight", {c, c, 3, 3}});
-  e.push_back({p + "conv2.bias", {c}});
-  if (cin != c) {
-    e.push_back({p + "conv_shortcut.weight", {c, cin, 1, 1}});
-    e.push_back({p + "conv_shortcut.bias", {c}});
-  }
-}
-
-void mid_block(Expected& e, const std::string& p, int64_t c, bool attention) {
-  resnet(e, p + "resnets.0.", c, c);
-  if (attention) {
-    e.push_back({p + "attentions.0.group_norm.weight", {c}});
-    e.push_back({p + "attentions.0.group_norm.bias", {c}});
-    for (const char* n : {"to_q.", "to_k.", "to_v.", "to_out.0."}) {
-      e.push_back({p + "attentions.0." + n + "weight", {c, c}});
-      e.push_back({p + "attentions.0." + n + "bias", {c}});
-    }
-  }
-  resnet(e, p + "resnets.1.", c, c);
-}
-
-void conv(Expected& e, const std::string& p, int64_t out, int64_t in, int64_t k, bool bias = true) {
-  e.push_back({p + "weight", {out, in, k, k}});
-  if (bias) e.push_back({p + "bias", {out}});
-}
-
-Expected expected_kl(const SdVaeConfig& c) {
-  Expected e;
-  const auto& ch = c.block_out_channels;
-  const int64_t levels = static_cast<int64_t>(ch.size()), lc = c.latent_channels;
-  conv(e, "encoder.conv_in.", ch[0], c.in_channels, 3);
-  int64_t cin = ch[0];
-  for (int64_t i = 0; i < levels; ++i) {
-    const std::string p = "encoder.down_blocks." + std::to_string(i) + ".";
-    for (int64_t j = 0; j < c.layers_per_block; ++j) resnet(e, p + "resnets." + std::to_string(j) + ".", j ? ch[i] : cin, ch[i]);
-    if (i + 1 < levels) conv(e, p + "downsamplers.0.conv.", ch[i], ch[i], 3);
-    cin = ch[i];
-  }
-  mid_block(e, "encoder.mid_block.", ch.back(), c.mid_block_add_attention);
-  e.push_back({"encoder.conv_norm_out.weight", {ch.back()}});
-  e.push_back({"encoder.conv_norm_out.bias", {ch.back()}});
-  conv(e, "encoder.conv_out.", 2 * lc, ch.back(), 3);
-  if (c.use_quant_conv) conv(e, "quant_conv.", 2 * lc, 2 * lc, 1);
-  if (c.use_post_quant_conv) conv(e, "post_quant_conv.", lc, lc, 1);
-  conv(e, "decoder.conv_in.", ch.back(), lc, 3);
-  mid_block(e, "decoder.mid_block.", ch.back(), c.mid_block_add_attention);
-  cin = ch.back();
-  for (int64_t i = 0; i < levels; ++i) {
-    const int64_t out = ch[levels - 1 - i];
-    const std::string p = "decoder.up_blocks." + std::to_string(i) + ".";
-    for (int64_t j = 0; j <= c.layers_per_block; ++j) resnet(e, p + "resnets." + std::to_string(j) + ".", j ? out : cin, out);
-    if (i + 1 < levels) conv(e, p + "upsamplers.0.conv.", out, out, 3);
-    cin = out;
-  }
-  e.push_back({"decoder.conv_norm_out.weight", {ch[0]}});
-  e.push_back({"decoder.conv_norm_out.bias", {ch[0]}});
-  conv(e, "decoder.conv_out.", c.out_channels, ch[0], 3);
-  return e;
-}
-
-void tiny_block(Expected& e, const std::string& p, int64_t cin, int64_t c) {
-  conv(e, p + "conv.0.", c, cin, 3);
-  conv(e, p + "conv.2.", c, c, 3);
-  conv(e, p + "conv.4.", c, c, 3);
-  if (cin != c) conv(e, p + "skip.", c, cin, 1, false);
-}
-
-Expected expected_tiny(const SdVaeConfig& c) {
-  Expected e;
-  const auto& ec = c.block_out_channels;
-  int64_t idx = 0, cin = c.in_channels;
-  auto layer = [](const char* half, int64_t i) { return std::string(half) + ".layers." + std::to_string(i) + "."; };
-  for (size_t s = 0; s < c.num_encoder_blocks.size(); ++s) {
-    conv(e, layer("encoder", idx++), ec[s], cin, 3, s == 0);
-    for (int64_t b = 0; b < c.num_encoder_blocks[s]; ++b) tiny_block(e, layer("encoder", idx++), ec[s], ec[s]);
-    cin = ec[s];
-  }
-  conv(e, layer("encoder", idx), c.latent_channels, cin, 3);
-  const auto& dc = c.decoder_block_out_channels;
-  conv(e, layer("decoder", 0), dc[0], c.latent_channels, 3);
-  idx = 2;  // 1 is the ReLU
-  for (size_t s = 0; s < c.num_decoder_blocks.size(); ++s) {
-    const bool last = s + 1 == c.num_decoder_blocks.size();
-    for (int64_t b = 0; b < c.num_decoder_blocks[s]; ++b) tiny_block(e, layer("decoder", idx++), dc[s], dc[s]);
-    if (!last) ++idx;  // the upsampling layer
-    conv(e, layer("decoder", idx++), last ? c.out_channels : dc[s], dc[s], 3, last);
-  }
-  return e;
-}
 
 std::vector<int64_t> int_list(const json& v, const std::string& key, const std::string& origin) {
   if (!v.is_array() || v.empty()) throw Error(origin + ": '" + key + "' must be a non-empty list of integers");
@@ -341,10 +244,6 @@ int64_t SdVaeConfig::downsampling_factor() const {
   return int64_t{1} << (block_out_channels.empty() ? 0 : block_out_channels.size() - 1);
 }
 
-std::vector<std::pair<std::string, std::vector<int64_t>>> sd_expected_tensors(const SdVaeConfig& config) {
-  return config.type == "AutoencoderTiny" ? expected_tiny(config) : expected_kl(config);
-}
-
 std::string sd_name_from_ldm(const std::string& name, int64_t levels) {
   std::string n = name;
   replace_first(n, ".mid.block_1.", ".mid_block.resnets.0.");
@@ -418,9 +317,10 @@ SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling
   if (!prefix.empty()) w.layout += ", prefix " + prefix;
 
   // Rename into diffusers names, remembering each file name for the messages.
-  std::map<std::string, std::string> file_name;  // diffusers name -> name in the file
-  std::vector<std::string> problems;
-  std::set<std::string> dtypes;
+  w.path = path;
+  w.file_prefix = prefix;
+  w.ldm_names = ldm;
+  w.ldm_levels = ldm_levels;
   for (auto& [name, t] : named) {
     std::string n = ldm ? sd_name_from_ldm(name, ldm_levels) : name;
     if (legacy)
@@ -430,8 +330,8 @@ SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling
     // Attention projections stored as 1x1 convolutions [C, C, 1, 1] (LDM) are Linear weights.
     if (n.find(".attentions.0.to_") != std::string::npos && v.dim() == 4 && v.size(2) == 1 && v.size(3) == 1)
       v = v.reshape({v.size(0), v.size(1)});
-    if (!file_name.emplace(n, prefix + name).second) {
-      problems.push_back("duplicate: " + prefix + name + " and " + file_name[n] + " are the same tensor");
+    if (!w.file_names.emplace(n, prefix + name).second) {
+      w.problems.push_back("duplicate: " + prefix + name + " and " + w.file_names[n] + " are the same tensor");
       continue;
     }
     w.tensors[n] = v;
@@ -447,51 +347,52 @@ SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling
     w.config.scaling_factor = *scaling_factor;
   }
 
-  // Strict: every tensor the architecture needs, with its shape, and nothing else.
-  const Expected expected = sd_expected_tensors(w.config);
-  std::set<std::string> wanted;
-  std::vector<std::string> missing, shaped, unexpected;
-  auto in_file = [&](const std::string& n) { return prefix + (ldm ? sd_name_to_ldm(n, ldm_levels) : n); };
-  for (const auto& [n, shape] : expected) {
-    wanted.insert(n);
-    auto it = w.tensors.find(n);
-    if (it == w.tensors.end()) {
-      missing.push_back(in_file(n) + " " + shape_text(shape));
-      continue;
-    }
-    const Shape got(it->second.sizes().begin(), it->second.sizes().end());
-    if (got != shape) shaped.push_back(file_name[n] + ": got " + shape_text(got) + ", expected " + shape_text(shape));
-    const auto dtype = it->second.scalar_type();
-    if (dtype == at::kFloat)
-      dtypes.insert("F32");
-    else if (dtype == at::kHalf)
-      dtypes.insert("F16");
-    else if (dtype == at::kBFloat16)
-      dtypes.insert("BF16");
-    else
-      shaped.push_back(file_name[n] + ": dtype " + std::string(c10::toString(dtype)) + ", expected F32, F16 or BF16");
+  return w;
+}
+
+at::Tensor SdWeights::take(const std::string& name, const std::vector<int64_t>& shape) {
+  taken_.insert(name);
+  auto it = tensors.find(name);
+  if (it == tensors.end()) {
+    missing_.push_back(file_prefix + (ldm_names ? sd_name_to_ldm(name, ldm_levels) : name) + " " + shape_text(shape));
+    return {};
   }
-  for (const auto& [n, t] : w.tensors)
-    if (!wanted.count(n)) unexpected.push_back(file_name[n] + " " + shape_text(Shape(t.sizes().begin(), t.sizes().end())));
-  if (!missing.empty() || !shaped.empty() || !unexpected.empty() || !problems.empty()) {
-    std::ostringstream msg;
-    std::string arch = w.config.type + " " + shape_text(w.config.block_out_channels);
-    if (w.config.type == "AutoencoderKL") arch += " x " + std::to_string(w.config.layers_per_block) + " resnets";
-    msg << path << " does not fit " << arch << ", latent " << w.config.latent_channels << " (architecture from "
-        << w.config.source << ", layout " << w.layout << "): " << missing.size() << " missing, " << unexpected.size()
-        << " unexpected, " << shaped.size() << " wrongly shaped";
-    for (const auto& p : problems) msg << "\n  " << p;
-    for (const auto& m : missing) msg << "\n  missing: " << m;
-    for (const auto& u : unexpected) msg << "\n  unexpected: " << u;
-    for (const auto& s : shaped) msg << "\n  wrong: " << s;
-    throw Error(msg.str());
-  }
-  w.dtype = dtypes.size() == 1 ? *dtypes.begin() : "mixed";
+  const at::Tensor t = it->second;
+  const Shape got(t.sizes().begin(), t.sizes().end());
+  if (got != shape) shaped_.push_back(file_names[name] + ": got " + shape_text(got) + ", expected " + shape_text(shape));
+  const auto dtype = t.scalar_type();
+  if (dtype == at::kFloat)
+    dtypes_.insert("F32");
+  else if (dtype == at::kHalf)
+    dtypes_.insert("F16");
+  else if (dtype == at::kBFloat16)
+    dtypes_.insert("BF16");
+  else
+    shaped_.push_back(file_names[name] + ": dtype " + std::string(c10::toString(dtype)) + ", expected F32, F16 or BF16");
   // Float32 for the models, except 3x3 convolution kernels, which stay as the file has them (mapped,
   // F16/BF16 or F32): the oneDNN path converts each when it lays it out, the ATen one when it runs.
-  for (auto& [n, t] : w.tensors)
-    if (!(t.dim() == 4 && t.size(2) == 3)) t = t.to(at::kFloat).contiguous();
-  return w;
+  return t.dim() == 4 && t.size(2) == 3 ? t : t.to(at::kFloat).contiguous();
+}
+
+void SdWeights::check_all_taken() {
+  std::vector<std::string> unexpected;
+  for (const auto& [n, t] : tensors)
+    if (!taken_.count(n)) unexpected.push_back(file_names[n] + " " + shape_text(Shape(t.sizes().begin(), t.sizes().end())));
+  if (!missing_.empty() || !shaped_.empty() || !unexpected.empty() || !problems.empty()) {
+    std::ostringstream msg;
+    std::string arch = config.type + " " + shape_text(config.block_out_channels);
+    if (config.type == "AutoencoderKL") arch += " x " + std::to_string(config.layers_per_block) + " resnets";
+    msg << path << " does not fit " << arch << ", latent " << config.latent_channels << " (architecture from "
+        << config.source << ", layout " << layout << "): " << missing_.size() << " missing, " << unexpected.size()
+        << " unexpected, " << shaped_.size() << " wrongly shaped";
+    for (const auto& p : problems) msg << "\n  " << p;
+    for (const auto& m : missing_) msg << "\n  missing: " << m;
+    for (const auto& u : unexpected) msg << "\n  unexpected: " << u;
+    for (const auto& s : shaped_) msg << "\n  wrong: " << s;
+    throw Error(msg.str());
+  }
+  dtype = dtypes_.size() == 1 ? *dtypes_.begin() : "mixed";
+  tensors.clear();  // every tensor now lives in a layer
 }
 
 }  // namespace latent

@@ -7,6 +7,7 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -15,19 +16,37 @@
 
 namespace latent {
 
+/// A weight file's tensors under diffusers names, handed to a model's constructor one by one: the
+/// module tree the constructor builds is the one list of the tensors an architecture needs.
 struct SdWeights {
   SdVaeConfig config;
-  std::map<std::string, at::Tensor> tensors;  // diffusers names -> float32, contiguous
-  std::string dtype;                          // "F32", "F16", "BF16" or "mixed"
+  std::map<std::string, at::Tensor> tensors;  // diffusers names -> as stored (mapped)
+  std::string dtype;                          // "F32", "F16", "BF16" or "mixed" (after check_all_taken)
   std::string layout;                         // e.g. "ldm, prefix first_stage_model."
+  // For messages: the file, each tensor's name in it, and problems found while renaming.
+  std::string path, file_prefix;
+  bool ldm_names = false;  // the file uses LDM names
+  int64_t ldm_levels = 0;  // its decoder levels (LDM numbers them the other way round)
+  std::map<std::string, std::string> file_names;
+  std::vector<std::string> problems;
+
+  /// The tensor `name`, which the architecture wants of shape `shape`: float32 and contiguous,
+  /// except 3x3 convolution kernels (as stored, F32/F16/BF16). A missing, wrongly shaped or
+  /// wrongly typed tensor is recorded (an undefined tensor comes back for a missing one).
+  at::Tensor take(const std::string& name, const std::vector<int64_t>& shape);
+  /// After the constructor took what it needs: throws latent::Error listing every missing,
+  /// unexpected and wrongly shaped tensor at once, in the file's own names; else sets dtype and
+  /// lets the map go.
+  void check_all_taken();
+
+ private:
+  std::set<std::string> taken_, dtypes_;
+  std::vector<std::string> missing_, shaped_;
 };
 
-/// Loads, renames, infers or reads the config and checks every tensor; throws latent::Error listing
-/// all problems at once.
+/// Loads and renames the tensors and infers or reads the config; the model's constructor then
+/// takes each tensor (SdWeights::take) and checks that none is left (check_all_taken).
 SdWeights sd_weights_load(const std::string& path, std::optional<double> scaling_factor);
-
-/// The tensors an architecture needs: diffusers name -> shape, in forward order.
-std::vector<std::pair<std::string, std::vector<int64_t>>> sd_expected_tensors(const SdVaeConfig& config);
 
 /// The diffusers name of a tensor named in the original LDM layout (`levels`: the decoder's levels,
 /// whose order LDM reverses); names that are not LDM's come back unchanged.

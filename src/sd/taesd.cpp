@@ -26,28 +26,33 @@ struct Stage {
 
 class Taesd : public SdAutoencoder {
  public:
-  Taesd(SdWeights weights, std::unique_ptr<SdOps> ops) : w_(std::move(weights.tensors)), ops_(std::move(ops)) {
-    config_ = weights.config;
-    file_dtype_ = weights.dtype;
-    file_layout_ = weights.layout;
-    int64_t idx = 0;
+  // The module tree, built in forward order, takes each tensor it needs from `w` with its shape.
+  Taesd(SdWeights w, std::unique_ptr<SdOps> ops) : ops_(std::move(ops)) {
+    config_ = w.config;
+    file_layout_ = w.layout;
+    const auto& ec = config_.block_out_channels;
+    const auto& dc = config_.decoder_block_out_channels;
+    int64_t idx = 0, cin = config_.in_channels;
     for (size_t s = 0; s < config_.num_encoder_blocks.size(); ++s) {
       Stage st;
-      st.conv = conv("encoder", idx++, s == 0 ? 1 : 2);
-      for (int64_t b = 0; b < config_.num_encoder_blocks[s]; ++b) st.blocks.push_back(block("encoder", idx++));
+      st.conv = conv(w, layer("encoder", idx++), ec[s], cin, 3, /*bias=*/s == 0, s == 0 ? 1 : 2);
+      for (int64_t b = 0; b < config_.num_encoder_blocks[s]; ++b) st.blocks.push_back(block(w, layer("encoder", idx++), ec[s], ec[s]));
       encoder_.push_back(std::move(st));
+      cin = ec[s];
     }
-    enc_out_ = conv("encoder", idx);
-    dec_in_ = conv("decoder", 0);
-    idx = 2;
+    enc_out_ = conv(w, layer("encoder", idx), config_.latent_channels, cin, 3, true);
+    dec_in_ = conv(w, layer("decoder", 0), dc[0], config_.latent_channels, 3, true);
+    idx = 2;  // 1 is the ReLU
     for (size_t s = 0; s < config_.num_decoder_blocks.size(); ++s) {
+      const bool last = s + 1 == config_.num_decoder_blocks.size();
       Stage st;
-      for (int64_t b = 0; b < config_.num_decoder_blocks[s]; ++b) st.blocks.push_back(block("decoder", idx++));
-      if ((st.upsample = s + 1 < config_.num_decoder_blocks.size())) ++idx;
-      st.conv = conv("decoder", idx++);
+      for (int64_t b = 0; b < config_.num_decoder_blocks[s]; ++b) st.blocks.push_back(block(w, layer("decoder", idx++), dc[s], dc[s]));
+      if ((st.upsample = !last)) ++idx;  // the upsampling layer
+      st.conv = conv(w, layer("decoder", idx++), last ? config_.out_channels : dc[s], dc[s], 3, /*bias=*/last);
       decoder_.push_back(std::move(st));
     }
-    w_.clear();
+    w.check_all_taken();
+    file_dtype_ = w.dtype;
   }
 
   void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) override {
@@ -73,19 +78,23 @@ class Taesd : public SdAutoencoder {
   }
 
  private:
-  at::Tensor take(const std::string& name) const { return sd_take(w_, name); }
-  SdConv conv(const std::string& half, int64_t idx, int64_t stride = 1, const std::string& sub = "") {
-    const std::string p = half + ".layers." + std::to_string(idx) + "." + sub;
+  static std::string layer(const char* half, int64_t i) { return std::string(half) + ".layers." + std::to_string(i) + "."; }
+  // A conv [out, in, k, k], padded to keep the size, with bias [out] where it has one.
+  static SdConv conv(SdWeights& w, const std::string& p, int64_t out, int64_t in, int64_t k, bool bias, int64_t stride = 1) {
     SdConv c;
-    c.weight = take(p + "weight");
-    c.bias = take(p + "bias");
+    c.weight = w.take(p + "weight", {out, in, k, k});
+    if (bias) c.bias = w.take(p + "bias", {out});
     c.stride = stride;
-    c.pad_begin = c.pad_end = c.weight.defined() && c.weight.size(2) == 1 ? 0 : 1;
+    c.pad_begin = c.pad_end = k == 1 ? 0 : 1;
     return c;
   }
-  Block block(const std::string& half, int64_t idx) {
-    return {conv(half, idx, 1, "conv.0."), conv(half, idx, 1, "conv.2."), conv(half, idx, 1, "conv.4."),
-            conv(half, idx, 1, "skip.")};
+  static Block block(SdWeights& w, const std::string& p, int64_t cin, int64_t c) {
+    Block b;
+    b.conv0 = conv(w, p + "conv.0.", c, cin, 3, true);
+    b.conv2 = conv(w, p + "conv.2.", c, c, 3, true);
+    b.conv4 = conv(w, p + "conv.4.", c, c, 3, true);
+    if (cin != c) b.skip = conv(w, p + "skip.", c, cin, 1, false);
+    return b;
   }
   at::Tensor forward(const at::Tensor& x, Block& b) {
     at::Tensor h = ops_->conv(x, b.conv0, {}, true);                                   // [N, C, H, W]
@@ -93,7 +102,6 @@ class Taesd : public SdAutoencoder {
     return ops_->conv(h, b.conv4, x, true, {}, b.skip.present() ? &b.skip : nullptr);  // [N, C, H, W]
   }
 
-  std::map<std::string, at::Tensor> w_;
   std::unique_ptr<SdOps> ops_;
   std::vector<Stage> encoder_, decoder_;
   SdConv enc_out_, dec_in_;
