@@ -171,52 +171,64 @@ json ExplorerApi::scatter(int64_t limit) const {
   return {{"count", limit}, {"labels", labels}, {"mu", rows_json(mu_.narrow(0, 0, limit))}};
 }
 
-json ExplorerApi::anomaly(const std::string& score) const {
+namespace {
+
+// The distribution of scores s (float64 [N], N >= 1): 1001 quantiles and a 60-bin histogram.
+json score_distribution(const at::Tensor& s) {
+  const at::Tensor sorted = std::get<0>(s.sort()).contiguous();
+  const double* v = sorted.data_ptr<double>();
+  const int64_t n = sorted.size(0);
+  std::vector<double> quantiles;
+  for (int64_t q = 0; q <= 1000; ++q) quantiles.push_back(v[std::min(n - 1, q * (n - 1) / 1000)]);
+  const at::Tensor counts = at::histc(s, 60, v[0], v[n - 1]).to(at::kDouble).contiguous();
+  return {{"quantiles", quantiles},
+          {"histogram",
+           {{"lo", v[0]}, {"hi", v[n - 1]}, {"counts", std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + 60)}}}};
+}
+
+}  // namespace
+
+const at::Tensor& ExplorerApi::anomaly_score(const std::string& score) const {
   std::call_once(anomaly_once_, [this] {
     c10::InferenceMode guard;
     const EncodingStats stats = encoding_stats(*vae_, checkpoint_data(ck_, "", "train", 10000).x);
     anomaly_scores_ = anomaly_scores(*vae_, x_, stats, ScoreOptions{}).scores;
   });
   auto it = anomaly_scores_.find(score);
-  if (it == anomaly_scores_.end()) {
-    std::string names;
-    for (const auto& [name, v] : anomaly_scores_) names += (names.empty() ? "" : ", ") + name;
-    throw ApiError(400, "unknown score '" + score + "' (" + names + ")");
-  }
-  const at::Tensor& s = it->second;  // [N]
-  const at::Tensor sorted = std::get<0>(s.sort());
-  const int64_t n = s.size(0);
-  json quantiles = json::array();
-  for (int64_t q = 0; q <= 1000; ++q) quantiles.push_back(sorted[std::min(n - 1, q * (n - 1) / 1000)].item<double>());
-  const double lo = sorted[0].item<double>(), hi = sorted[n - 1].item<double>();
-  const at::Tensor counts = at::histc(s, 60, lo, hi).to(at::kDouble).contiguous();
+  if (it != anomaly_scores_.end()) return it->second;
+  std::string names;
+  for (const auto& [name, v] : anomaly_scores_) names += (names.empty() ? "" : ", ") + name;
+  throw ApiError(400, "unknown score '" + score + "' (" + names + ")");
+}
+
+json ExplorerApi::anomaly(const std::string& score) const {
+  const at::Tensor s = anomaly_score(score).contiguous();  // [N]
+  json out = score_distribution(s);
   json names = json::array();
   for (const auto& [name, v] : anomaly_scores_) names.push_back(name);
   json calibration = nullptr;
   if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end()) calibration = json::parse(m->second);
-  const int64_t top_n = std::min<int64_t>(12, n);
-  const at::Tensor top = std::get<1>(s.topk(top_n));  // [top_n]
+  // The highest-scoring test images, with their squared-error maps (each scaled to its own maximum).
+  const at::Tensor top = std::get<1>(s.topk(std::min<int64_t>(12, s.size(0)))).contiguous();  // [T]
   json top_items = json::array();
-  for (int64_t i = 0; i < top_n; ++i) {
-    const int64_t k = top[i].item<int64_t>();
-    json item = {{"index", k}, {"score", s[k].item<double>()}};
+  for (int64_t i = 0; i < top.size(0); ++i) {
+    const int64_t k = top.data_ptr<int64_t>()[i];
+    json item = {{"index", k}, {"score", s.data_ptr<double>()[k]}};
     if (y_.defined()) item["label"] = y_[k].item<int64_t>();
     top_items.push_back(item);
   }
   c10::InferenceMode guard;
   const at::Tensor x = x_.index_select(0, top);
-  const at::Tensor err = (x - vae_->likelihood_mean(vae_->decode(vae_->encode(x).mu))).square();
+  const at::Tensor err = (x - vae_->reconstruct(x)).square();
   const at::Tensor maps = err / err.flatten(1).amax(1).clamp_min(1e-12).view({-1, 1, 1, 1});
-  return {{"score", score},
-          {"names", names},
-          {"examples", n},
-          {"histogram",
-           {{"lo", lo}, {"hi", hi}, {"counts", std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + 60)}}},
-          {"quantiles", quantiles},
-          {"calibration", calibration},
-          {"top", top_items},
-          {"inputs", images_json(x)},
-          {"error_maps", images_json(maps)}};
+  out["score"] = score;
+  out["names"] = names;
+  out["examples"] = s.size(0);
+  out["calibration"] = calibration;
+  out["top"] = top_items;
+  out["inputs"] = images_json(x);
+  out["error_maps"] = images_json(maps);
+  return out;
 }
 
 json ExplorerApi::metrics() const { return {{"epochs", ck_.info.metrics}, {"train", ck_.info.train}}; }

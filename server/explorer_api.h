@@ -69,6 +69,8 @@ class ExplorerApi {
   std::string precision() const;  // "fp32" or "bf16": of the decoder's products for images
 
  private:
+  /// The anomaly score `name` over the test split (all scores computed on the first call).
+  const at::Tensor& anomaly_score(const std::string& name) const;
   at::Tensor input_of(const nlohmann::json& body) const;  // {"index": i} or {"png": base64} -> [1, D...]
   at::Tensor codes_of(const nlohmann::json& value, const std::string& key, int64_t max_rows) const;  // -> [N, d]
   at::Tensor decoder_params(const at::Tensor& z) const;         // z [N, d] -> likelihood parameters [N, D...]

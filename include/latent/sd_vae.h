@@ -70,11 +70,13 @@ struct SdTiling {
   std::function<void()> on_tile;  ///< called as each tile is done (progress), when set
 };
 
+class SdNetwork;  // the network behind it (src/sd/sd_models.h)
+
 class SdAutoencoder {
  public:
   /// Loads `path` (safetensors). TAESD files are recognised by their tensor names.
   static std::unique_ptr<SdAutoencoder> load(const std::string& path, const SdLoadOptions& options = {});
-  virtual ~SdAutoencoder();
+  ~SdAutoencoder();
 
   const SdVaeConfig& config() const { return config_; }
   Precision precision() const { return precision_; }
@@ -91,11 +93,13 @@ class SdAutoencoder {
   int64_t tile_count(int64_t height, int64_t width, const SdTiling& tiling) const;
 
   /// The posterior's mean and log-variance, unscaled, for one untiled batch (TAESD: logvar undefined).
-  virtual void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) = 0;
-  /// Unscaled latents -> images, one untiled batch.
-  virtual at::Tensor decode_unscaled(const at::Tensor& z) = 0;
+  void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar);
+  /// Unscaled latents (what diffusers' AutoencoderKL.decode takes) -> images, one untiled batch.
+  at::Tensor decode_unscaled(const at::Tensor& z);
 
- protected:
+ private:
+  SdAutoencoder() = default;
+  std::unique_ptr<SdNetwork> net_;
   SdVaeConfig config_;
   Precision precision_ = Precision::kFloat32;
   std::string file_dtype_, file_layout_;

@@ -72,6 +72,14 @@ void clear_stop_request();
 void set_num_threads(int threads);
 
 /// The seed of step `step` of a run seeded with `seed` (splitmix64 mixing).
-uint64_t mix_seed(uint64_t seed, uint64_t step);
+inline uint64_t mix_seed(uint64_t seed, uint64_t step) {
+  auto splitmix = [](uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+  };
+  return splitmix(seed ^ splitmix(step));
+}
 
 }  // namespace latent

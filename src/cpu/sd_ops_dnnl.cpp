@@ -21,7 +21,7 @@
 // In bf16 mode every convolution reads bfloat16 (the band buffers are written in it) with bf16
 // weights, float32 accumulation and output; the residual stream and the statistics stay float32.
 #include "cpu/build_config.h"
-#include "sd/sd_ops.h"
+#include "cpu/sd_ops.h"
 
 #if LATENT_HAVE_DNNL
 

@@ -50,7 +50,15 @@ class SplitReluDecoder {
   void log_likelihood_one(const float* z, int64_t R, const float* x, double* out, Work* work = nullptr) const;
 
  private:
+  struct Scratch;
   SplitReluDecoder(std::vector<Layer> layers, const cpu::Kernels& kernels) : layers_(std::move(layers)), k_(kernels) {}
+  /// Every layer but the last on `rows` rows of z (padded to a multiple of the tile) into w.acts.
+  void hidden_layers(Scratch& w, const float* z, int64_t rows, int64_t padded) const;
+  /// Chooses the folded units from the last hidden layer's pre-activations `pre` [rows, H] and, where
+  /// folding pays for a call of R rows, builds the map (else folds none).
+  void fold(Scratch& w, const float* pre, int64_t rows, int64_t R, Work* work) const;
+  /// out[r] = log p(x | row r) for the n <= tile rows of one block: u [n, u_dim], pre [n, H].
+  void block(Scratch& w, const float* u, const float* pre, int64_t n, const float* x, double* out, Work* work) const;
   std::vector<Layer> layers_;
   const cpu::Kernels& k_;
 };

@@ -12,7 +12,7 @@
 #include <array>
 
 #include "sd/sd_models.h"
-#include "sd/sd_ops.h"
+#include "cpu/sd_ops.h"
 
 namespace latent {
 
@@ -35,12 +35,10 @@ struct Level {
   SdConv resample;  // stride-2 conv (encoder) or the conv after upsampling (decoder)
 };
 
-class AutoencoderKl : public SdAutoencoder {
+class AutoencoderKl : public SdNetwork {
  public:
   // The module tree, built in forward order, takes each tensor it needs from `w` with its shape.
-  AutoencoderKl(SdWeights w, std::unique_ptr<SdOps> ops) : ops_(std::move(ops)) {
-    config_ = w.config;
-    file_layout_ = w.layout;
+  AutoencoderKl(SdWeights& w, std::unique_ptr<SdOps> ops) : config_(w.config), ops_(std::move(ops)) {
     const auto& ch = config_.block_out_channels;
     const int64_t levels = static_cast<int64_t>(ch.size()), lc = config_.latent_channels;
     enc_in_ = conv(w, "encoder.conv_in.", ch[0], config_.in_channels, 3, 1, 1);
@@ -75,7 +73,6 @@ class AutoencoderKl : public SdAutoencoder {
     dec_norm_ = norm(w, "decoder.conv_norm_out.", ch[0]);
     dec_out_ = conv(w, "decoder.conv_out.", config_.out_channels, ch[0], 3, 1, 1);
     w.check_all_taken();
-    file_dtype_ = w.dtype;
   }
 
   void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) override {
@@ -168,6 +165,7 @@ class AutoencoderKl : public SdAutoencoder {
     return forward(std::move(h), m.second);
   }
 
+  SdVaeConfig config_;
   std::unique_ptr<SdOps> ops_;
   SdConv enc_in_, enc_out_, quant_, post_quant_, dec_in_, dec_out_;
   SdNorm enc_norm_, dec_norm_;
@@ -177,8 +175,8 @@ class AutoencoderKl : public SdAutoencoder {
 
 }  // namespace
 
-std::unique_ptr<SdAutoencoder> make_autoencoder_kl(SdWeights weights, std::unique_ptr<SdOps> ops) {
-  return std::make_unique<AutoencoderKl>(std::move(weights), std::move(ops));
+std::unique_ptr<SdNetwork> make_autoencoder_kl(SdWeights& weights, std::unique_ptr<SdOps> ops) {
+  return std::make_unique<AutoencoderKl>(weights, std::move(ops));
 }
 
 }  // namespace latent

@@ -4,12 +4,24 @@
 #include <memory>
 
 #include "latent/sd_vae.h"
-#include "sd/sd_ops.h"
+#include "cpu/sd_ops.h"
 #include "sd/sd_weights.h"
 
 namespace latent {
 
-std::unique_ptr<SdAutoencoder> make_autoencoder_kl(SdWeights weights, std::unique_ptr<SdOps> ops);
-std::unique_ptr<SdAutoencoder> make_taesd(SdWeights weights, std::unique_ptr<SdOps> ops);
+/// One untiled batch through either half of a network; SdAutoencoder adds scaling, tiling and checks.
+class SdNetwork {
+ public:
+  virtual ~SdNetwork() = default;
+  /// The posterior's mean and log-variance, unscaled (TAESD: logvar undefined).
+  virtual void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) = 0;
+  /// Unscaled latents -> images.
+  virtual at::Tensor decode_unscaled(const at::Tensor& z) = 0;
+};
+
+/// Build the network from `weights` (SdWeights::take for each tensor; check_all_taken throws for
+/// any that do not fit).
+std::unique_ptr<SdNetwork> make_autoencoder_kl(SdWeights& weights, std::unique_ptr<SdOps> ops);
+std::unique_ptr<SdNetwork> make_taesd(SdWeights& weights, std::unique_ptr<SdOps> ops);
 
 }  // namespace latent

@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include "sd/sd_ops.h"
+#include "cpu/sd_ops.h"
 
 namespace latent {
 

@@ -91,12 +91,21 @@ std::unique_ptr<SdAutoencoder> SdAutoencoder::load(const std::string& path, cons
     if (options.precision == Precision::kBFloat16) throw Error("bf16 needs a build with oneDNN (Debian: libdnnl-dev)");
     ops = make_sd_ops_aten();
   }
-  std::unique_ptr<SdAutoencoder> model = weights.config.type == "AutoencoderTiny"
-                                             ? make_taesd(std::move(weights), std::move(ops))
-                                             : make_autoencoder_kl(std::move(weights), std::move(ops));
+  std::unique_ptr<SdAutoencoder> model(new SdAutoencoder());
+  model->net_ = weights.config.type == "AutoencoderTiny" ? make_taesd(weights, std::move(ops))
+                                                         : make_autoencoder_kl(weights, std::move(ops));
+  model->config_ = weights.config;
+  model->file_dtype_ = weights.dtype;
+  model->file_layout_ = weights.layout;
   model->precision_ = options.precision;
   return model;
 }
+
+void SdAutoencoder::posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) {
+  net_->posterior(images, mean, logvar);
+}
+
+at::Tensor SdAutoencoder::decode_unscaled(const at::Tensor& z) { return net_->decode_unscaled(z); }
 
 at::Tensor SdAutoencoder::encode(const at::Tensor& images, bool sample, uint64_t seed, const SdTiling& tiling) {
   const int64_t f = config_.downsampling_factor();

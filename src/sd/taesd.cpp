@@ -24,12 +24,10 @@ struct Stage {
   bool upsample = false;  // decoder: before `conv`
 };
 
-class Taesd : public SdAutoencoder {
+class Taesd : public SdNetwork {
  public:
   // The module tree, built in forward order, takes each tensor it needs from `w` with its shape.
-  Taesd(SdWeights w, std::unique_ptr<SdOps> ops) : ops_(std::move(ops)) {
-    config_ = w.config;
-    file_layout_ = w.layout;
+  Taesd(SdWeights& w, std::unique_ptr<SdOps> ops) : config_(w.config), ops_(std::move(ops)) {
     const auto& ec = config_.block_out_channels;
     const auto& dc = config_.decoder_block_out_channels;
     int64_t idx = 0, cin = config_.in_channels;
@@ -52,7 +50,6 @@ class Taesd : public SdAutoencoder {
       decoder_.push_back(std::move(st));
     }
     w.check_all_taken();
-    file_dtype_ = w.dtype;
   }
 
   void posterior(const at::Tensor& images, at::Tensor& mean, at::Tensor& logvar) override {
@@ -102,6 +99,7 @@ class Taesd : public SdAutoencoder {
     return ops_->conv(h, b.conv4, x, true, {}, b.skip.present() ? &b.skip : nullptr);  // [N, C, H, W]
   }
 
+  SdVaeConfig config_;
   std::unique_ptr<SdOps> ops_;
   std::vector<Stage> encoder_, decoder_;
   SdConv enc_out_, dec_in_;
@@ -109,8 +107,8 @@ class Taesd : public SdAutoencoder {
 
 }  // namespace
 
-std::unique_ptr<SdAutoencoder> make_taesd(SdWeights weights, std::unique_ptr<SdOps> ops) {
-  return std::make_unique<Taesd>(std::move(weights), std::move(ops));
+std::unique_ptr<SdNetwork> make_taesd(SdWeights& weights, std::unique_ptr<SdOps> ops) {
+  return std::make_unique<Taesd>(weights, std::move(ops));
 }
 
 }  // namespace latent

@@ -233,16 +233,6 @@ void check_data_fits(const Run& run) {
 
 }  // namespace
 
-uint64_t mix_seed(uint64_t seed, uint64_t step) {
-  auto splitmix = [](uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-  };
-  return splitmix(seed ^ splitmix(step));
-}
-
 void set_num_threads(int threads) {
   at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
 }

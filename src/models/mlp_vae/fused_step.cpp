@@ -17,7 +17,7 @@
 
 #include "cpu/gemm.h"
 #include "cpu/kernels.h"
-#include "latent/checkpoint.h"
+#include "latent/model.h"
 #include "models/vae/steps.h"
 
 namespace latent {

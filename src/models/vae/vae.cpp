@@ -5,7 +5,6 @@
 
 #include <cstdio>
 
-#include "latent/cpu.h"
 #include "latent/error.h"
 #include "latent/objective.h"
 #include "models/vae/steps.h"
