@@ -112,6 +112,32 @@ test('"Improve KL" lowers the KL and pulls the ellipse toward the unit circle; R
   assert.equal(await number('#kl-total'), kl0);
 });
 
+test('a hidden view runs no timers: leaving "Improve KL" mid-animation shows its last step at once', async () => {
+  await openTab('kl');
+  await page.click('#kl-reset');
+  await page.selectOption('#kl-steps', '200');
+  await page.click('#kl-improve');
+  await page.waitForFunction(() => Number(document.getElementById('kl-step').textContent) > 0, null, { timeout: 20000 });
+  const during = Number(await page.textContent('#kl-step'));
+  await openTab('manifold');
+  assert.equal(await page.getAttribute('#view-kl', 'data-state'), 'done');
+  assert.equal(await page.textContent('#kl-step'), '200', `the animation was at step ${during} when the tab was left`);
+  await page.waitForTimeout(300);
+  assert.equal(await page.textContent('#kl-step'), '200');
+  await openTab('kl');
+  await page.click('#kl-reset');
+});
+
+test('every view has one tab and one panel, built from the views list', async () => {
+  const tabs = await page.$$eval('[role="tab"]', (ts) => ts.map((t) => [t.id, t.getAttribute('aria-controls'), t.textContent]));
+  assert.deepEqual(tabs.map((t) => t[0]), ['tab-manifold', 'tab-kl', 'tab-reparam', 'tab-walk', 'tab-training', 'tab-anomaly', 'tab-sd']);
+  for (const [id, panel, title] of tabs) {
+    assert.ok(title.length > 0, `${id} has a title`);
+    assert.equal(await page.getAttribute(`#${panel}`, 'aria-labelledby'), id);
+  }
+  assert.equal(await page.$$eval('[role="tabpanel"]', (ps) => ps.length), tabs.length);
+});
+
 test('uploading a PNG encodes it', async () => {
   await page.setInputFiles('#view-kl .input-picker input[type="file"]', uploadPng);
   await page.waitForFunction(() => document.querySelector('#view-kl .chosen').textContent.startsWith('uploaded'));

@@ -1,43 +1,48 @@
-// The explorer page: loads the model's description, wires the tabs, starts every view.
+// The explorer page: builds a tab and a panel for every view (views/index.js), loads the model's
+// description, mounts the views and tells each when it is shown or hidden.
 import { get, guarded, clearError } from './api.js';
-import { fmt } from './draw.js';
+import { el, fmt } from './draw.js';
 import { state, setInput } from './state.js';
-import { initManifold } from './views/manifold.js';
-import { initKl } from './views/kl.js';
-import { initReparam } from './views/reparam.js';
-import { initWalk } from './views/walk.js';
-import { initTraining } from './views/training.js';
-import { initAnomaly } from './views/anomaly.js';
-import { initSd } from './views/sd.js';
+import { views } from './views/index.js';
 
-function initTabs() {
-  const tabs = [...document.querySelectorAll('[role="tab"]')];
-  const select = (tab, focus) => {
-    for (const t of tabs) {
-      const on = t === tab;
-      t.setAttribute('aria-selected', String(on));
-      t.tabIndex = on ? 0 : -1;
-      const panel = document.getElementById(t.getAttribute('aria-controls'));
-      if (!on && !panel.hidden) panel.dispatchEvent(new Event('hide'));
-      panel.hidden = !on;
+// One {view, tab, panel} per view; the first is shown until the address names another.
+function buildTabs() {
+  const nav = document.querySelector('nav.tabs');
+  const main = document.querySelector('main');
+  const entries = views.map((view) => {
+    const tab = el('button', { role: 'tab', id: `tab-${view.id}`, 'aria-controls': `view-${view.id}` }, nav, view.title);
+    const panel = el('section', { id: `view-${view.id}`, role: 'tabpanel', 'aria-labelledby': tab.id, class: 'view' }, main);
+    tab.hidden = Boolean(view.optional);
+    return { view, tab, panel, mounted: false };
+  });
+  let current = null;
+  const select = (entry, focus) => {
+    for (const e of entries) {
+      const on = e === entry;
+      e.tab.setAttribute('aria-selected', String(on));
+      e.tab.tabIndex = on ? 0 : -1;
+      e.panel.hidden = !on;
     }
-    if (focus) tab.focus();
-    history.replaceState(null, '', `#${tab.id.replace('tab-', '')}`);
+    if (current && current !== entry && current.mounted) current.view.hide();
+    current = entry;
+    if (entry.mounted) entry.view.show();
+    if (focus) entry.tab.focus();
+    history.replaceState(null, '', `#${entry.view.id}`);
   };
-  tabs.forEach((tab) => {
-    tab.addEventListener('click', () => select(tab, false));
-    tab.addEventListener('keydown', (e) => {
-      const shown = tabs.filter((t) => !t.hidden); // the SD tab only when the server has an autoencoder
-      const i = shown.indexOf(tab);
+  for (const entry of entries) {
+    entry.tab.addEventListener('click', () => select(entry, false));
+    entry.tab.addEventListener('keydown', (e) => {
+      const shown = entries.filter((x) => !x.tab.hidden);
+      const i = shown.indexOf(entry);
       const moves = { ArrowRight: i + 1, ArrowLeft: i - 1, Home: 0, End: shown.length - 1 };
       if (e.key in moves) {
         e.preventDefault();
         select(shown[(moves[e.key] + shown.length) % shown.length], true);
       }
     });
-  });
-  const start = tabs.find((t) => `#${t.id.replace('tab-', '')}` === location.hash);
-  if (start) select(start, false);
+  }
+  select(entries.find((e) => `#${e.view.id}` === location.hash && !e.tab.hidden) || entries[0], false);
+  return { entries, current: () => current };
 }
 
 function summary(info) {
@@ -51,7 +56,8 @@ function summary(info) {
 
 async function main() {
   document.getElementById('error-close').addEventListener('click', clearError);
-  initTabs();
+  const hash = location.hash;
+  const tabs = buildTabs();
   const info = await guarded(() => get('/api/info'));
   if (!info) {
     document.getElementById('model-summary').textContent = 'the model could not be loaded';
@@ -59,10 +65,17 @@ async function main() {
   }
   state.info = info;
   document.getElementById('model-summary').textContent = summary(info);
-  initKl();
-  initReparam();
-  initAnomaly();
-  await Promise.all([initManifold(), initWalk(), initTraining(), initSd(), setInput({ index: 0 })]);
+  // Every view mounts at once (their data loads in parallel with the first input's encoding).
+  const mounts = tabs.entries.map(async (entry) => {
+    const applies = await entry.view.mount(entry.panel);
+    entry.mounted = true;
+    if (entry.view.optional && applies !== false) {
+      entry.tab.hidden = false;
+      if (hash === `#${entry.view.id}`) entry.tab.click(); // an address naming an optional view
+    }
+    if (tabs.current() === entry) entry.view.show();
+  });
+  await Promise.all([...mounts, setInput({ index: 0 })]);
   document.body.dataset.ready = 'true';
 }
 

@@ -87,17 +87,45 @@ async function load(score) {
   document.getElementById('view-anomaly').dataset.ready = 'true';
 }
 
-/** Scores are computed on the server on first use (a few seconds): only when the tab opens. */
-export function initAnomaly() {
-  const tab = document.getElementById('tab-anomaly');
+function initAnomaly() {
   let started = false;
   const start = () => {
     if (started) return;
     started = true;
     load('neg_elbo');
   };
-  tab.addEventListener('click', start);
-  tab.addEventListener('focus', start);
-  if (!document.getElementById('view-anomaly').hidden) start();
   document.getElementById('an-score').addEventListener('change', (e) => load(e.target.value));
+  return { show: start };
 }
+
+let mounted = null;
+
+export default {
+  id: 'anomaly',
+  title: 'Anomaly',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    mounted = initAnomaly();
+  },
+  /** Scores are computed on the server on first use (a few seconds): only when the tab is first shown. */
+  show() {
+    if (mounted) mounted.show();
+  },
+  hide() {},
+};
+
+const MARKUP = `
+  <div class="stage">
+    <figure class="chart wide"><h3 id="an-title">Scores of the test split</h3><div id="an-histogram"></div></figure>
+    <label class="slider">threshold <input type="range" id="an-threshold" min="0" max="1000" step="1" value="990" aria-label="Anomaly threshold, as a quantile of the test split's scores"></label>
+    <p class="readout" id="an-readout" aria-live="polite"></p>
+    <h3>Highest-scoring test images, each beside its squared reconstruction error</h3>
+    <div class="anomalies" id="an-top"></div>
+  </div>
+  <aside class="panel">
+    <h2>Anomaly scores</h2>
+    <div class="field"><label for="an-score">Score</label><select id="an-score"></select></div>
+    <p class="hint" id="an-about"></p>
+    <p class="hint">The test split is taken as normal data: the share of it above the threshold is the false-positive rate that threshold would have. <code>latent calibrate</code> fixes a threshold at a target rate and keeps it in the checkpoint; <code>latent score</code> then flags new data.</p>
+  </aside>
+`;

@@ -7,7 +7,7 @@ import { state, onInput, topDims, inputOnly } from '../state.js';
 
 const FRAME_MS = 30;
 
-export function initKl() {
+function initKl() {
   const view = document.getElementById('view-kl');
   const plot = createGaussPlot(document.getElementById('kl-plot'));
   const dimI = document.getElementById('kl-dim-i');
@@ -16,6 +16,7 @@ export function initKl() {
   const reset = document.getElementById('kl-reset');
   let shown = null; // {mu, logvar, kl, kl_per_dim, recon_nats, image, step}
   let animation = null;
+  let finishAnimation = null; // while an animation runs: shows its last frame at once
   view.dataset.state = 'idle';
 
   function render() {
@@ -49,6 +50,7 @@ export function initKl() {
   function stop() {
     if (animation) clearInterval(animation);
     animation = null;
+    finishAnimation = null;
     improve.disabled = false;
   }
 
@@ -67,15 +69,21 @@ export function initKl() {
       return;
     }
     const images = decodeImages(reply.images);
+    const last = reply.trajectory.length - 1;
+    const showStep = (k) => {
+      shown = { ...reply.trajectory[k], image: images[k] };
+      render();
+    };
+    finishAnimation = () => {
+      showStep(last);
+      stop();
+      view.dataset.state = 'done';
+    };
     let s = 0;
     animation = setInterval(() => {
-      s = Math.min(s + 1, reply.trajectory.length - 1);
-      shown = { ...reply.trajectory[s], image: images[s] };
-      render();
-      if (s === reply.trajectory.length - 1) {
-        stop();
-        view.dataset.state = 'done';
-      }
+      s = Math.min(s + 1, last);
+      if (s === last) finishAnimation();
+      else showStep(s);
     }, FRAME_MS);
   });
 
@@ -87,5 +95,52 @@ export function initKl() {
   onInput(showEncoding);
   createInputPicker(view.querySelector('.input-picker'));
   if (state.encoded) showEncoding(state.encoded);
+  return { hide: () => finishAnimation && finishAnimation() };
 }
 
+let mounted = null;
+
+export default {
+  id: 'kl',
+  title: 'KL · two distributions',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    mounted = initKl();
+  },
+  show() {},
+  /** A hidden tab runs no animation: a running one jumps to its last frame. */
+  hide() {
+    if (mounted) mounted.hide();
+  },
+};
+
+const MARKUP = `
+  <div class="stage">
+    <svg id="kl-plot" class="plot" viewBox="0 0 480 480" role="img" aria-label="q(z|x) and the prior N(0, I) in two latent dimensions"></svg>
+    <p class="caption">Ellipses at 1 and 2 σ. <span class="swatch q"></span> encoder q(z|x) = N(μ, σ²) &nbsp; <span class="swatch p"></span> prior N(0, I)</p>
+  </div>
+  <aside class="panel">
+    <h2>KL · two distributions</h2>
+    <div class="input-picker" data-for="kl"></div>
+    <div class="field row">
+      <label>Dimensions <select id="kl-dim-i" aria-label="Horizontal dimension"></select></label>
+      <label>and <select id="kl-dim-j" aria-label="Vertical dimension"></select></label>
+    </div>
+    <dl class="stats">
+      <dt>KL(q ‖ p), all dimensions</dt><dd id="kl-total">–</dd>
+      <dt>KL in the two shown</dt><dd id="kl-shown">–</dd>
+      <dt>Reconstruction −log p(x | z = μ)</dt><dd id="kl-recon">–</dd>
+      <dt>Step</dt><dd id="kl-step">0</dd>
+    </dl>
+    <div class="pair">
+      <figure><canvas id="kl-input" width="112" height="112"></canvas><figcaption>input x</figcaption></figure>
+      <figure><canvas id="kl-recon-image" width="112" height="112"></canvas><figcaption>decoded μ</figcaption></figure>
+    </div>
+    <div class="field row">
+      <button type="button" id="kl-improve" class="primary">Improve KL</button>
+      <button type="button" id="kl-reset">Reset</button>
+      <label>steps <select id="kl-steps"><option>50</option><option selected>100</option><option>200</option></select></label>
+    </div>
+    <p class="hint">Improve KL takes gradient steps on KL(q ‖ N(0, I)) alone, with respect to μ and log σ². q is pulled onto the prior and the decoded image loses what made it this input: the reconstruction term is what resists in training.</p>
+  </aside>
+`;

@@ -5,7 +5,7 @@ import { state } from '../state.js';
 
 const SIZE = 560;
 
-export function initManifold() {
+function initManifold() {
   const info = state.info;
   const d = info.latent;
   const gridCanvas = document.getElementById('plane-grid');
@@ -227,3 +227,64 @@ export function initManifold() {
   });
   return redraw();
 }
+
+export default {
+  id: 'manifold',
+  title: 'Manifold',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    return initManifold();
+  },
+  show() {},
+  hide() {},
+};
+
+const MARKUP = `
+  <div class="stage">
+    <div class="plane" id="plane" tabindex="0" aria-label="Latent plane: arrow keys move the cursor, Enter pins the point">
+      <canvas id="plane-grid" width="560" height="560"></canvas>
+      <canvas id="plane-scatter" width="560" height="560"></canvas>
+      <svg id="plane-overlay" viewBox="0 0 560 560" aria-hidden="true"></svg>
+    </div>
+    <p class="caption" id="plane-caption"></p>
+  </div>
+  <aside class="panel">
+    <h2>The latent plane</h2>
+    <p class="hint">Each tile is the decoder's mean at that point of the plane; dots are encoded test images, coloured by class.</p>
+    <div class="field">
+      <label for="plane-kind">Plane</label>
+      <select id="plane-kind">
+        <option value="pca">principal plane of the codes (PCA)</option>
+        <option value="axes">two latent axes</option>
+      </select>
+    </div>
+    <div class="field row" id="plane-axes-fields">
+      <label>Axes <select id="plane-axis-i" aria-label="Horizontal axis"></select></label>
+      <label>and <select id="plane-axis-j" aria-label="Vertical axis"></select></label>
+    </div>
+    <div class="field">
+      <label for="plane-origin">Other coordinates</label>
+      <select id="plane-origin">
+        <option value="zero">at 0</option>
+        <option value="item">at the code of a test image</option>
+      </select>
+      <input type="number" id="plane-origin-index" min="0" value="0" aria-label="Test image index for the other coordinates" hidden>
+    </div>
+    <div class="field row">
+      <label>Grid <select id="plane-n"><option>10</option><option>15</option><option selected>20</option><option>25</option></select></label>
+      <label>Extent ± <select id="plane-extent"><option>2</option><option selected>3</option><option>4</option></select></label>
+      <label><input type="checkbox" id="plane-dots" checked> dots</label>
+    </div>
+    <div class="field row">
+      <button type="button" id="sample-prior" class="primary">Sample N(0, I)</button>
+      <label>count <select id="sample-count"><option>4</option><option selected>8</option><option>16</option></select></label>
+    </div>
+    <div id="samples" class="samples" aria-live="polite"></div>
+    <h3>At the cursor</h3>
+    <div class="preview">
+      <canvas id="plane-preview" width="112" height="112" aria-label="Decoding at the cursor"></canvas>
+      <p id="plane-preview-text" class="mono small"></p>
+    </div>
+    <div id="legend" class="legend"></div>
+  </aside>
+`;

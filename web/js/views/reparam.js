@@ -7,7 +7,7 @@ import { state, onInput, topDims } from '../state.js';
 
 const STAGE_MS = 260; // eps appears, is scaled by sigma, is shifted by mu
 
-export function initReparam() {
+function initReparam() {
   const view = document.getElementById('view-reparam');
   const plot = createGaussPlot(document.getElementById('rp-plot'));
   const dimI = document.getElementById('rp-dim-i');
@@ -137,5 +137,51 @@ export function initReparam() {
     frame();
   });
   createInputPicker(view.querySelector('.input-picker'));
-  view.addEventListener('hide', stopPlay);
+  return { hide: stopPlay };
 }
+
+let mounted = null;
+
+export default {
+  id: 'reparam',
+  title: 'Reparameterization',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    mounted = initReparam();
+  },
+  show() {},
+  /** Playing stops when the tab is hidden. */
+  hide() {
+    if (mounted) mounted.hide();
+  },
+};
+
+const MARKUP = `
+  <div class="stage">
+    <svg id="rp-plot" class="plot" viewBox="0 0 480 480" role="img" aria-label="Samples z = μ + σ·ε"></svg>
+    <p class="caption">ε ~ N(0, I) <span class="swatch eps"></span> is scaled by σ, shifted by μ, and lands at z <span class="swatch q"></span>.</p>
+  </div>
+  <aside class="panel">
+    <h2>Reparameterization</h2>
+    <div class="input-picker" data-for="reparam"></div>
+    <div class="field row">
+      <label>Dimensions <select id="rp-dim-i" aria-label="Horizontal dimension"></select></label>
+      <label>and <select id="rp-dim-j" aria-label="Vertical dimension"></select></label>
+    </div>
+    <div class="field row">
+      <button type="button" id="rp-step" class="primary">Draw ε</button>
+      <button type="button" id="rp-play">Play</button>
+      <button type="button" id="rp-clear">Clear</button>
+      <span class="muted" id="rp-count">0 draws</span>
+    </div>
+    <table class="numbers" id="rp-table">
+      <thead><tr><th></th><th id="rp-h-i">z_i</th><th id="rp-h-j">z_j</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <div class="pair">
+      <figure><canvas id="rp-image" width="112" height="112"></canvas><figcaption>decoded z</figcaption></figure>
+      <figure><canvas id="rp-input" width="112" height="112"></canvas><figcaption>input x</figcaption></figure>
+    </div>
+    <p class="hint">z = μ + σ ⊙ ε moves the randomness into ε, so z is a differentiable function of μ and σ: ∂z/∂μ = 1 and ∂z/∂σ = ε. That is what lets gradients reach the encoder.</p>
+  </aside>
+`;

@@ -3,15 +3,14 @@
 import { get, post, guarded, onImageUpload } from '../api.js';
 import { decodeImages, paint, el, fmt } from '../draw.js';
 
-/** Shows the tab when the server has an SD autoencoder; quietly stays hidden otherwise. */
-export async function initSd() {
+/** False when the server has no SD autoencoder (started without --vae): the tab stays hidden. */
+async function initSd() {
   let info;
   try {
     info = await get('/api/sd/info');
   } catch (e) {
-    return; // started without --vae: no tab
+    return false;
   }
-  document.getElementById('tab-sd').hidden = false;
   const latentSide = info.size / info.factor;
   document.getElementById('sd-about').textContent =
     `${info.type} from ${info.file} (${info.layout}, ${info.dtype}): ${info.size}×${info.size} RGB ↔ ` +
@@ -95,3 +94,56 @@ export async function initSd() {
   onImageUpload(document.getElementById('sd-file-a'), (png, name) => setImage('a', png, name));
   onImageUpload(document.getElementById('sd-file-b'), (png, name) => setImage('b', png, name));
 }
+
+export default {
+  id: 'sd',
+  title: 'SD latents',
+  optional: true, // its tab shows once mount() finds an autoencoder on the server
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    return initSd();
+  },
+  show() {},
+  hide() {},
+};
+
+const MARKUP = `
+  <div class="stage">
+    <div class="sd-images" id="sd-images">
+      <div class="sd-image" data-end="a">
+        <h3>Image A</h3>
+        <div class="sd-pair">
+          <figure><canvas class="sd-input" width="256" height="256"></canvas><figcaption>input</figcaption></figure>
+          <figure><canvas class="sd-decoded" width="256" height="256"></canvas><figcaption class="sd-decoded-caption">decoded</figcaption></figure>
+        </div>
+        <div class="sd-channels" aria-label="Latent channels of image A"></div>
+      </div>
+      <div class="sd-image" data-end="b">
+        <h3>Image B</h3>
+        <div class="sd-pair">
+          <figure><canvas class="sd-input" width="256" height="256"></canvas><figcaption>input</figcaption></figure>
+          <figure><canvas class="sd-decoded" width="256" height="256"></canvas><figcaption class="sd-decoded-caption">decoded</figcaption></figure>
+        </div>
+        <div class="sd-channels" aria-label="Latent channels of image B"></div>
+      </div>
+    </div>
+    <h3>Walk from A to B in SD latent space</h3>
+    <div class="walk-main"><figure class="big"><canvas id="sd-now" width="256" height="256"></canvas><figcaption id="sd-now-caption">walk not decoded yet</figcaption></figure></div>
+    <label class="slider">t <input type="range" id="sd-t" min="0" max="4" step="1" value="0" disabled aria-label="Step along the decoded walk from A to B"></label>
+    <div class="sd-strip" id="sd-strip" aria-label="Decodings along the walk"></div>
+    <p class="readout" id="sd-status" aria-live="polite"></p>
+  </div>
+  <aside class="panel">
+    <h2>Stable Diffusion latents</h2>
+    <p class="hint" id="sd-about"></p>
+    <div class="field"><label for="sd-file-a">Image A</label><input type="file" id="sd-file-a" accept="image/png,image/jpeg,image/bmp"></div>
+    <div class="field"><label for="sd-file-b">Image B</label><input type="file" id="sd-file-b" accept="image/png,image/jpeg,image/bmp"></div>
+    <div class="field row">
+      <label><input type="radio" name="sd-method" value="slerp" checked> slerp</label>
+      <label><input type="radio" name="sd-method" value="linear"> linear</label>
+      <label>steps <input type="number" id="sd-steps" min="2" max="9" value="5"></label>
+    </div>
+    <div class="field row"><button type="button" id="sd-walk" disabled>Decode the walk</button></div>
+    <p class="hint">Each image is cropped to its central square and resized, encoded to the mean of its posterior (times the scaling factor: what diffusion sees) and decoded back. The channels are shown each stretched over its own range. Every step of the walk is a full decode of the autoencoder.</p>
+  </aside>
+`;

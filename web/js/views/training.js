@@ -49,7 +49,7 @@ function chart(parent, title, epochs, series, unit) {
   legend.innerHTML = series.map((s) => `<span class="mono" style="color:var(--${s.cls === 'train' ? 'accent' : 'q'})">━</span> ${s.name} (last ${fmt(s.values[s.values.length - 1])})`).join(' &nbsp; ');
 }
 
-export async function initTraining() {
+async function initTraining() {
   const reply = await guarded(() => get('/api/metrics'));
   if (!reply) return;
   const box = document.getElementById('charts');
@@ -68,3 +68,19 @@ export async function initTraining() {
   const last = rows[rows.length - 1];
   caption.textContent = `${rows.length} epoch${rows.length === 1 ? '' : 's'}; train values are means over each epoch's batches (with that epoch's KL weight), test values are at the epoch's end. ${last.active_units !== undefined ? `Active units after the last epoch: ${last.active_units} of ${state.info.latent}.` : ''}`;
 }
+
+export default {
+  id: 'training',
+  title: 'Training',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    return initTraining();
+  },
+  show() {},
+  hide() {},
+};
+
+const MARKUP = `
+  <div class="charts" id="charts"></div>
+  <p class="caption" id="training-caption"></p>
+`;

@@ -5,7 +5,7 @@ import { state } from '../state.js';
 
 const ENDPOINT_DEFAULTS = { a: 0, b: 1 };
 
-export function initWalk() {
+function initWalk() {
   const ends = { a: null, b: null }; // {z, label}
   const slider = document.getElementById('walk-t');
   const stepsInput = document.getElementById('walk-steps');
@@ -113,3 +113,41 @@ export function initWalk() {
   });
   return Promise.all([setEnd('a', { input: { index: ENDPOINT_DEFAULTS.a } }), setEnd('b', { input: { index: ENDPOINT_DEFAULTS.b } })]);
 }
+
+export default {
+  id: 'walk',
+  title: 'Walk the manifold',
+  mount(panel) {
+    panel.innerHTML = MARKUP;
+    return initWalk();
+  },
+  show() {},
+  hide() {},
+};
+
+const MARKUP = `
+  <div class="stage">
+    <div class="walk-main">
+      <figure><canvas id="walk-a" width="112" height="112"></canvas><figcaption>A</figcaption></figure>
+      <figure class="big"><canvas id="walk-now" width="224" height="224"></canvas><figcaption id="walk-now-caption">t = 0.00</figcaption></figure>
+      <figure><canvas id="walk-b" width="112" height="112"></canvas><figcaption>B</figcaption></figure>
+    </div>
+    <label class="slider">t <input type="range" id="walk-t" min="0" max="1" step="0.01" value="0" aria-label="Position along the path from A to B"></label>
+    <canvas id="walk-strip" class="strip" width="560" height="60" aria-label="Decodings along the path"></canvas>
+    <div class="field row">
+      <button type="button" id="walk-export">Export strip as PNG</button>
+      <a id="walk-download" hidden download="latent-walk.png">download</a>
+    </div>
+  </div>
+  <aside class="panel">
+    <h2>Walk the manifold</h2>
+    <div class="endpoint" data-end="a"><h3>A</h3></div>
+    <div class="endpoint" data-end="b"><h3>B</h3></div>
+    <div class="field row">
+      <label><input type="radio" name="walk-method" value="linear" checked> linear</label>
+      <label><input type="radio" name="walk-method" value="slerp"> slerp</label>
+      <label>steps <input type="number" id="walk-steps" min="2" max="32" value="10"></label>
+    </div>
+    <p class="hint">Linear moves along the straight line; slerp along the great circle, which keeps the norm that N(0, I) codes have in many dimensions.</p>
+  </aside>
+`;
