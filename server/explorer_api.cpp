@@ -17,6 +17,7 @@
 #include "latent/cpu.h"
 #include "latent/error.h"
 #include "latent/image.h"
+#include "latent/json.h"
 #include "latent/interpolate.h"
 #include "latent/objective.h"
 #include "latent/serving_decoder.h"
@@ -207,7 +208,7 @@ json ExplorerApi::anomaly(const std::string& score) const {
   json names = json::array();
   for (const auto& [name, v] : anomaly_scores_) names.push_back(name);
   json calibration = nullptr;
-  if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end()) calibration = json::parse(m->second);
+  if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end()) calibration = parse_json(m->second, "the checkpoint's anomaly calibration");
   // The highest-scoring test images, with their squared-error maps (each scaled to its own maximum).
   const at::Tensor top = std::get<1>(s.topk(std::min<int64_t>(12, s.size(0)))).contiguous();  // [T]
   json top_items = json::array();

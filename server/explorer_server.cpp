@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "latent/error.h"
+#include "latent/json.h"
 #include "web_assets.h"
 
 namespace latent::server {
@@ -26,7 +27,7 @@ using nlohmann::json;
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(json{{"error", message}}.dump(), "application/json");
+  res.set_content(json{{"error", text_excerpt(message, 2000)}}.dump(), "application/json");
 }
 
 // Each worker thread takes LibTorch's thread count (and so OpenMP's, which BLAS reads) once: a new
@@ -57,11 +58,9 @@ int64_t query_int(const httplib::Request& req, const std::string& key, int64_t f
 json body_json(const httplib::Request& req) {
   if (req.body.empty()) return json::object();
   try {
-    return json::parse(req.body);
-  } catch (const json::exception& e) {  // parse errors, and numbers beyond double's range
-    std::string what = e.what();
-    const size_t bracket = what.find("] ");
-    throw ApiError(400, "malformed JSON: " + (bracket == std::string::npos ? what : what.substr(bracket + 2)));
+    return parse_json(req.body, "the request body");
+  } catch (const Error& e) {  // malformed, too deep, or numbers beyond double's range
+    throw ApiError(400, e.what());
   }
 }
 

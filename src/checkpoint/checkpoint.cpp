@@ -5,6 +5,7 @@
 #include <set>
 
 #include "latent/error.h"
+#include "latent/json.h"
 
 namespace latent {
 namespace {
@@ -18,11 +19,7 @@ bool is_model_tensor(const std::string& name) {
 nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, const std::string& origin) {
   auto it = file.metadata.find(key);
   if (it == file.metadata.end()) throw Error(origin + ": not a latent checkpoint (metadata has no '" + key + "')");
-  try {
-    return nlohmann::json::parse(it->second);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(origin + ": metadata '" + key + "' is not valid JSON");
-  }
+  return parse_json(it->second, origin + ": metadata '" + key + "'");
 }
 
 }  // namespace
@@ -61,6 +58,8 @@ void load_parameters(torch::nn::Module& model, const SafetensorsFile& file, cons
       problems.push_back("missing " + name);
     } else if (t.sizes() != p.sizes()) {
       problems.push_back(name + ": got " + shape_text(t.sizes().vec()) + ", expected " + shape_text(p.sizes().vec()));
+    } else if (t.is_floating_point() && !at::isfinite(t).all().item<bool>()) {
+      problems.push_back(name + " holds NaN or infinite values");
     } else {
       p.copy_(t.to(p.scalar_type()));
     }

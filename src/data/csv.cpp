@@ -6,11 +6,13 @@
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <limits>
 #include <sstream>
 
 #include "latent/atomic_file.h"
 #include "latent/data.h"
 #include "latent/error.h"
+#include "latent/json.h"
 
 namespace latent {
 namespace {
@@ -29,12 +31,14 @@ std::vector<std::string> split(const std::string& line) {
   return out;
 }
 
+// A number spelled in full; values below double's range (1e-320: ERANGE, but a tiny finite number)
+// count, overflow (HUGE_VAL) does not.
 bool parse_number(const std::string& s, double* v) {
   if (s.empty()) return false;
   char* end = nullptr;
   errno = 0;
   *v = std::strtod(s.c_str(), &end);
-  return end == s.c_str() + s.size() && errno != ERANGE;
+  return end == s.c_str() + s.size() && !(errno == ERANGE && std::isinf(*v));
 }
 
 }  // namespace
@@ -63,9 +67,11 @@ Dataset csv_load(const std::string& path) {
                   std::to_string(columns));
     for (size_t c = 0; c < fields.size(); ++c) {
       double v;
-      if (!parse_number(fields[c], &v) || !std::isfinite(v))
-        throw Error(path + ": line " + std::to_string(line_no) + ", column " + std::to_string(c + 1) + ": '" + fields[c] +
-                    "' is not a finite number");
+      const std::string where = path + ": line " + std::to_string(line_no) + ", column " + std::to_string(c + 1) + ": '" +
+                                text_excerpt(fields[c], 40) + "'";
+      if (!parse_number(fields[c], &v) || !std::isfinite(v)) throw Error(where + " is not a finite number");
+      if (std::fabs(v) > std::numeric_limits<float>::max())
+        throw Error(where + " is beyond float32's range (about 3.4e38 in magnitude)");
       values.push_back(static_cast<float>(v));
     }
     ++rows;

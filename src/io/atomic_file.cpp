@@ -1,6 +1,7 @@
 #include "latent/atomic_file.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +32,25 @@ void write_all(int fd, std::string_view bytes, const std::string& path) {
   }
 }
 
+// Temporary files of earlier writes to `target` whose process is gone (killed mid-write: kill -9,
+// a crash, a power cut) are removed. Their names carry the writer's process id.
+void remove_stale_temporaries(const std::filesystem::path& dir, const std::string& prefix) {
+  std::error_code ec;
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    const size_t dot = name.find('.', prefix.size());
+    if (dot == std::string::npos) continue;
+    long pid = 0;
+    try {
+      pid = std::stol(name.substr(prefix.size(), dot - prefix.size()));
+    } catch (const std::exception&) {
+      continue;
+    }
+    if (pid > 0 && ::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) ::unlink(it->path().c_str());
+  }
+}
+
 }  // namespace
 
 void atomic_write(const std::string& path, std::string_view bytes) {
@@ -42,7 +62,9 @@ void atomic_write(const std::string& path, std::string_view bytes) {
   fs::create_directories(dir, ec);
   if (ec) throw Error("cannot create folder " + dir.string() + ": " + ec.message());
 
-  std::string tmpl = (dir / ("." + target.filename().string() + ".tmp.XXXXXX")).string();
+  const std::string prefix = "." + target.filename().string() + ".tmp.";
+  remove_stale_temporaries(dir, prefix);
+  std::string tmpl = (dir / (prefix + std::to_string(::getpid()) + ".XXXXXX")).string();
   int fd = ::mkstemp(tmpl.data());
   if (fd < 0) throw Error("cannot create a temporary file in " + dir.string() + ": " + errno_text());
   try {
@@ -74,6 +96,9 @@ void atomic_write(const std::string& path, std::string_view bytes) {
 std::string read_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw Error(path + ": is a folder, expected a file");
+  // A FIFO or a device would be read for ever (or block): only regular files (links followed).
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec))
+    throw Error(path + ": not a regular file");
   std::ifstream in(path, std::ios::binary);
   if (!in) throw Error("cannot open " + path + ": " + errno_text());
   std::ostringstream ss;

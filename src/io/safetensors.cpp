@@ -16,6 +16,7 @@
 
 #include "latent/atomic_file.h"
 #include "latent/error.h"
+#include "latent/json.h"
 
 namespace latent {
 namespace {
@@ -107,9 +108,9 @@ SafetensorsFile parse(const char* bytes, uint64_t size, const std::string& origi
   if (n == 0 || bytes[8] != '{') throw fail("header does not start with '{'");
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(bytes + 8, bytes + 8 + n);
-  } catch (const nlohmann::json::exception& e) {
-    throw fail(std::string("header is not valid JSON (") + e.what() + ")");
+    header = parse_json(std::string_view(bytes + 8, n), "header");
+  } catch (const Error& e) {
+    throw fail(e.what());
   }
   if (!header.is_object()) throw fail("header is not a JSON object");
 
@@ -192,7 +193,8 @@ SafetensorsFile safetensors_parse(const std::string& bytes, const std::string& o
 }
 
 SafetensorsFile safetensors_map(const std::string& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; fstat then refuses it.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw Error(path + ": cannot open (" + std::strerror(errno) + ")");
   struct stat st {};
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -5,16 +5,17 @@
 
 #include "latent/atomic_file.h"
 #include "latent/error.h"
+#include "latent/json.h"
 #include "models/registry.h"
 
 namespace latent {
 
 ModelConfig ModelConfig::from_json(const nlohmann::json& j) {
-  if (!j.is_object()) throw Error("model config: expected a JSON object, got " + j.dump());
+  if (!j.is_object()) throw Error("model config: expected a JSON object, got " + json_excerpt(j));
   std::string types;
   for (const Family& f : families()) types += (types.empty() ? "" : ", ") + f.type;
   if (!j.contains("type")) throw Error("model config: missing 'type' (" + types + ")");
-  if (!j["type"].is_string()) throw Error("model config: 'type' must be one of " + types + ", got " + j["type"].dump());
+  if (!j["type"].is_string()) throw Error("model config: 'type' must be one of " + types + ", got " + json_excerpt(j["type"]));
   ModelConfig c = family(j["type"].get<std::string>()).parse(j);
   c.type = j["type"].get<std::string>();
   return c;
@@ -30,13 +31,7 @@ ModelConfig ModelConfig::from_text_or_file(const std::string& text_or_path) {
     text = read_file(text_or_path);
     origin = text_or_path;
   }
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(origin + ": invalid JSON (" + e.what() + ")");
-  }
-  return from_json(j);
+  return from_json(parse_json(text, origin));
 }
 
 nlohmann::json ModelConfig::to_json() const { return family(type).to_json(*this); }

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "latent/error.h"
+#include "latent/json.h"
 
 namespace latent {
 
@@ -13,12 +14,12 @@ void only_keys(const nlohmann::json& j, const std::set<std::string>& allowed, co
 
 int64_t positive_int(const nlohmann::json& v, const std::string& key) {
   if (!v.is_number_integer() || v.get<int64_t>() < 1)
-    throw Error("model config: '" + key + "' must be an integer >= 1, got " + v.dump());
+    throw Error("model config: '" + key + "' must be an integer >= 1, got " + json_excerpt(v));
   return v.get<int64_t>();
 }
 
 std::vector<int64_t> int_list(const nlohmann::json& v, const std::string& key) {
-  if (!v.is_array()) throw Error("model config: '" + key + "' must be a list of integers, got " + v.dump());
+  if (!v.is_array()) throw Error("model config: '" + key + "' must be a list of integers, got " + json_excerpt(v));
   std::vector<int64_t> out;
   for (const auto& e : v) out.push_back(positive_int(e, key));
   return out;
@@ -28,14 +29,14 @@ std::string one_of(const nlohmann::json& v, const std::string& key, const std::s
   std::string names;
   for (const auto& a : allowed) names += (names.empty() ? "" : ", ") + a;
   if (!v.is_string() || !allowed.count(v.get<std::string>()))
-    throw Error("model config: '" + key + "' must be one of " + names + ", got " + v.dump());
+    throw Error("model config: '" + key + "' must be one of " + names + ", got " + json_excerpt(v));
   return v.get<std::string>();
 }
 
 double positive_number(const nlohmann::json& v, const std::string& key, bool allow_zero) {
   if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0 || (!allow_zero && v.get<double>() == 0))
     throw Error("model config: '" + key + "' must be a " + (allow_zero ? "non-negative" : "positive") + " number, got " +
-                v.dump());
+                json_excerpt(v));
   return v.get<double>();
 }
 

@@ -11,6 +11,8 @@
 #include <sstream>
 
 #include "latent/error.h"
+#include "latent/atomic_file.h"
+#include "latent/json.h"
 #include "latent/safetensors.h"
 
 namespace latent {
@@ -34,7 +36,7 @@ bool split_index(const std::string& name, const std::string& head, int64_t& inde
   if (!starts_with(name, head)) return false;
   size_t pos = head.size(), end = pos;
   while (end < name.size() && std::isdigit(static_cast<unsigned char>(name[end]))) ++end;
-  if (end == pos || end >= name.size() || name[end] != '.') return false;
+  if (end == pos || end - pos > 9 || end >= name.size() || name[end] != '.') return false;
   index = std::stoll(name.substr(pos, end - pos));
   rest = name.substr(end + 1);
   return true;
@@ -65,7 +67,7 @@ int64_t positive(const json& v, const std::string& key, const std::string& origi
 
 void expect_string(const json& v, const std::string& key, const std::string& want, const std::string& origin) {
   if (!v.is_string() || v.get<std::string>() != want)
-    throw Error(origin + ": '" + key + "' is " + v.dump() + "; latent implements \"" + want + "\"");
+    throw Error(origin + ": '" + key + "' is " + json_excerpt(v) + "; latent implements \"" + want + "\"");
 }
 
 void expect_strings(const json& v, const std::string& key, const std::string& want, const std::string& origin) {
@@ -76,13 +78,7 @@ void expect_strings(const json& v, const std::string& key, const std::string& wa
 // A diffusers config.json. Keys that only matter to diffusers' pipelines are accepted and ignored;
 // anything else is an error, so an architecture latent does not implement is never run as another.
 SdVaeConfig read_config(const std::string& path, bool tiny) {
-  std::ifstream in(path);
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw Error(path + ": not valid JSON (" + std::string(e.what()) + ")");
-  }
+  const json j = parse_json(read_file(path), path);
   if (!j.is_object()) throw Error(path + ": expected a JSON object");
   SdVaeConfig c;
   c.type = tiny ? "AutoencoderTiny" : "AutoencoderKL";

@@ -3,10 +3,12 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <charconv>
 #include <cmath>
 
 #include "cpu/kernels.h"
 #include "latent/error.h"
+#include "latent/json.h"
 
 namespace latent {
 
@@ -88,7 +90,12 @@ void Adam::load_state(const SafetensorsFile& file) {
       dst->copy_(t);
     }
   }
-  step_ = std::stoll(it->second);
+  const std::string& text = it->second;
+  int64_t step = -1;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), step);
+  if (ec != std::errc() || end != text.data() + text.size() || step < 0)
+    throw Error("checkpoint metadata 'optimizer.step' is not a step count: '" + text_excerpt(text, 30) + "'");
+  step_ = step;
 }
 
 }  // namespace latent

@@ -216,6 +216,11 @@ void check_data_fits(const Run& run) {
                   "]; use \"likelihood\": \"gaussian\" (with --standardize for tables)");
   }
   if (run.opt.batch_size < 1) throw Error("batch size must be >= 1");
+  for (const auto& [name, v] : {std::pair<const char*, double>{"--beta", run.opt.beta}, {"--kl-warmup", run.opt.kl_warmup},
+                                {"--kl-cycle", run.opt.kl_cycle}, {"--kl-cycle-ratio", run.opt.kl_cycle_ratio},
+                                {"--free-bits", run.opt.free_bits}, {"--lr", run.opt.adam.lr}, {"--beta1", run.opt.adam.beta1},
+                                {"--beta2", run.opt.adam.beta2}, {"--adam-eps", run.opt.adam.eps}})
+    if (!std::isfinite(v)) throw Error(std::string(name) + " must be a finite number");
   if (run.opt.epochs < 0) throw Error("epochs must be >= 0");
   if (!(run.opt.adam.lr > 0)) throw Error("learning rate must be > 0");
   const TrainOptions& o = run.opt;
@@ -234,7 +239,11 @@ void check_data_fits(const Run& run) {
 }  // namespace
 
 void set_num_threads(int threads) {
-  at::set_num_threads(threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int most = std::max(16, 4 * cores);  // more only adds switching; 100,000 threads were once created
+  if (threads < 0 || threads > most)
+    throw Error("--threads " + std::to_string(threads) + ": must be 0 (every core) to " + std::to_string(most) + " on this machine");
+  at::set_num_threads(threads > 0 ? threads : cores);
 }
 
 void request_stop() { g_stop.store(true); }
@@ -276,6 +285,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
 
 TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options) {
   if (options.out.empty()) throw Error("no output folder given (--out)");
+  if (options.epochs < 1) throw Error("--epochs must be at least 1 for a new run");
   set_num_threads(options.threads);
   Run run;
   run.opt = options;

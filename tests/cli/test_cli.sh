@@ -51,6 +51,15 @@ check "eval names its precision, and fp32 agrees with it" $PY -c "
 import json; a=json.load(open('$T/eval.json')); b=json.load(open('$T/eval32.json')); import sys
 sys.exit(0 if a['iwae_precision'] in ('fp32', 'bf16x3') and b['iwae_precision'] == 'fp32' and abs(a['iwae_nll'] - b['iwae_nll']) < 1e-4 else 1)"
 expect_error "precision" "$LATENT" eval "$T/run/model.safetensors" --precision fp16
+# Options a hostile or careless user gives: one line, the bound in plain numbers, nothing written.
+expect_error "--temperature: must be a non-negative finite number, got 'nan'" "$LATENT" sample "$T/run/model.safetensors" --temperature nan -o "$T/x.png"
+expect_error "--epochs: must be a non-negative finite number, got '-1'" "$LATENT" train --epochs -1 --out "$T/x"
+expect_error "--beta: must be a non-negative finite number, got 'nan'" "$LATENT" train --beta nan --limit 100 --out "$T/x"
+expect_error "--epochs must be at least 1 for a new run" "$LATENT" train --epochs 0 --limit 100 --out "$T/e0"
+check "train --epochs 0 wrote nothing" [ ! -e "$T/e0/model.safetensors" ]
+expect_error "--threads 100000: must be 0 (every core) to" "$LATENT" eval "$T/run/model.safetensors" --threads 100000
+mkfifo "$T/fifo.safetensors"
+expect_error "not a regular file" timeout 20 "$LATENT" eval "$T/fifo.safetensors"
 check "eval names the CPU path it ran" $PY -c "
 import json; c=json.load(open('$T/eval.json'))['cpu']; import sys
 sys.exit(0 if c['kernels'] in ('portable', 'avx2', 'avx512') and 'bf16' in c and 'amx' in c else 1)"

@@ -86,7 +86,7 @@ TEST(Safetensors, RejectsCorruptFiles) {
   std::string past = with_header(good_json, data);
   past[0] = static_cast<char>(200);
   EXPECT_ERROR_WITH(safetensors_parse(past, "f"), "runs past the end");
-  EXPECT_ERROR_WITH(safetensors_parse(with_header("{nope", data), "f"), "not valid JSON");
+  EXPECT_ERROR_WITH(safetensors_parse(with_header("{nope", data), "f"), "header: invalid JSON");
   EXPECT_ERROR_WITH(safetensors_parse(with_header("[1, 2]", ""), "f"), "does not start with");
   EXPECT_ERROR_WITH(safetensors_parse(with_header(good_json, std::string(4, '\0')), "f"), "past the data buffer");
   EXPECT_ERROR_WITH(safetensors_parse(with_header(R"({"t":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", data), "f"),

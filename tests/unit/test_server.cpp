@@ -249,8 +249,8 @@ TEST_F(ServerTest, DecodeRejectsBadCodes) {
   expect_error(post("/api/decode", R"({"z": []})"), 400, "non-empty array");
   expect_error(post("/api/decode", R"({"code": [[1, 2, 3]]})"), 400, "missing field 'z'");
   expect_error(post("/api/decode", R"([1, 2, 3])"), 400, "must be a JSON object");
-  expect_error(post("/api/decode", R"({"z": [[1, 2, 3]])"), 400, "malformed JSON");
-  expect_error(post("/api/decode", "NaN"), 400, "malformed JSON");
+  expect_error(post("/api/decode", R"({"z": [[1, 2, 3]])"), 400, "the request body: invalid JSON");
+  expect_error(post("/api/decode", "NaN"), 400, "the request body: invalid JSON");
   json many = json::array();
   for (int i = 0; i < 1025; ++i) many.push_back({0, 0, 0});
   expect_error(post("/api/decode", json{{"z", many}}.dump()), 400, "at most 1024 per request");
@@ -258,7 +258,17 @@ TEST_F(ServerTest, DecodeRejectsBadCodes) {
 
 TEST_F(ServerTest, OversizeAndDeeplyNestedBodiesGetErrorsNotCrashes) {
   expect_error(post("/api/decode", std::string(100 * 1024, ' ')), 413, "too large");
-  expect_error(post("/api/decode", std::string(60000, '[')), 400, "malformed JSON");
+  expect_error(post("/api/decode", std::string(60000, '[')), 400, "nested deeper than 64 levels");
+  EXPECT_EQ(get("/api/info").first, 200);
+}
+
+// Messages that quote what the client sent used to throw while the reply was dumped (invalid UTF-8
+// in a JSON string), which httplib answered with 500.
+TEST_F(ServerTest, InvalidUtf8AnywhereGetsA4xxWithValidJson) {
+  expect_error(post("/api/encode", "{\"index\": \xff\xfe}"), 400, "invalid JSON");
+  expect_error(post("/api/encode", "{\"\xff\xfe\": 1}"), 400, "");
+  expect_error(get("/api/anomaly?score=%FF%FE"), 400, "unknown score");
+  expect_error(get("/\xff\xfe"), 404, "");
   EXPECT_EQ(get("/api/info").first, 200);
 }
 

@@ -82,10 +82,10 @@ void add_eval(CLI::App& app) {
   cmd->add_option("checkpoint", a->checkpoint, "checkpoint written by latent train")->required()->check(CLI::ExistingFile);
   cmd->add_option("--data", a->data, "evaluate on other data (default: the checkpoint's)");
   cmd->add_option("--split", a->split, "test or train")->capture_default_str();
-  cmd->add_option("--limit", a->limit, "first N examples only")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", a->limit, "first N examples only")->check(non_negative());
   cmd->add_option("--iwae-k", a->iwae_k, "importance samples for the NLL estimate (0: skip)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option(
          "--precision", a->precision,
          "the IWAE estimate's decoder products (mlp_vae with ReLU and Bernoulli): fp32; bf16x3, three bfloat16 "
@@ -94,9 +94,9 @@ void add_eval(CLI::App& app) {
          "(\"iwae_precision\") and the CPU path (\"cpu\": kernels, oneDNN's ISA, bf16, amx, cap)")
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16x3", "bf16"}));
-  cmd->add_option("--batch-size", a->batch_size, "examples per batch")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch-size", a->batch_size, "examples per batch")->capture_default_str()->check(positive());
   cmd->add_option("--seed", a->seed, "noise seed")->capture_default_str();
-  cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(non_negative());
   cmd->add_flag("--json", a->json, "print JSON");
   cmd->footer(
       "Example:\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000 --json\n"

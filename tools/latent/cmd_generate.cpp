@@ -129,7 +129,7 @@ void add_generate(CLI::App& app) {
   s->add_option("--seed", a->seed, "seed")->capture_default_str();
   s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   s->add_option("--columns", a->columns, "grid columns")->capture_default_str()->check(CLI::Range(1, 1000));
   s->footer("Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy");
   s->callback([a]() {
@@ -141,7 +141,7 @@ void add_generate(CLI::App& app) {
   add_common(r, *a);
   r->add_option("inputs", a->inputs, "image or .npy files (default: examples of the checkpoint's data)");
   r->add_option("-n", a->n, "how many dataset examples")->capture_default_str()->check(CLI::Range(1, 10000));
-  r->add_option("--start", a->start, "first dataset index")->capture_default_str()->check(CLI::NonNegativeNumber);
+  r->add_option("--start", a->start, "first dataset index")->capture_default_str()->check(non_negative());
   r->add_option("--data", a->data, "other data (default: the checkpoint's)");
   r->add_option("--split", a->split, "test or train")->capture_default_str();
   r->add_option("-o,--out", a->out, "PNG");
@@ -176,7 +176,7 @@ void add_generate(CLI::App& app) {
   e->add_option("inputs", a->inputs, "image or .npy files (default: the checkpoint's data split)");
   e->add_option("--data", a->data, "other data (default: the checkpoint's)");
   e->add_option("--split", a->split, "test or train")->capture_default_str();
-  e->add_option("--limit", a->limit, "first N examples")->check(CLI::NonNegativeNumber);
+  e->add_option("--limit", a->limit, "first N examples")->check(non_negative());
   e->add_option("-o,--out", a->out, "output .npy")->required();
   e->footer(
       "Example:\n  latent encode runs/fmnist/model.safetensors --limit 1000 -o codes.npy\n  latent encode "

@@ -12,6 +12,7 @@
 #include "latent/atomic_file.h"
 #include "latent/error.h"
 #include "latent/image.h"
+#include "latent/json.h"
 #include "latent/npy.h"
 #include "latent/plot.h"
 #include "latent/train.h"
@@ -112,7 +113,7 @@ std::vector<int> anomaly_labels(const ScoreArgs& a, const Dataset& d) {
         try {
           v.push_back(std::stoll(line));
         } catch (const std::exception&) {
-          throw Error(a.labels + ": line " + std::to_string(v.size() + 1) + " is not 0 or 1: '" + line + "'");
+          throw Error(a.labels + ": line " + std::to_string(v.size() + 1) + " is not 0 or 1: '" + text_excerpt(line, 40) + "'");
         }
       }
       t = at::tensor(v, at::kLong);
@@ -152,7 +153,7 @@ void run_score(const ScoreArgs& a) {
   nlohmann::json cal;
   std::vector<double> cal_scores;
   if (auto it = ck.file.metadata.find("anomaly"); it != ck.file.metadata.end()) {
-    cal = nlohmann::json::parse(it->second);
+    cal = parse_json(it->second, a.checkpoint + ": metadata 'anomaly'");
     at::Tensor t = ck.file.find("anomaly.calibration");
     if (t.defined()) cal_scores = to_vector(t);
     if (!s.scores.count(cal["score"].get<std::string>()))
@@ -267,11 +268,11 @@ void add_common(CLI::App* cmd, ScoreArgs& a) {
   cmd->add_option("checkpoint", a.checkpoint, "checkpoint written by latent train")->required()->check(CLI::ExistingFile);
   cmd->add_option("--data", a.data, "data to score (default: the checkpoint's)");
   cmd->add_option("--split", a.split, "test or train; all: every example of a file or folder given as the data (its default)");
-  cmd->add_option("--limit", a.limit, "first N examples only")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", a.limit, "first N examples only")->check(non_negative());
   cmd->add_option("--k", a.k, "importance samples for iwae_nll (0: skip it)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--samples", a.samples, "draws of z for neg_elbo")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(non_negative());
+  cmd->add_option("--samples", a.samples, "draws of z for neg_elbo")->capture_default_str()->check(positive());
   cmd->add_option("--seed", a.seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
 }

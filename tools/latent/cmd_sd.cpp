@@ -122,18 +122,18 @@ void add_weights_options(CLI::App* c, SdArgs& a) {
   c->add_option("--vae", a.vae, "AutoencoderKL weights (safetensors: diffusers, LDM or a whole SD checkpoint)");
   c->add_option("--taesd", a.taesd, "TAESD weights (diffusers AutoencoderTiny safetensors) instead of --vae");
   c->add_option("--scaling-factor", a.scaling_factor, "latents = z x this (default: config.json's, else 0.18215; SDXL 0.13025)")
-      ->check(CLI::PositiveNumber);
+      ->check(positive());
   c->add_option("--precision", a.precision, "fp32, or bf16 on CPUs with AVX512-BF16 or AMX")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16"}));
   c->add_option("--tile", a.tile, "tile side in pixels for large images (0: whole images)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   c->add_option("--tile-overlap", a.overlap, "fraction of a tile shared with its neighbour")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 0.49));
   c->add_option("--threads", a.threads, "CPU threads (0: every core, fewer while other processes keep cores busy)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   c->add_flag("--winograd", a.winograd,
               "Winograd in every fp32 3x3 convolution with its transformed weights all kept (by default: outputs of 128x128 "
               "and up, large weights transformed at each run): ~20% faster, ~2.5x the memory");

@@ -81,33 +81,33 @@ void add_train(CLI::App& app) {
   cmd->add_option("--out", args->opt.out, "output folder");
   cmd->add_option("--epochs", args->opt.epochs, "epochs (with --resume: the new total)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--batch-size", args->opt.batch_size, "examples per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", args->opt.adam.lr, "Adam learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+      ->check(non_negative());
+  cmd->add_option("--batch-size", args->opt.batch_size, "examples per step")->capture_default_str()->check(positive());
+  cmd->add_option("--lr", args->opt.adam.lr, "Adam learning rate")->capture_default_str()->check(positive());
   cmd->add_option("--beta1", args->opt.adam.beta1, "Adam beta1")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--beta2", args->opt.adam.beta2, "Adam beta2")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--seed", args->opt.seed, "random seed (same seed and --threads: same numbers)")->capture_default_str();
   cmd->add_option("--threads", args->opt.threads, "CPU threads (0: every core)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_flag("--binarize", args->opt.binarize, "dynamic binarization: each batch samples x ~ Bernoulli(pixel)");
-  cmd->add_option("--beta", args->opt.beta, "KL weight (default: the config's beta, 1)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--beta", args->opt.beta, "KL weight (default: the config's beta, 1)")->check(non_negative());
   cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--kl-cycle", args->opt.kl_cycle, "cyclical KL annealing: cycle length in epochs (Fu et al. 2019)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--kl-cycle-ratio", args->opt.kl_cycle_ratio, "fraction of each cycle spent rising from 0 to beta")
       ->capture_default_str()
       ->check(CLI::Range(0.01, 1.0));
   cmd->add_option("--free-bits", args->opt.free_bits, "KL floor per latent dimension in nats (Kingma et al. 2016)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(non_negative());
   cmd->add_option("--objective", args->opt.objective, "elbo, or iwae: the k-sample importance-weighted bound (Burda et al. 2015)")
       ->capture_default_str()
       ->check(CLI::IsMember({"elbo", "iwae"}));
   cmd->add_option("--k", args->opt.iwae_k, "importance samples per example for --objective iwae")
       ->capture_default_str()
       ->check(CLI::Range(1, 100000));
-  cmd->add_option("--limit", args->opt.limit, "train on the first N training examples only")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--limit", args->opt.limit, "train on the first N training examples only")->check(non_negative());
   cmd->add_option("--test-data", args->test_data, "separate test data (same format as --data)");
   cmd->add_option("--labels", args->labels, "labels file (IDX or NPY) for --data");
   cmd->add_option("--test-labels", args->test_labels, "labels file for --test-data");

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
+#include <cmath>
 #include <filesystem>
 #include <regex>
 #include <thread>
@@ -10,6 +11,7 @@
 #include "latent/checkpoint_data.h"
 #include "latent/error.h"
 #include "latent/image.h"
+#include "latent/json.h"
 #include "latent/npy.h"
 
 namespace latent::cli {
@@ -46,7 +48,7 @@ at::Tensor load_inputs(const LoadedCheckpoint& ck, const std::vector<std::string
 }
 
 at::Tensor load_one_input(const LoadedCheckpoint& ck, const std::string& index_or_file, const std::string& source_override) {
-  if (std::regex_match(index_or_file, std::regex("[0-9]+"))) {
+  if (std::regex_match(index_or_file, std::regex("[0-9]{1,12}"))) {
     Dataset d = checkpoint_data(ck, source_override, "test", 0);
     const int64_t i = std::stoll(index_or_file);
     if (i >= d.size())
@@ -69,6 +71,38 @@ void parse_size(const std::string& text, int* height, int* width) {
     throw Error("--resize takes WxH, e.g. 64x64; got '" + text + "'");
   *width = std::stoi(m[1]);
   *height = std::stoi(m[2]);
+}
+
+namespace {
+
+CLI::Validator number_check(bool strict) {
+  return CLI::Validator(
+      [strict](std::string& text) -> std::string {
+        double v = 0;
+        size_t used = 0;
+        try {
+          v = std::stod(text, &used);
+        } catch (const std::exception&) {
+          used = 0;
+        }
+        if (used != text.size() || !std::isfinite(v) || v < 0 || (strict && v == 0))
+          return std::string("must be a ") + (strict ? "positive" : "non-negative") + " finite number, got '" +
+                 text_excerpt(text, 40) + "'";
+        return "";
+      },
+      strict ? "> 0" : ">= 0");
+}
+
+}  // namespace
+
+const CLI::Validator& non_negative() {
+  static const CLI::Validator v = number_check(false);
+  return v;
+}
+
+const CLI::Validator& positive() {
+  static const CLI::Validator v = number_check(true);
+  return v;
 }
 
 }  // namespace latent::cli

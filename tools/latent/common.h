@@ -34,6 +34,11 @@ at::Tensor load_one_input(const LoadedCheckpoint& ck, const std::string& index_o
 /// main returns it: commands never call exit(), so every destructor runs in order.
 int& exit_status();
 
+/// Option checks that refuse NaN and infinities and say the bound plainly (CLI11's own print
+/// DBL_MAX as a 309-digit number): a finite number >= 0, and a finite number > 0.
+const CLI::Validator& non_negative();
+const CLI::Validator& positive();
+
 /// "--resize 64x64" -> (64, 64)
 void parse_size(const std::string& text, int* height, int* width);
 

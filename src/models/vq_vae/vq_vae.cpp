@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "latent/error.h"
+#include "latent/json.h"
 #include "latent/objective.h"
 #include "models/config_keys.h"
 #include "models/layers.h"
@@ -294,7 +295,7 @@ ModelConfig parse_vq_config(const nlohmann::json& j) {
   if (j.contains("commitment")) c.commitment = positive_number(j["commitment"], "commitment", true);
   if (j.contains("decay")) {
     c.decay = positive_number(j["decay"], "decay", true);
-    if (c.decay >= 1) throw Error("model config: 'decay' must be in [0, 1), got " + j["decay"].dump());
+    if (c.decay >= 1) throw Error("model config: 'decay' must be in [0, 1), got " + json_excerpt(j["decay"]));
   }
   activation_and_likelihood(j, c);
   if (j.contains("sigma")) {

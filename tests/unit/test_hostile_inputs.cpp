@@ -1,0 +1,185 @@
+// Regression tests for what hostile or broken inputs did before they were fixed: stack overflows on
+// deep JSON and long NPY fields, values beyond float32, NaN weights, FIFOs, stale temporary files,
+// unbounded options. Each input is the smallest that showed the fault.
+#include <ATen/ATen.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "latent/adam.h"
+#include "latent/atomic_file.h"
+#include "latent/checkpoint.h"
+#include "latent/data.h"
+#include "latent/json.h"
+#include "latent/npy.h"
+#include "latent/train.h"
+#include "test_util.h"
+
+namespace latent {
+namespace {
+
+using test::TempDir;
+
+void write_text(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// 70,000 levels crashed while an error message was built (json::dump recursing per level).
+TEST(HostileJson, DeepNestingIsRefusedBeforeParsing) {
+  const std::string deep(70000, '[');
+  EXPECT_ERROR_WITH(parse_json(deep, "the body"), "the body: JSON nested deeper than 64 levels");
+  EXPECT_ERROR_WITH(parse_json("{\"a\": " + deep, "x"), "nested deeper");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file("{\"type\": " + deep), "nested deeper");
+  // Brackets inside strings are text, not nesting; 64 levels are fine.
+  EXPECT_EQ(parse_json("{\"a\": \"" + deep + "\\\"]\"}", "x")["a"].get<std::string>().size(), deep.size() + 2);
+  EXPECT_NO_THROW(parse_json(std::string(64, '[') + std::string(64, ']'), "x"));
+  EXPECT_ERROR_WITH(parse_json(std::string(65, '[') + std::string(65, ']'), "x"), "nested deeper");
+}
+
+TEST(HostileJson, MessagesQuoteInvalidUtf8AndLongTextSafely) {
+  const std::string bad = "ab\xff\xfe\xc3(cd\x01";
+  const std::string e = text_excerpt(bad);
+  EXPECT_NO_THROW(nlohmann::json(e).dump());
+  EXPECT_EQ(e, "ab\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd(cd ");
+  EXPECT_EQ(text_excerpt(std::string(500, 'x'), 10), std::string(10, 'x') + "...");
+  EXPECT_NO_THROW(nlohmann::json(json_excerpt(nlohmann::json(bad))).dump());
+  try {
+    parse_json("{\"a\": \xff}", "body");
+    FAIL() << "no error";
+  } catch (const Error& err) {
+    EXPECT_NO_THROW(nlohmann::json(std::string(err.what())).dump()) << "the message must be valid UTF-8";
+  }
+}
+
+TEST(HostileJson, CheckpointMetadataIsBoundedToo) {
+  TempDir dir;
+  CheckpointInfo info;
+  info.model = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
+  info.data_shape = {6};
+  Model m = make_model(info.model, info.data_shape);
+  checkpoint_save(dir / "ok.safetensors", info, *m);
+  SafetensorsFile f = safetensors_load(dir / "ok.safetensors");
+  f.metadata["metrics"] = std::string(70000, '[');
+  safetensors_save(dir / "deep.safetensors", f);
+  EXPECT_ERROR_WITH(checkpoint_load(dir / "deep.safetensors"), "metadata 'metrics': JSON nested deeper");
+}
+
+// A checkpoint with NaN weights evaluated to nan and exited 0.
+TEST(HostileCheckpoint, NonFiniteWeightsAreNamed) {
+  TempDir dir;
+  CheckpointInfo info;
+  info.model = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
+  info.data_shape = {6};
+  Model m = make_model(info.model, info.data_shape);
+  {
+    at::NoGradGuard no_grad;
+    named_parameters(*m)[2].second.view({-1})[0] = INFINITY;
+  }
+  checkpoint_save(dir / "inf.safetensors", info, *m);
+  EXPECT_ERROR_WITH(checkpoint_load(dir / "inf.safetensors"), named_parameters(*m)[2].first + " holds NaN or infinite values");
+}
+
+// A FIFO given as a checkpoint was read for ever.
+TEST(HostileCheckpoint, AFifoIsRefusedAtOnce) {
+  TempDir dir;
+  ASSERT_EQ(::mkfifo((dir / "pipe").c_str(), 0600), 0);
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_ERROR_WITH(checkpoint_load(dir / "pipe"), "not a regular file");
+  EXPECT_ERROR_WITH(safetensors_map(dir / "pipe"), "not a regular file");
+  EXPECT_ERROR_WITH(read_file(dir / "pipe"), "not a regular file");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 30.0);
+}
+
+TEST(HostileCheckpoint, AGarbledOptimizerStepIsNamed) {
+  TempDir dir;
+  SafetensorsFile f;
+  Adam adam({{"w", at::zeros({2})}}, {});
+  adam.save_state(f);
+  f.metadata["optimizer.step"] = "99999999999999999999999";
+  EXPECT_ERROR_WITH(adam.load_state(f), "'optimizer.step' is not a step count");
+}
+
+// A header field of tens of thousands of characters overflowed the stack in std::regex.
+TEST(HostileNpy, LongHeaderFieldsAndBadShapesAreRefused) {
+  TempDir dir;
+  const std::string good = npy_serialize(at::ones({4, 2}));
+  auto with_header = [&](const std::string& header) {
+    std::string out("\x93NUMPY\x02\x00", 8);
+    for (int i = 0; i < 4; ++i) out += static_cast<char>((header.size() >> (8 * i)) & 0xff);
+    return out + header + std::string(32, '\0');
+  };
+  EXPECT_ERROR_WITH(npy_parse(with_header("{'descr': '" + std::string(60000, 'f') + "'}"), "long.npy"), "unsupported dtype");
+  EXPECT_ERROR_WITH(npy_parse(with_header(std::string(70000, ' ')), "huge.npy"), "at most 64 KB");
+  for (const char* shape : {"(-2, 4)", "(2.4,)", "(2, x)", "(4", "(99999999999999,)"}) {
+    std::string bad = good;
+    const size_t at = bad.find("(4, 2)");
+    bad.replace(at, 6, std::string(shape) + std::string(6 > std::strlen(shape) ? 6 - std::strlen(shape) : 0, ' '));
+    if (std::strlen(shape) > 6) bad = with_header(std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }");
+    SCOPED_TRACE(shape);
+    EXPECT_ERROR_WITH(npy_parse(bad, "shape.npy"), "shape");
+  }
+  EXPECT_TRUE(at::equal(npy_parse(good, "good.npy"), at::ones({4, 2})));
+}
+
+// 1e39 became inf as float32 and training "diverged"; 1e-320 was refused as not finite.
+TEST(HostileCsv, ValuesBeyondFloat32AreNamedAndTinyOnesRead) {
+  TempDir dir;
+  write_text(dir / "big.csv", "a,b\n1,2\n3,1e39\n");
+  EXPECT_ERROR_WITH(csv_load(dir / "big.csv"), "big.csv: line 3, column 2: '1e39' is beyond float32's range");
+  write_text(dir / "tiny.csv", "1,1e-320\n2,3\n");
+  const Dataset d = csv_load(dir / "tiny.csv");
+  EXPECT_EQ(d.x.size(0), 2);
+  EXPECT_EQ(d.x[0][1].item<float>(), 0.0f);
+}
+
+// kill -9 during a checkpoint write left .model.safetensors.tmp.* files that nothing removed.
+TEST(HostileFiles, TemporariesOfDeadWritersAreRemovedOnTheNextWrite) {
+  TempDir dir;
+  pid_t dead = ::fork();
+  if (dead == 0) ::_exit(0);
+  ASSERT_GT(dead, 0);
+  int status = 0;
+  ::waitpid(dead, &status, 0);  // reaped: its pid is free (kill(pid, 0) fails with ESRCH)
+  const std::string stale = dir / (".out.bin.tmp." + std::to_string(dead) + ".AbC123");
+  const std::string live = dir / (".out.bin.tmp." + std::to_string(::getpid()) + ".XyZ789");
+  write_text(stale, "half a checkpoint");
+  write_text(live, "another write of this process, under way");
+  atomic_write(dir / "out.bin", "whole");
+  EXPECT_FALSE(std::filesystem::exists(stale));
+  EXPECT_TRUE(std::filesystem::exists(live));
+  EXPECT_EQ(read_file(dir / "out.bin"), "whole");
+}
+
+// 100,000 threads were created; --beta nan was accepted and left a checkpoint resume could not read;
+// --epochs 0 said it saved a checkpoint it never wrote.
+TEST(HostileOptions, ThreadsEpochsAndNonFiniteNumbersAreRefused) {
+  EXPECT_ERROR_WITH(set_num_threads(100000), "--threads 100000: must be 0 (every core) to");
+  EXPECT_NO_THROW(set_num_threads(0));
+  TempDir dir;
+  const ModelConfig config = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
+  write_text(dir / "t.csv", "0.1,0.2\n0.3,0.4\n0.5,0.6\n");
+  DataSpec data;
+  data.source = dir / "t.csv";
+  TrainOptions o;
+  o.out = dir / "run";
+  o.progress = false;
+  o.epochs = 0;
+  EXPECT_ERROR_WITH(train(config, data, o), "--epochs must be at least 1");
+  o.epochs = 1;
+  for (double* field : {&o.beta, &o.kl_warmup, &o.free_bits, &o.adam.lr}) {
+    const double keep = *field;
+    *field = NAN;
+    EXPECT_ERROR_WITH(train(config, data, o), "must be a finite number");
+    *field = keep;
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir / "run/model.safetensors"));
+}
+
+}  // namespace
+}  // namespace latent
