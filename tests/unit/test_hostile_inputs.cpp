@@ -30,6 +30,14 @@ void write_text(const std::string& path, const std::string& text) {
   out << text;
 }
 
+// A tiny mlp_vae checkpoint's description and its freshly initialized model.
+std::pair<CheckpointInfo, Model> tiny_model() {
+  CheckpointInfo info;
+  info.model = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
+  info.data_shape = {6};
+  return {info, make_model(info.model, info.data_shape)};
+}
+
 // 70,000 levels crashed while an error message was built (json::dump recursing per level).
 TEST(HostileJson, DeepNestingIsRefusedBeforeParsing) {
   const std::string deep(70000, '[');
@@ -59,10 +67,7 @@ TEST(HostileJson, MessagesQuoteInvalidUtf8AndLongTextSafely) {
 
 TEST(HostileJson, CheckpointMetadataIsBoundedToo) {
   TempDir dir;
-  CheckpointInfo info;
-  info.model = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
-  info.data_shape = {6};
-  Model m = make_model(info.model, info.data_shape);
+  auto [info, m] = tiny_model();
   checkpoint_save(dir / "ok.safetensors", info, *m);
   SafetensorsFile f = safetensors_load(dir / "ok.safetensors");
   f.metadata["metrics"] = std::string(70000, '[');
@@ -73,10 +78,7 @@ TEST(HostileJson, CheckpointMetadataIsBoundedToo) {
 // A checkpoint with NaN weights evaluated to nan and exited 0.
 TEST(HostileCheckpoint, NonFiniteWeightsAreNamed) {
   TempDir dir;
-  CheckpointInfo info;
-  info.model = ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})");
-  info.data_shape = {6};
-  Model m = make_model(info.model, info.data_shape);
+  auto [info, m] = tiny_model();
   {
     at::NoGradGuard no_grad;
     named_parameters(*m)[2].second.view({-1})[0] = INFINITY;
