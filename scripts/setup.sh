@@ -9,6 +9,7 @@ packages=(
   libdnnl-dev             # oneDNN sgemm for the fused MLP training step
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
   libgtest-dev            # unit tests
+  clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for the fuzz targets (scripts/fuzz.sh)
   dataset-fashion-mnist   # the default data
   python3-torch python3-numpy  # PyTorch references for test fixtures and benchmarks
   chromium                # the browser the explorer's tests drive (headless)

@@ -60,16 +60,16 @@ void atomic_write(const std::string& path, std::string_view bytes) {
   if (dir.empty()) dir = ".";
   std::error_code ec;
   fs::create_directories(dir, ec);
-  if (ec) throw Error("cannot create folder " + dir.string() + ": " + ec.message());
+  if (ec) throw Error("cannot write " + path + ": cannot create its folder (" + ec.message() + ")");
 
   const std::string prefix = "." + target.filename().string() + ".tmp.";
   remove_stale_temporaries(dir, prefix);
   std::string tmpl = (dir / (prefix + std::to_string(::getpid()) + ".XXXXXX")).string();
   int fd = ::mkstemp(tmpl.data());
-  if (fd < 0) throw Error("cannot create a temporary file in " + dir.string() + ": " + errno_text());
+  if (fd < 0) throw Error("cannot write " + path + ": " + errno_text() + " (creating a temporary file beside it)");
   try {
     write_all(fd, bytes, path);
-    if (::fsync(fd) != 0) throw Error("cannot sync " + path + ": " + errno_text());
+    if (::fsync(fd) != 0) throw Error("cannot write " + path + ": " + errno_text() + " (syncing it)");
     ::fchmod(fd, 0644);
   } catch (...) {
     ::close(fd);
@@ -78,12 +78,12 @@ void atomic_write(const std::string& path, std::string_view bytes) {
   }
   if (::close(fd) != 0) {
     ::unlink(tmpl.c_str());
-    throw Error("cannot close " + path + ": " + errno_text());
+    throw Error("cannot write " + path + ": " + errno_text() + " (closing it)");
   }
   if (::rename(tmpl.c_str(), path.c_str()) != 0) {
     std::string why = errno_text();
     ::unlink(tmpl.c_str());
-    throw Error("cannot rename the temporary file to " + path + ": " + why);
+    throw Error("cannot write " + path + ": " + why + " (renaming the temporary file to it)");
   }
   // The rename itself is made durable by syncing the folder entry.
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);

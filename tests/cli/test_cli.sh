@@ -8,19 +8,6 @@ T="$(mktemp -d)"
 trap 'rm -rf "$T"' EXIT
 source "$(dirname "$0")/lib.sh"
 
-# expect_error PHRASE CMD...: non-zero exit, exactly one line on stderr containing PHRASE, no crash.
-expect_error() {
-  local phrase="$1"; shift
-  "$@" >"$T/out" 2>"$T/err"
-  local rc=$?
-  local lines; lines=$(wc -l <"$T/err")
-  if [ "$rc" -ne 0 ] && [ "$rc" -lt 128 ] && [ "$lines" -eq 1 ] && grep -qF -- "$phrase" "$T/err"; then
-    ok "error '$phrase'"
-  else
-    fail "error '$phrase' (rc=$rc, $lines stderr lines): $(head -c 400 "$T/err")"
-  fi
-}
-
 json_get() { $PY -c "import json,sys; d=json.load(open('$1')); print(eval('d'+sys.argv[1]))" "$2"; }
 
 # --- training on 5,000 Fashion-MNIST images, 5 epochs ----------------------------------------
