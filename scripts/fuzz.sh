@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (fuzz/: clang with AddressSanitizer, UndefinedBehaviorSanitizer and
-# coverage, in build-fuzz/) and runs each on its seed corpus (fuzz/corpus/<target>/) for SECONDS.
-# Inputs a run discovers go to build-fuzz/corpus/<target>/ (never into the repo); a crash's input
-# to build-fuzz/crashes/. Prints one line per target: executions, coverage (edges), corpus size,
+# coverage, in build-sanitize/, the tree whose unit tests `scripts/test.sh sanitize` runs) and runs
+# each on its seed corpus (fuzz/corpus/<target>/) for SECONDS. Inputs a run discovers go to
+# build-sanitize/corpus/<target>/ (never into the repo); a crash's input to build-sanitize/crashes/. Prints one line per target: executions, coverage (edges), corpus size,
 # crashes; exits non-zero when any target crashed.
 #   scripts/fuzz.sh [SECONDS (default 60)] [TARGET ...]   (CI: scripts/test.sh fuzz runs 30 s each)
 set -euo pipefail
@@ -12,26 +12,26 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(safetensors npy idx csv image request checkpoint sd_weights)
 command -v clang++ >/dev/null || { echo "scripts/fuzz.sh: needs clang++ (scripts/setup.sh installs it)"; exit 1; }
-cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON \
-  -DLATENT_BUILD_TESTS=OFF -DLATENT_BUILD_BENCH=OFF >build-fuzz.log 2>&1 || { cat build-fuzz.log; exit 1; }
-cmake --build build-fuzz -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >>build-fuzz.log 2>&1 ||
-  { tail -50 build-fuzz.log; exit 1; }
-mkdir -p build-fuzz/crashes
+B=build-sanitize
+cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON -DLATENT_BUILD_BENCH=OFF \
+  >$B.log 2>&1 || { cat $B.log; exit 1; }
+cmake --build $B -j"$(nproc)" --target $(printf 'fuzz_%s ' "${targets[@]}") >>$B.log 2>&1 || { tail -50 $B.log; exit 1; }
+mkdir -p $B/crashes
 status=0
 printf '%-12s %12s %8s %8s %8s\n' target executions edges corpus crashes
 for t in "${targets[@]}"; do
-  work=build-fuzz/corpus/$t
+  work=$B/corpus/$t
   mkdir -p "$work"
-  log=build-fuzz/fuzz_$t.log
+  log=$B/fuzz_$t.log
   # Leak detection is off: LibTorch and oneDNN keep process-lifetime allocations LeakSanitizer reports.
   set +e
-  ASAN_OPTIONS=detect_leaks=0 build-fuzz/fuzz/fuzz_$t "$work" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=20 \
-    -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 -artifact_prefix="build-fuzz/crashes/$t-" >"$log" 2>&1
+  ASAN_OPTIONS=detect_leaks=0 $B/fuzz/fuzz_$t "$work" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=20 \
+    -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$log" 2>&1
   rc=$?
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  crashes=$(ls build-fuzz/crashes/ 2>/dev/null | grep -c "^$t-" || true)
+  crashes=$(ls $B/crashes/ 2>/dev/null | grep -c "^$t-" || true)
   printf '%-12s %12s %8s %8s %8s\n' "$t" "${runs:-?}" "${edges:-?}" "$(ls "$work" | wc -l)" "$crashes"
   if [ $rc -ne 0 ]; then
     status=1

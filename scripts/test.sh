@@ -7,14 +7,19 @@
 #   package   cmake --install into build/install, then examples/ built against that installed package
 #             (find_package(latent)) and run: train, sample, score;
 #   portable  the unit tests of a second build that compiles no x86 intrinsics (-DLATENT_PORTABLE=ON,
-#             in build-portable/), on the portable kernels every architecture runs.
-# scripts/test.sh [native] [avx2] [package] [portable] [-- CTEST ARGS]: some phases only (default: all).
+#             in build-portable/), on the portable kernels every architecture runs;
+#   sanitize  the unit and server tests of a clang build with AddressSanitizer and UndefinedBehavior-
+#             Sanitizer (build-sanitize/, -DLATENT_FUZZ=ON: the same tree builds the fuzz targets);
+#   fuzz      every fuzz target for 30 s on its seed corpus (scripts/fuzz.sh 30): a regression in a
+#             parser shows at the next landing.
+# scripts/test.sh [native] [avx2] [package] [portable] [sanitize] [fuzz] [-- CTEST ARGS]: some phases
+# only (default: all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 phases=()
 while [ $# -gt 0 ] && [ "$1" != "--" ]; do phases+=("$1"); shift; done
 [ "${1:-}" = "--" ] && shift
-[ ${#phases[@]} -gt 0 ] || phases=(native avx2 package portable)
+[ ${#phases[@]} -gt 0 ] || phases=(native avx2 package portable sanitize fuzz)
 scripts/setup.sh
 scripts/build.sh
 status=0
@@ -45,7 +50,16 @@ for phase in "${phases[@]}"; do
         { cat build-portable.log; exit 1; }
       cmake --build build-portable -j"$(nproc)" --target latent_tests latent_server_tests
       (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
-    *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2, package or portable)"; exit 2 ;;
+    sanitize)
+      # LeakSanitizer is off: LibTorch and oneDNN keep process-lifetime allocations it would report.
+      export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1
+      cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON \
+        -DLATENT_BUILD_BENCH=OFF >build-sanitize.log 2>&1 || { cat build-sanitize.log; exit 1; }
+      cmake --build build-sanitize -j"$(nproc)" --target latent_tests latent_server_tests >>build-sanitize.log 2>&1 ||
+        { tail -50 build-sanitize.log; exit 1; }
+      (cd build-sanitize && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
+    fuzz) scripts/fuzz.sh 30 || status=1 ;;
+    *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2, package, portable, sanitize or fuzz)"; exit 2 ;;
   esac
 done
 exit $status

@@ -21,7 +21,7 @@ namespace latent::server {
 struct ServeOptions {
   std::string host = "127.0.0.1";
   int port = 8080;                    // 0: any free port (see ExplorerServer::port)
-  int threads = 64;                   // connections served at once (each keep-alive client holds one)
+  int threads = 512;                  // connections served at once (each holds a thread while open; threads start as they come)
   size_t max_body = size_t{8} << 20;  // larger request bodies get 413
   std::string precision = "auto";     // of the decoder's products for images: "fp32", "bf16" or "auto"
   ApiLimits limits;

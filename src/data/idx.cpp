@@ -88,7 +88,7 @@ at::Tensor idx_load(const std::string& path) {
     throw fail("truncated: the header promises " + std::to_string(need) + " data bytes, the file has " + std::to_string(have));
   if (have > need) throw fail(std::to_string(have - need) + " unexpected bytes after the data");
   at::Tensor t = at::empty(shape, dtype);
-  std::memcpy(t.data_ptr(), bytes.data() + start, need);
+  if (need > 0) std::memcpy(t.data_ptr(), bytes.data() + start, need);  // an empty tensor has no data pointer
   if (c10::elementSize(dtype) > 1) {  // big-endian on disk
     auto* b = static_cast<unsigned char*>(t.data_ptr());
     const size_t w = c10::elementSize(dtype);

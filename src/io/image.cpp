@@ -32,6 +32,8 @@ at::Tensor image_decode(const std::string& bytes, const std::string& origin, int
                                                                          static_cast<int>(bytes.size()), &w, &h, &stored, want),
                                                    stbi_image_free);
   if (!pixels) throw Error(origin + ": cannot decode image (" + stbi_failure_reason() + ")");
+  if (w < 1 || h < 1)  // stb decodes a BMP of height 0 (found by fuzz_image); resizing it divided by zero
+    throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " pixels holds no pixels");
   at::Tensor hwc = at::from_blob(pixels.get(), {h, w, want}, at::kByte).clone();
   if ((height > 0 && height != h) || (width > 0 && width != w)) {
     const int oh = height > 0 ? height : h, ow = width > 0 ? width : w;

@@ -107,7 +107,8 @@ TEST(AnomalyMetrics, AveragePrecisionIsTheMeanPrecisionAtEachAnomalysRank) {
   auto [s, l] = random_case(200, 3, false);
   std::vector<size_t> order(s.size());
   for (size_t i = 0; i < s.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return s[a] > s[b]; });
+  const auto& scores = s;  // C++17 lambdas cannot capture structured bindings (clang refuses; gcc allows)
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   double hits = 0, sum = 0;
   for (size_t r = 0; r < order.size(); ++r)
     if (l[order[r]]) sum += ++hits / static_cast<double>(r + 1);

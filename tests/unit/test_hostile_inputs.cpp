@@ -15,6 +15,7 @@
 #include "latent/atomic_file.h"
 #include "latent/checkpoint.h"
 #include "latent/data.h"
+#include "latent/image.h"
 #include "latent/json.h"
 #include "latent/npy.h"
 #include "latent/train.h"
@@ -156,6 +157,20 @@ TEST(HostileFiles, TemporariesOfDeadWritersAreRemovedOnTheNextWrite) {
   EXPECT_FALSE(std::filesystem::exists(stale));
   EXPECT_TRUE(std::filesystem::exists(live));
   EXPECT_EQ(read_file(dir / "out.bin"), "whole");
+}
+
+// Found by fuzz_image: a BMP whose height decodes as 0; resizing it divided by zero (UBSan).
+TEST(HostileImages, AnImageWithoutPixelsIsRefused) {
+  const std::string bmp("\x42\x4d\x4e\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00\x04\x02\x00\x00\x00\x00\x00\x00\x01\x00\x18\x00\x00\x00\x00\x00\x18\x00\x00\x00\x13\x0b\x00\x00\x13\x0b\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x60\xc3\xaa\x09\x0c\x11\xf2\xe7\x41\xaf\xde\xef\x7c\x6d\x05\x0a\x0a\xb5\xe5\x96\xf6\xdf\x9b\xd1", 78);
+  EXPECT_ERROR_WITH(image_decode(bmp, "zero.bmp", 1, 28, 28), "holds no pixels");
+}
+
+// Found by fuzz_idx: an IDX of shape [0, ...] copied its zero bytes from a null pointer (UBSan).
+TEST(HostileIdx, AnEmptyTensorReadsWithoutTouchingData) {
+  TempDir dir;
+  const std::string bytes("\x00\x00\x00\x0d\x02\x00\x00\x00\x00\x7d\x4c\x00\x00", 13);
+  write_text(dir / "empty.idx", bytes.substr(1));  // the fuzz input's first byte picks raw IDX
+  EXPECT_EQ(idx_load(dir / "empty.idx").numel(), 0);
 }
 
 // 100,000 threads were created; --beta nan was accepted and left a checkpoint resume could not read;

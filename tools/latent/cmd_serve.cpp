@@ -58,7 +58,10 @@ void add_serve(CLI::App& app) {
       ->check(CLI::ExistingFile);
   cmd->add_option("--port", a->opt.port, "TCP port (0: any free port)")->capture_default_str()->check(CLI::Range(0, 65535));
   cmd->add_option("--host", a->opt.host, "address to bind (0.0.0.0 exposes the explorer to the network)")->capture_default_str();
-  cmd->add_option("--threads", a->opt.threads, "requests served at once")->capture_default_str()->check(CLI::Range(1, 1024));
+  cmd->add_option("--threads", a->opt.threads,
+                  "connections served at once (each holds a thread while open; threads start as connections come)")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--precision", a->opt.precision,
                   "decoder products for images: fp32, bf16 (CPUs with AMX or AVX512-BF16: ~2x the requests/s; "
                   "8% of pixels move, nearly all by 1 of 255 levels), or auto: bf16 where the CPU has it, else fp32 "
