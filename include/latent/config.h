@@ -18,6 +18,8 @@
 ///   commitment  weight of ||z_e - sg(z_q)||^2                          [0.25]
 ///   decay       of the codebook's exponential moving averages          [0.99]
 /// Unknown keys, keys that do not belong to the type, and bad values are errors naming the key.
+/// Caps (a checkpoint's config comes from a file): every size from 1 to 65536, at most 32 layers per
+/// list, and a model of at most 2^28 numbers for its data shape (refused before it is allocated).
 #pragma once
 
 #include <cstdint>

@@ -16,6 +16,16 @@ bool is_model_tensor(const std::string& name) {
   return name.rfind("optimizer.", 0) != 0 && name.rfind("data.", 0) != 0 && name.rfind("anomaly.", 0) != 0;
 }
 
+// Values per example at most (a 4096 x 4096 RGB image is 50M): a checkpoint's metadata is checked
+// against it before a model is built for it.
+constexpr int64_t kMaxExampleSize = int64_t{1} << 26;
+
+int64_t example_size(const std::vector<int64_t>& shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) n = d > 0 && n > kMaxExampleSize / d ? kMaxExampleSize + 1 : n * d;
+  return n;
+}
+
 nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, const std::string& origin) {
   auto it = file.metadata.find(key);
   if (it == file.metadata.end()) throw Error(origin + ": not a latent checkpoint (metadata has no '" + key + "')");
@@ -84,8 +94,11 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   const nlohmann::json shape = parse_meta(out.file, "data_shape", path);
   if (!shape.is_array()) throw Error(path + ": metadata 'data_shape' is not a list");
   for (const auto& d : shape) {
-    if (!d.is_number_integer() || d.get<int64_t>() < 1) throw Error(path + ": metadata 'data_shape' holds a bad size");
+    if (!d.is_number_integer() || d.get<int64_t>() < 1 || d.get<int64_t>() > kMaxExampleSize)
+      throw Error(path + ": metadata 'data_shape' holds a bad size");
     info.data_shape.push_back(d.get<int64_t>());
+    if (shape.size() > 4 || example_size(info.data_shape) > kMaxExampleSize)
+      throw Error(path + ": metadata 'data_shape' " + json_excerpt(shape) + " is not an example shape latent trains on");
   }
   info.data = DataSpec::from_json(parse_meta(out.file, "data", path));
   const nlohmann::json classes = parse_meta(out.file, "classes", path);

@@ -13,13 +13,17 @@ void only_keys(const nlohmann::json& j, const std::set<std::string>& allowed, co
 }
 
 int64_t positive_int(const nlohmann::json& v, const std::string& key) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 1)
-    throw Error("model config: '" + key + "' must be an integer >= 1, got " + json_excerpt(v));
+  if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxConfigSize)
+    throw Error("model config: '" + key + "' must be an integer from 1 to " + std::to_string(kMaxConfigSize) + ", got " +
+                json_excerpt(v));
   return v.get<int64_t>();
 }
 
 std::vector<int64_t> int_list(const nlohmann::json& v, const std::string& key) {
   if (!v.is_array()) throw Error("model config: '" + key + "' must be a list of integers, got " + json_excerpt(v));
+  if (v.size() > static_cast<size_t>(kMaxConfigLayers))
+    throw Error("model config: '" + key + "' lists " + std::to_string(v.size()) + " layers, at most " +
+                std::to_string(kMaxConfigLayers));
   std::vector<int64_t> out;
   for (const auto& e : v) out.push_back(positive_int(e, key));
   return out;

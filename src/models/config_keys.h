@@ -11,6 +11,11 @@
 
 namespace latent {
 
+/// Caps on what a config may ask for, checked before anything is allocated (a checkpoint's config
+/// comes from a file): sizes (latent, hidden, channels, codebook, code_dim) and list lengths.
+constexpr int64_t kMaxConfigSize = 65536;
+constexpr int64_t kMaxConfigLayers = 32;
+
 /// Throws for the first key of j not in `allowed`.
 void only_keys(const nlohmann::json& j, const std::set<std::string>& allowed, const std::string& type);
 int64_t positive_int(const nlohmann::json& v, const std::string& key);

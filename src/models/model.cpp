@@ -50,7 +50,13 @@ Model make_model(const ModelConfig& config, const std::vector<int64_t>& data_sha
   if (data_shape.empty()) throw Error("data shape is empty");
   for (int64_t d : data_shape)
     if (d < 1) throw Error("data shape has a zero dimension");
-  return family(config.type).build(config, data_shape);
+  const Family& f = family(config.type);
+  const double numbers = f.numbers(config, data_shape);
+  if (numbers > kMaxModelNumbers)
+    throw Error("model config: a " + config.type + " of this size for data " + shape_text(data_shape) + " holds about " +
+                std::to_string(static_cast<int64_t>(numbers / 1e6)) + "M numbers, at most " +
+                std::to_string(static_cast<int64_t>(kMaxModelNumbers / 1e6)) + "M");
+  return f.build(config, data_shape);
 }
 
 VaeImpl& require_gaussian_latent(ModelImpl& model, const std::string& what) {

@@ -21,7 +21,14 @@ struct Family {
   nlohmann::json (*to_json)(const ModelConfig& c);
   /// A freshly initialized model for data of shape `data_shape`; throws latent::Error when it does not fit.
   Model (*build)(const ModelConfig& c, const std::vector<int64_t>& data_shape);
+  /// How many numbers (parameters and buffers) the model holds, computed without building it, so that
+  /// make_model can refuse one past kMaxModelNumbers (a checkpoint's config comes from a file). An
+  /// estimate within a few percent is enough.
+  double (*numbers)(const ModelConfig& c, const std::vector<int64_t>& data_shape);
 };
+
+/// 2^28 numbers (1 GB of float32, twice that with Adam's state): more is refused before allocation.
+constexpr double kMaxModelNumbers = 268435456.0;
 
 const std::vector<Family>& families();
 /// The family of `type`; throws latent::Error listing the known types.

@@ -19,6 +19,7 @@
 #include "latent/json.h"
 #include "latent/npy.h"
 #include "latent/train.h"
+#include "models/registry.h"
 #include "test_util.h"
 
 namespace latent {
@@ -86,6 +87,38 @@ TEST(HostileCheckpoint, NonFiniteWeightsAreNamed) {
   }
   checkpoint_save(dir / "inf.safetensors", info, *m);
   EXPECT_ERROR_WITH(checkpoint_load(dir / "inf.safetensors"), named_parameters(*m)[2].first + " holds NaN or infinite values");
+}
+
+// A checkpoint's config comes from a file: sizes are capped, and a model is refused by its size
+// before anything is allocated for it. The size is computed without building the model; it must
+// match what building gives.
+TEST(HostileCheckpoint, ModelSizesAreKnownBeforeBuildingAndCapped) {
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> cases = {
+      {R"({"type": "mlp_vae", "hidden": [400], "latent": 20})", {1, 28, 28}},
+      {R"({"type": "mlp_vae", "hidden": [64, 32], "latent": 5, "likelihood": "gaussian", "variance": "learned"})", {30}},
+      {R"({"type": "conv_vae", "channels": [8, 16], "hidden": [32], "latent": 4})", {3, 16, 12}},
+      {R"({"type": "vq_vae", "channels": [8, 16], "codebook": 32, "code_dim": 6})", {1, 16, 16}},
+  };
+  for (const auto& [text, shape] : cases) {
+    SCOPED_TRACE(text);
+    const ModelConfig c = ModelConfig::from_text_or_file(text);
+    Model m = make_model(c, shape);
+    double built = 0;
+    for (const auto& [name, t] : named_state(*m)) built += static_cast<double>(t.numel());
+    const double estimate = family(c.type).numbers(c, shape);
+    EXPECT_NEAR(estimate / built, 1.0, 0.05) << estimate << " against " << built;
+  }
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [70000], "latent": 2})"),
+                    "'hidden' must be an integer from 1 to 65536");
+  std::string layers = "1";
+  for (int i = 0; i < 32; ++i) layers += ", 1";  // 33 layers
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "latent": 2, "hidden": [)" + layers + "]}"),
+                    "lists 33 layers, at most 32");
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_ERROR_WITH(make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [65536, 65536], "latent": 2})"),
+                               {1, 28, 28}),
+                    "at most 268M");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
 }
 
 // A FIFO given as a checkpoint was read for ever.

@@ -83,10 +83,29 @@ class ConvVae : public VaeImpl {
 
 }  // namespace
 
+// The conv stack and its transposed mirror (4x4 kernels), the dense layers both ways, fc_mu, fc_logvar.
+double conv_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
+  if (shape.size() != 3) return 0;  // the constructor names what is wrong with the shape
+  double n = 0, c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
+  for (int64_t ch : c.channels) {
+    n += 2 * (16 * c_in * static_cast<double>(ch) + static_cast<double>(ch) + c_in);
+    c_in = static_cast<double>(ch);
+    pixels /= 4;
+  }
+  double in = c_in * pixels;
+  const double flat = in;
+  for (int64_t h : c.hidden) {
+    n += 2 * (in * static_cast<double>(h) + static_cast<double>(h)) + in;
+    in = static_cast<double>(h);
+  }
+  return n + 3 * (in + 1) * static_cast<double>(c.latent) + flat;
+}
+
 Family conv_vae_family() {
   return {"conv_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "conv_vae", true); },
           [](const ModelConfig& c) { return vae_config_json(c, true); },
-          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<ConvVae>(c, shape); }};
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<ConvVae>(c, shape); },
+          conv_numbers};
 }
 
 }  // namespace latent

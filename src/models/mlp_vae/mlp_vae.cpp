@@ -66,10 +66,23 @@ class MlpVae : public VaeImpl {
 
 }  // namespace
 
+// The encoder's and the mirrored decoder's Linear layers, fc_mu and fc_logvar.
+double mlp_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
+  double D = 1, n = 0, in = 0;
+  for (int64_t d : shape) D *= static_cast<double>(d);
+  in = D;
+  for (int64_t h : c.hidden) {
+    n += 2 * (in * static_cast<double>(h)) + in + static_cast<double>(h);  // encoder layer and its decoder mirror
+    in = static_cast<double>(h);
+  }
+  return n + 3 * (in + 1) * static_cast<double>(c.latent) + D;
+}
+
 Family mlp_vae_family() {
   return {"mlp_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "mlp_vae", false); },
           [](const ModelConfig& c) { return vae_config_json(c, false); },
-          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<MlpVae>(c, shape); }};
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<MlpVae>(c, shape); },
+          mlp_numbers};
 }
 
 }  // namespace latent
