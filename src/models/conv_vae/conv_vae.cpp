@@ -86,12 +86,8 @@ class ConvVae : public VaeImpl {
 // The conv stack and its transposed mirror (4x4 kernels), the dense layers both ways, fc_mu, fc_logvar.
 double conv_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
   if (shape.size() != 3) return 0;  // the constructor names what is wrong with the shape
-  double n = 0, c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
-  for (int64_t ch : c.channels) {
-    n += 2 * (16 * c_in * static_cast<double>(ch) + static_cast<double>(ch) + c_in);
-    c_in = static_cast<double>(ch);
-    pixels /= 4;
-  }
+  double c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
+  double n = conv_stack_numbers(c.channels, c_in, pixels);
   double in = c_in * pixels;
   const double flat = in;
   for (int64_t h : c.hidden) {

@@ -318,12 +318,8 @@ nlohmann::json vq_config_json(const ModelConfig& c) {
 // The conv stack and its mirror, the 1x1 convs, the codebook with its EMA state, and the priors.
 double vq_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
   if (shape.size() != 3) return 0;  // the constructor names what is wrong with the shape
-  double n = 0, c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
-  for (int64_t ch : c.channels) {
-    n += 2 * (16 * c_in * static_cast<double>(ch) + static_cast<double>(ch) + c_in);
-    c_in = static_cast<double>(ch);
-    pixels /= 4;
-  }
+  double c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
+  const double n = conv_stack_numbers(c.channels, c_in, pixels);
   const double K = static_cast<double>(c.codebook), D = static_cast<double>(c.code_dim);
   return n + 2 * (c_in + 1) * D + 3 * K * D + K + pixels * K + (K + 1) * kPriorEmbed +
          pixels * 4 * kPriorEmbed + 4 * kPriorEmbed * kPriorHidden + kPriorHidden * K;
