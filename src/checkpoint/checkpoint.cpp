@@ -2,6 +2,8 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
+
 #include <set>
 
 #include "latent/error.h"
@@ -30,6 +32,20 @@ nlohmann::json parse_meta(const SafetensorsFile& file, const std::string& key, c
   auto it = file.metadata.find(key);
   if (it == file.metadata.end()) throw Error(origin + ": not a latent checkpoint (metadata has no '" + key + "')");
   return parse_json(it->second, origin + ": metadata '" + key + "'");
+}
+
+// read(json) for metadata `key`; any error names the file and the key (nlohmann's type errors
+// included: a number where a string belongs).
+template <class Read>
+auto read_meta(const SafetensorsFile& file, const std::string& key, const std::string& origin, Read read) {
+  const nlohmann::json j = parse_meta(file, key, origin);
+  try {
+    return read(j);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(origin + ": metadata '" + key + "' holds a value of the wrong type (" + text_excerpt(e.what(), 120) + ")");
+  } catch (const Error& e) {
+    throw Error(origin + ": metadata '" + key + "': " + e.what());
+  }
 }
 
 }  // namespace
@@ -90,7 +106,7 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   if (fmt == out.file.metadata.end() || fmt->second != kFormat)
     throw Error(path + ": not a latent checkpoint (metadata 'format' is not " + std::string(kFormat) + ")");
   CheckpointInfo& info = out.info;
-  info.model = ModelConfig::from_json(parse_meta(out.file, "model", path));
+  info.model = read_meta(out.file, "model", path, [](const nlohmann::json& j) { return ModelConfig::from_json(j); });
   const nlohmann::json shape = parse_meta(out.file, "data_shape", path);
   if (!shape.is_array()) throw Error(path + ": metadata 'data_shape' is not a list");
   for (const auto& d : shape) {
@@ -100,7 +116,7 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
     if (shape.size() > 4 || example_size(info.data_shape) > kMaxExampleSize)
       throw Error(path + ": metadata 'data_shape' " + json_excerpt(shape) + " is not an example shape latent trains on");
   }
-  info.data = DataSpec::from_json(parse_meta(out.file, "data", path));
+  info.data = read_meta(out.file, "data", path, [](const nlohmann::json& j) { return DataSpec::from_json(j); });
   const nlohmann::json classes = parse_meta(out.file, "classes", path);
   if (classes.is_array())
     for (const auto& c : classes)
@@ -108,6 +124,14 @@ LoadedCheckpoint checkpoint_load(const std::string& path) {
   info.train = parse_meta(out.file, "train", path);
   info.state = parse_meta(out.file, "state", path);
   info.metrics = parse_meta(out.file, "metrics", path);
+  for (const char* key : {"train", "state"}) {
+    const nlohmann::json& j = key[0] == 't' ? info.train : info.state;
+    if (!j.is_object()) throw Error(path + ": metadata '" + key + "' is not an object");
+    for (const auto& [name, v] : j.items())  // what the training loop reads: numbers, strings, booleans, lists of numbers
+      if (v.is_object() || (v.is_array() && std::any_of(v.begin(), v.end(), [](const auto& e) { return !e.is_number(); })))
+        throw Error(path + ": metadata '" + key + "' holds a bad value for '" + text_excerpt(name, 40) + "'");
+  }
+  if (!info.metrics.is_array()) throw Error(path + ": metadata 'metrics' is not a list");
   info.data_mean = out.file.find("data.mean");
   info.data_std = out.file.find("data.std");
   out.model = make_model(info.model, info.data_shape);

@@ -48,20 +48,25 @@ const std::vector<std::array<const char*, 3>> kAttentionNames = {
     {"proj_out.", "proj_attn.", "to_out.0."},
 };
 
+// Sizes a config.json may give (SD's largest is 512 channels, 4 levels, 2-3 resnets per level): an
+// absurd layers_per_block once ran for 16 s into std::bad_alloc.
+constexpr int64_t kMaxSdSize = 8192, kMaxSdList = 16;
 
 std::vector<int64_t> int_list(const json& v, const std::string& key, const std::string& origin) {
-  if (!v.is_array() || v.empty()) throw Error(origin + ": '" + key + "' must be a non-empty list of integers");
+  if (!v.is_array() || v.empty() || v.size() > static_cast<size_t>(kMaxSdList))
+    throw Error(origin + ": '" + key + "' must be a list of 1 to " + std::to_string(kMaxSdList) + " integers");
   std::vector<int64_t> out;
   for (const auto& x : v) {
-    if (!x.is_number_integer() || x.get<int64_t>() < 1)
-      throw Error(origin + ": '" + key + "' must be a list of positive integers");
+    if (!x.is_number_integer() || x.get<int64_t>() < 1 || x.get<int64_t>() > kMaxSdSize)
+      throw Error(origin + ": '" + key + "' must be a list of integers from 1 to " + std::to_string(kMaxSdSize));
     out.push_back(x.get<int64_t>());
   }
   return out;
 }
 
 int64_t positive(const json& v, const std::string& key, const std::string& origin) {
-  if (!v.is_number_integer() || v.get<int64_t>() < 1) throw Error(origin + ": '" + key + "' must be a positive integer");
+  if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > kMaxSdSize)
+    throw Error(origin + ": '" + key + "' must be an integer from 1 to " + std::to_string(kMaxSdSize));
   return v.get<int64_t>();
 }
 

@@ -15,6 +15,7 @@
 #include "latent/checkpoint.h"
 #include "latent/cpu.h"
 #include "latent/image.h"
+#include "latent/json.h"
 #include "latent/objective.h"
 #include "latent/progress.h"
 #include "latent/train.h"
@@ -311,7 +312,13 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   Run run;
   run.info = ck.info;
   run.model = ck.model;
-  run.opt = TrainOptions::from_json(ck.info.train);
+  try {
+    run.opt = TrainOptions::from_json(ck.info.train);
+    for (const char* key : {"epoch", "step_in_epoch", "global_step", "seen"})
+      if (ck.info.state.contains(key)) (void)ck.info.state[key].get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(checkpoint + ": metadata 'train' or 'state' holds a value of the wrong type (" + text_excerpt(e.what(), 120) + ")");
+  }
   if (epochs > 0) run.opt.epochs = epochs;
   run.opt.out = out.empty() ? std::filesystem::path(checkpoint).parent_path().string() : out;
   if (run.opt.out.empty()) run.opt.out = ".";

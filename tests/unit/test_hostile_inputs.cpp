@@ -77,6 +77,32 @@ TEST(HostileJson, CheckpointMetadataIsBoundedToo) {
   EXPECT_ERROR_WITH(checkpoint_load(dir / "deep.safetensors"), "metadata 'metrics': JSON nested deeper");
 }
 
+// nlohmann's type errors used to come out bare ("type must be string, but is number"), naming no file.
+TEST(HostileCheckpoint, MetadataOfTheWrongTypeNamesTheFileAndTheKey) {
+  TempDir dir;
+  auto [info, m] = tiny_model();
+  checkpoint_save(dir / "ok.safetensors", info, *m);
+  const SafetensorsFile good = safetensors_load(dir / "ok.safetensors");
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"data", R"({"source": 5})", "metadata 'data' holds a value of the wrong type"},
+      {"model", R"({"type": "mlp_vae", "hidden": "400", "latent": 2})", "metadata 'model': model config: 'hidden'"},
+      {"state", R"({"epoch": {"a": 1}})", "metadata 'state' holds a bad value for 'epoch'"},
+      {"train", R"([1, 2])", "metadata 'train' is not an object"},
+      {"metrics", R"({"a": 1})", "metadata 'metrics' is not a list"},
+  };
+  for (const auto& [key, value, message] : cases) {
+    SafetensorsFile f = good;
+    f.metadata[key] = value;
+    safetensors_save(dir / "bad.safetensors", f);
+    EXPECT_ERROR_WITH(checkpoint_load(dir / "bad.safetensors"), dir / "bad.safetensors: " + message);
+  }
+  SafetensorsFile f = good;
+  f.metadata["train"] = R"({"epochs": "ten"})";
+  safetensors_save(dir / "train.safetensors", f);
+  EXPECT_ERROR_WITH(train_resume(dir / "train.safetensors", 0, dir / "out", false),
+                    dir / "train.safetensors: metadata 'train' or 'state' holds a value of the wrong type");
+}
+
 // A checkpoint with NaN weights evaluated to nan and exited 0.
 TEST(HostileCheckpoint, NonFiniteWeightsAreNamed) {
   TempDir dir;
