@@ -23,9 +23,10 @@ for t in "${targets[@]}"; do
   work=$B/corpus/$t
   mkdir -p "$work"
   log=$B/fuzz_$t.log
-  # Leak detection is off: LibTorch and oneDNN keep process-lifetime allocations LeakSanitizer reports.
+  dict=()
+  case "$t" in request | checkpoint | safetensors | sd_weights) dict=(-dict=fuzz/dict/json.dict) ;; esac
   set +e
-  ASAN_OPTIONS=detect_leaks=0 $B/fuzz/fuzz_$t "$work" "fuzz/corpus/$t" -max_total_time="$seconds" -timeout=20 \
+  $B/fuzz/fuzz_$t "$work" "fuzz/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=20 \
     -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$log" 2>&1
   rc=$?
   set -e

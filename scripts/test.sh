@@ -51,8 +51,7 @@ for phase in "${phases[@]}"; do
       cmake --build build-portable -j"$(nproc)" --target latent_tests latent_server_tests
       (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
     sanitize)
-      # LeakSanitizer is off: LibTorch and oneDNN keep process-lifetime allocations it would report.
-      export ASAN_OPTIONS=detect_leaks=0 UBSAN_OPTIONS=print_stacktrace=1
+      export UBSAN_OPTIONS=print_stacktrace=1
       cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON \
         -DLATENT_BUILD_BENCH=OFF >build-sanitize.log 2>&1 || { cat build-sanitize.log; exit 1; }
       cmake --build build-sanitize -j"$(nproc)" --target latent_tests latent_server_tests >>build-sanitize.log 2>&1 ||
