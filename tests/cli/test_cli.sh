@@ -45,6 +45,8 @@ expect_error "--beta: must be a non-negative finite number, got 'nan'" "$LATENT"
 expect_error "--epochs must be at least 1 for a new run" "$LATENT" train --epochs 0 --limit 100 --out "$T/e0"
 check "train --epochs 0 wrote nothing" [ ! -e "$T/e0/model.safetensors" ]
 expect_error "--threads 100000: must be 0 (every core) to" "$LATENT" eval "$T/run/model.safetensors" --threads 100000
+$PY -c "import numpy as np; np.save('$T/z-none.npy', np.zeros((0, 20), np.float32))"
+expect_error "z-none.npy: holds no codes" "$LATENT" decode "$T/run/model.safetensors" "$T/z-none.npy" -o "$T/x.png"
 mkfifo "$T/fifo.safetensors"
 expect_error "not a regular file" timeout 20 "$LATENT" eval "$T/fifo.safetensors"
 check "eval names the CPU path it ran" $PY -c "

@@ -113,6 +113,7 @@ void run_decode(Args& a) {
   if (z.dim() != 2 || z.size(1) != d)
     throw Error(a.z_file + ": expected codes of shape [N, " + std::to_string(d) + "] (or encode's [N, 2, " + std::to_string(d) +
                 "])");
+  if (z.size(0) == 0) throw Error(a.z_file + ": holds no codes");
   if (!at::isfinite(z).all().item<bool>()) throw Error(a.z_file + ": holds NaN or infinite values");
   write_outputs(ck, decode_mean(vae, z), a.out, a.npy, a.columns);
 }
