@@ -224,6 +224,17 @@ TEST(HostileImages, AnImageWithoutPixelsIsRefused) {
   EXPECT_ERROR_WITH(image_decode(bmp, "zero.bmp", 1, 28, 28), "holds no pixels");
 }
 
+// Found by fuzz_image: a PNG with an empty chunk, where stb copies zero bytes to a null buffer
+// (UBSan; stb's code, exempted in CMakeLists.txt). It decodes or is refused, nothing else.
+TEST(HostileImages, APngWithAnEmptyChunkDecodesOrIsRefused) {
+  const std::string png("\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x05\x00\x00\x00\x03\x08\x02\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x49\x44\x41\x54\x78\x9c\x01\x30\x00\xcf\xff\x00\x75\x7d\x0b\xa2\x97\x74\x90\x5d\xf0\x02\x14\xbf\xac\xf1\x76\x00\xfa\x80\x40\x3a\x9d\x69\x0a\x97\x83\xbf\x93\x05\xd4\x9b\x68\xbc\xa3\x01\xb0\x60\x00\x00\xff\x24\x94\xe5\xb2\xd0\xb8\x0e\x10\x1e\x46\x17\x7b\x73\x81\xd2\x22\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82", 116);
+  try {
+    const at::Tensor x = image_decode(png, "empty-chunk.png", 1, 28, 28);
+    EXPECT_EQ(x.sizes().vec(), (std::vector<int64_t>{1, 28, 28}));
+  } catch (const Error&) {
+  }
+}
+
 // Found by fuzz_idx: an IDX of shape [0, ...] copied its zero bytes from a null pointer (UBSan).
 TEST(HostileIdx, AnEmptyTensorReadsWithoutTouchingData) {
   TempDir dir;
