@@ -4,7 +4,7 @@
 # each on its seed corpus (fuzz/corpus/<target>/) for SECONDS. Inputs a run discovers go to
 # build-sanitize/corpus/<target>/ (never into the repo); a crash's input to build-sanitize/crashes/. Prints one line per target: executions, coverage (edges), corpus size,
 # crashes; exits non-zero when any target crashed.
-#   scripts/fuzz.sh [SECONDS (default 60)] [TARGET ...]   (CI: scripts/test.sh fuzz runs 30 s each)
+#   scripts/fuzz.sh [SECONDS (default 60)] [TARGET ...]   (CI: scripts/test.sh fuzz runs 20 s each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-60}

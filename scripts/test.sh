@@ -10,7 +10,7 @@
 #             in build-portable/), on the portable kernels every architecture runs;
 #   sanitize  the unit and server tests of a clang build with AddressSanitizer and UndefinedBehavior-
 #             Sanitizer (build-sanitize/, -DLATENT_FUZZ=ON: the same tree builds the fuzz targets);
-#   fuzz      every fuzz target for 30 s on its seed corpus (scripts/fuzz.sh 30): a regression in a
+#   fuzz      every fuzz target for 20 s on its seed corpus (scripts/fuzz.sh 20): a regression in a
 #             parser shows at the next landing.
 # scripts/test.sh [native] [avx2] [package] [portable] [sanitize] [fuzz] [-- CTEST ARGS]: some phases
 # only (default: all).
@@ -57,7 +57,7 @@ for phase in "${phases[@]}"; do
       cmake --build build-sanitize -j"$(nproc)" --target latent_tests latent_server_tests >>build-sanitize.log 2>&1 ||
         { tail -50 build-sanitize.log; exit 1; }
       (cd build-sanitize && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
-    fuzz) scripts/fuzz.sh 30 || status=1 ;;
+    fuzz) scripts/fuzz.sh 20 || status=1 ;;
     *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2, package, portable, sanitize or fuzz)"; exit 2 ;;
   esac
 done
