@@ -32,7 +32,7 @@ for t in "${targets[@]}"; do
   set -e
   runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   edges=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
-  crashes=$(ls $B/crashes/ 2>/dev/null | grep -c "^$t-" || true)
+  crashes=$(ls $B/crashes/ 2>/dev/null | grep -cE "^$t-(crash|timeout|oom|leak)-" || true)  # not slow-unit reports
   printf '%-12s %12s %8s %8s %8s\n' "$t" "${runs:-?}" "${edges:-?}" "$(ls "$work" | wc -l)" "$crashes"
   if [ $rc -ne 0 ]; then
     status=1
