@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
     latent::VaeImpl& vae = ck.vae("this example");  // the model as a VAE: encode, decode, latent_dim
     vae.eval();
     at::NoGradGuard no_grad;
-    const at::Tensor z = at::randn({16, vae.latent_dim()});          // [16, d]
+    const at::Tensor z = at::randn({16, vae.latent_dim()});        // [16, d]
     const at::Tensor images = vae.likelihood_mean(vae.decode(z));  // [16, 1, 28, 28]
     latent::png_save_grid(std::string(argv[1]) + "/samples.png", images, 8);
 

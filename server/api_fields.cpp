@@ -6,9 +6,9 @@
 #include <vector>
 
 #include "base64.h"
+#include "explorer_api.h"
 #include "latent/image.h"
 #include "latent/json.h"
-#include "explorer_api.h"
 
 namespace latent::server {
 
@@ -66,7 +66,8 @@ double number_field(const json& body, const std::string& key, double fallback, d
   if (!v.is_number() || !std::isfinite(v.get<double>())) throw ApiError(400, "'" + key + "' must be a finite number");
   const double x = v.get<double>();
   if (x <= lo || x > hi)
-    throw ApiError(400, "'" + key + "' must be in (" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + json_excerpt(v));
+    throw ApiError(400,
+                   "'" + key + "' must be in (" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + json_excerpt(v));
   return x;
 }
 

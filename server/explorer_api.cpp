@@ -17,8 +17,8 @@
 #include "latent/cpu.h"
 #include "latent/error.h"
 #include "latent/image.h"
-#include "latent/json.h"
 #include "latent/interpolate.h"
+#include "latent/json.h"
 #include "latent/objective.h"
 #include "latent/serving_decoder.h"
 
@@ -35,9 +35,9 @@ struct PrincipalPlane {
 
 // The principal plane of encoded means mu [N, d]: the two leading eigenvectors of their covariance.
 PrincipalPlane principal_plane(const at::Tensor& mu) {
-  at::Tensor centered = (mu - mu.mean(0, true)).to(at::kDouble);                     // [N, d]
+  at::Tensor centered = (mu - mu.mean(0, true)).to(at::kDouble);                      // [N, d]
   at::Tensor cov = centered.t().mm(centered) / std::max<int64_t>(1, mu.size(0) - 1);  // [d, d]
-  auto [values, vectors] = at::linalg_eigh(cov);                                     // ascending
+  auto [values, vectors] = at::linalg_eigh(cov);                                      // ascending
   const int64_t d = mu.size(1);
   at::Tensor axes = vectors.narrow(1, d - 2, 2).flip({1}).t().contiguous();  // [2, d], leading first
   // An eigenvector's sign is arbitrary: make each axis's largest component positive, so the plane
@@ -50,14 +50,17 @@ PrincipalPlane principal_plane(const at::Tensor& mu) {
 // The encoded means of x [N, D...], in batches of 1,000.
 at::Tensor encoded_means(VaeImpl& vae, const at::Tensor& x) {
   std::vector<at::Tensor> mus;
-  for (int64_t i = 0; i < x.size(0); i += 1000) mus.push_back(vae.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i))).mu);
+  for (int64_t i = 0; i < x.size(0); i += 1000)
+    mus.push_back(vae.encode(x.narrow(0, i, std::min<int64_t>(1000, x.size(0) - i))).mu);
   return at::cat(mus);  // [N, d]
 }
 
 }  // namespace
 
 ExplorerApi::ExplorerApi(LoadedCheckpoint checkpoint, std::string checkpoint_path, ApiLimits limits, const std::string& precision)
-    : ck_(std::move(checkpoint)), vae_(&ck_.vae(checkpoint_path + ": the explorer")), path_(std::move(checkpoint_path)),
+    : ck_(std::move(checkpoint)),
+      vae_(&ck_.vae(checkpoint_path + ": the explorer")),
+      path_(std::move(checkpoint_path)),
       limits_(limits) {
   if (!is_image_model(ck_))
     throw Error(path_ + ": the explorer shows image models; this model's examples are not images ([C, H, W], C = 1 or 3)");
@@ -184,7 +187,9 @@ json score_distribution(const at::Tensor& s) {
   const at::Tensor counts = at::histc(s, 60, v[0], v[n - 1]).to(at::kDouble).contiguous();
   return {{"quantiles", quantiles},
           {"histogram",
-           {{"lo", v[0]}, {"hi", v[n - 1]}, {"counts", std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + 60)}}}};
+           {{"lo", v[0]},
+            {"hi", v[n - 1]},
+            {"counts", std::vector<double>(counts.data_ptr<double>(), counts.data_ptr<double>() + 60)}}}};
 }
 
 }  // namespace
@@ -208,7 +213,8 @@ json ExplorerApi::anomaly(const std::string& score) const {
   json names = json::array();
   for (const auto& [name, v] : anomaly_scores_) names.push_back(name);
   json calibration = nullptr;
-  if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end()) calibration = parse_json(m->second, "the checkpoint's anomaly calibration");
+  if (auto m = ck_.file.metadata.find("anomaly"); m != ck_.file.metadata.end())
+    calibration = parse_json(m->second, "the checkpoint's anomaly calibration");
   // The highest-scoring test images, with their squared-error maps (each scaled to its own maximum).
   const at::Tensor top = std::get<1>(s.topk(std::min<int64_t>(12, s.size(0)))).contiguous();  // [T]
   json top_items = json::array();
@@ -278,8 +284,8 @@ at::Tensor ExplorerApi::codes_of(const json& value, const std::string& key, int6
 json ExplorerApi::encode(const json& body) const {
   at::Tensor x = input_of(body);  // [1, D...]
   c10::InferenceMode guard;
-  Posterior q = vae_->encode(x);                             // [1, d]
-  at::Tensor params = vae_->decode(q.mu);                    // [1, D...]
+  Posterior q = vae_->encode(x);                                  // [1, d]
+  at::Tensor params = vae_->decode(q.mu);                         // [1, D...]
   at::Tensor kl = kl_standard_normal_per_dim(q.mu, q.logvar)[0];  // [d]
   const double recon = -vae_->log_likelihood(params, x).item<double>();
   json out = {{"mu", vector_json(q.mu[0])},
@@ -331,10 +337,10 @@ json ExplorerApi::kl_steps(const json& body) const {
     logvars.push_back(logvar.detach().clone());
   }
   c10::InferenceMode guard;
-  at::Tensor all_mu = at::cat(mus), all_logvar = at::cat(logvars);             // [S + 1, d]
+  at::Tensor all_mu = at::cat(mus), all_logvar = at::cat(logvars);        // [S + 1, d]
   at::Tensor params = vae_->decode(all_mu);                               // [S + 1, D...]
   at::Tensor recon = -vae_->log_likelihood(params, x.expand_as(params));  // [S + 1]
-  at::Tensor kl = kl_standard_normal_per_dim(all_mu, all_logvar);              // [S + 1, d]
+  at::Tensor kl = kl_standard_normal_per_dim(all_mu, all_logvar);         // [S + 1, d]
   json trajectory = json::array();
   for (int64_t s = 0; s <= steps; ++s)
     trajectory.push_back({{"step", s},

@@ -21,7 +21,6 @@
 #include "latent/checkpoint.h"
 #include "latent/serving_decoder.h"
 
-
 namespace latent::server {
 
 struct ApiError : std::runtime_error {

@@ -2,8 +2,8 @@
 
 #include <ATen/ATen.h>
 
-#include "latent/error.h"
 #include "latent/data.h"
+#include "latent/error.h"
 
 namespace latent {
 

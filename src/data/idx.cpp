@@ -89,7 +89,7 @@ at::Tensor idx_load(const std::string& path) {
   if (have > need) throw fail(std::to_string(have - need) + " unexpected bytes after the data");
   at::Tensor t = at::empty(shape, dtype);
   if (need > 0) std::memcpy(t.data_ptr(), bytes.data() + start, need);  // an empty tensor has no data pointer
-  if (c10::elementSize(dtype) > 1) {  // big-endian on disk
+  if (c10::elementSize(dtype) > 1) {                                    // big-endian on disk
     auto* b = static_cast<unsigned char*>(t.data_ptr());
     const size_t w = c10::elementSize(dtype);
     for (uint64_t i = 0; i < numel; ++i) std::reverse(b + i * w, b + (i + 1) * w);

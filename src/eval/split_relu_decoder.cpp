@@ -57,11 +57,11 @@ std::unique_ptr<SplitReluDecoder> SplitReluDecoder::make(std::vector<Layer> laye
 
 // One thread's buffers, reused across calls.
 struct SplitReluDecoder::Scratch {
-  std::vector<std::vector<float>> acts;  // each hidden layer's output on a span [S, out]
-  std::vector<float> a;                  // a product's packed left operand
-  std::vector<float> map;                // the folded map [M^T; m^T] ([u_dim + 1, D]), tile-padded
-  std::vector<float> logits;             // a block's [rows, D]
-  std::vector<uint16_t> folded, above, below;               // unit bit masks: folded, > 0 or < 0 on some row
+  std::vector<std::vector<float>> acts;        // each hidden layer's output on a span [S, out]
+  std::vector<float> a;                        // a product's packed left operand
+  std::vector<float> map;                      // the folded map [M^T; m^T] ([u_dim + 1, D]), tile-padded
+  std::vector<float> logits;                   // a block's [rows, D]
+  std::vector<uint16_t> folded, above, below;  // unit bit masks: folded, > 0 or < 0 on some row
   std::vector<int32_t> count, folded_units, positive, negative, columns;  // columns: 0, 1, ... (whole rows)
   int64_t map_rows = 0;  // rows of `map` in each block's product: u_dim + 1, or 0 without a map
 };
@@ -161,7 +161,9 @@ void SplitReluDecoder::block(Scratch& w, const float* u, const float* pre, int64
   const int32_t *pos = w.positive.data(), *neg = w.negative.data();
   product(
       k, w.a.data(), padded, K, D,
-      [&](int64_t i) { return i < map_rows ? map + i * D : wl + (i < map_rows + n_pos ? pos[i - map_rows] : neg[i - map_rows - n_pos]) * D; },
+      [&](int64_t i) {
+        return i < map_rows ? map + i * D : wl + (i < map_rows + n_pos ? pos[i - map_rows] : neg[i - map_rows - n_pos]) * D;
+      },
       map_rows ? nullptr : bl, false, w.logits.data(), D);
   thread_local std::vector<const float*> x_rows;
   x_rows.assign(tile, x);

@@ -12,8 +12,8 @@
 namespace latent {
 
 struct Family {
-  std::string type;     // the config's "type"
-  bool gaussian_latent; // whether its models are VAEs (ModelImpl::gaussian_latent() is non-null)
+  std::string type;      // the config's "type"
+  bool gaussian_latent;  // whether its models are VAEs (ModelImpl::gaussian_latent() is non-null)
   /// A validated config of this type (the JSON object's "type" already checked); throws
   /// latent::Error naming the key. Unknown keys are errors.
   ModelConfig (*parse)(const nlohmann::json& j);

@@ -11,8 +11,8 @@
 
 #include <array>
 
-#include "sd/sd_models.h"
 #include "cpu/sd_ops.h"
+#include "sd/sd_models.h"
 
 namespace latent {
 
@@ -106,8 +106,8 @@ class AutoencoderKl : public SdNetwork {
 
  private:
   // A conv [out, in, k, k] with bias [out].
-  static SdConv conv(SdWeights& w, const std::string& p, int64_t out, int64_t in, int64_t k, int64_t pad_begin,
-                     int64_t pad_end, int64_t stride = 1) {
+  static SdConv conv(SdWeights& w, const std::string& p, int64_t out, int64_t in, int64_t k, int64_t pad_begin, int64_t pad_end,
+                     int64_t stride = 1) {
     SdConv c;
     c.weight = w.take(p + "weight", {out, in, k, k});
     c.bias = w.take(p + "bias", {out});
@@ -138,8 +138,8 @@ class AutoencoderKl : public SdNetwork {
     if ((m.has_attention = config_.mid_block_add_attention)) {
       const std::string a = p + "attentions.0.";
       m.attention.norm = norm(w, a + "group_norm.", c);
-      std::array<at::Tensor*, 8> parts = {&m.attention.q_weight, &m.attention.q_bias, &m.attention.k_weight,
-                                          &m.attention.k_bias,   &m.attention.v_weight, &m.attention.v_bias,
+      std::array<at::Tensor*, 8> parts = {&m.attention.q_weight,   &m.attention.q_bias,   &m.attention.k_weight,
+                                          &m.attention.k_bias,     &m.attention.v_weight, &m.attention.v_bias,
                                           &m.attention.out_weight, &m.attention.out_bias};
       const char* names[] = {"to_q.", "to_k.", "to_v.", "to_out.0."};
       for (int i = 0; i < 4; ++i) {

@@ -3,8 +3,8 @@
 
 #include <memory>
 
-#include "latent/sd_vae.h"
 #include "cpu/sd_ops.h"
+#include "latent/sd_vae.h"
 #include "sd/sd_weights.h"
 
 namespace latent {

@@ -10,8 +10,8 @@
 #include <set>
 #include <sstream>
 
-#include "latent/error.h"
 #include "latent/atomic_file.h"
+#include "latent/error.h"
 #include "latent/json.h"
 #include "latent/safetensors.h"
 
@@ -383,9 +383,9 @@ void SdWeights::check_all_taken() {
     std::ostringstream msg;
     std::string arch = config.type + " " + shape_text(config.block_out_channels);
     if (config.type == "AutoencoderKL") arch += " x " + std::to_string(config.layers_per_block) + " resnets";
-    msg << path << " does not fit " << arch << ", latent " << config.latent_channels << " (architecture from "
-        << config.source << ", layout " << layout << "): " << missing_.size() << " missing, " << unexpected.size()
-        << " unexpected, " << shaped_.size() << " wrongly shaped";
+    msg << path << " does not fit " << arch << ", latent " << config.latent_channels << " (architecture from " << config.source
+        << ", layout " << layout << "): " << missing_.size() << " missing, " << unexpected.size() << " unexpected, "
+        << shaped_.size() << " wrongly shaped";
     for (const auto& p : problems) msg << "\n  " << p;
     for (const auto& m : missing_) msg << "\n  missing: " << m;
     for (const auto& u : unexpected) msg << "\n  unexpected: " << u;

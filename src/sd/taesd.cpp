@@ -34,7 +34,8 @@ class Taesd : public SdNetwork {
     for (size_t s = 0; s < config_.num_encoder_blocks.size(); ++s) {
       Stage st;
       st.conv = conv(w, layer("encoder", idx++), ec[s], cin, 3, /*bias=*/s == 0, s == 0 ? 1 : 2);
-      for (int64_t b = 0; b < config_.num_encoder_blocks[s]; ++b) st.blocks.push_back(block(w, layer("encoder", idx++), ec[s], ec[s]));
+      for (int64_t b = 0; b < config_.num_encoder_blocks[s]; ++b)
+        st.blocks.push_back(block(w, layer("encoder", idx++), ec[s], ec[s]));
       encoder_.push_back(std::move(st));
       cin = ec[s];
     }
@@ -44,7 +45,8 @@ class Taesd : public SdNetwork {
     for (size_t s = 0; s < config_.num_decoder_blocks.size(); ++s) {
       const bool last = s + 1 == config_.num_decoder_blocks.size();
       Stage st;
-      for (int64_t b = 0; b < config_.num_decoder_blocks[s]; ++b) st.blocks.push_back(block(w, layer("decoder", idx++), dc[s], dc[s]));
+      for (int64_t b = 0; b < config_.num_decoder_blocks[s]; ++b)
+        st.blocks.push_back(block(w, layer("decoder", idx++), dc[s], dc[s]));
       if ((st.upsample = !last)) ++idx;  // the upsampling layer
       st.conv = conv(w, layer("decoder", idx++), last ? config_.out_channels : dc[s], dc[s], 3, /*bias=*/last);
       decoder_.push_back(std::move(st));

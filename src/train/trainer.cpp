@@ -194,8 +194,8 @@ TrainResult run_loop(Run& run) {
                         {"threads", threads_used},
                         {"wall_s", wall}};
     for (const auto& [name, sum] : sums.terms) m["train_" + name] = sum / seen;
-    step->end_epoch(m, test, mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch)), epoch + 1 == opt.epochs,
-                    run.data, opt.progress);
+    step->end_epoch(m, test, mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch)), epoch + 1 == opt.epochs, run.data,
+                    opt.progress);
     run.info.metrics.push_back(m);
     result.last_metrics = m;
     sums = RunningSums{};
@@ -217,10 +217,15 @@ void check_data_fits(const Run& run) {
                   "]; use \"likelihood\": \"gaussian\" (with --standardize for tables)");
   }
   if (run.opt.batch_size < 1) throw Error("batch size must be >= 1");
-  for (const auto& [name, v] : {std::pair<const char*, double>{"--beta", run.opt.beta}, {"--kl-warmup", run.opt.kl_warmup},
-                                {"--kl-cycle", run.opt.kl_cycle}, {"--kl-cycle-ratio", run.opt.kl_cycle_ratio},
-                                {"--free-bits", run.opt.free_bits}, {"--lr", run.opt.adam.lr}, {"--beta1", run.opt.adam.beta1},
-                                {"--beta2", run.opt.adam.beta2}, {"--adam-eps", run.opt.adam.eps}})
+  for (const auto& [name, v] : {std::pair<const char*, double>{"--beta", run.opt.beta},
+                                {"--kl-warmup", run.opt.kl_warmup},
+                                {"--kl-cycle", run.opt.kl_cycle},
+                                {"--kl-cycle-ratio", run.opt.kl_cycle_ratio},
+                                {"--free-bits", run.opt.free_bits},
+                                {"--lr", run.opt.adam.lr},
+                                {"--beta1", run.opt.adam.beta1},
+                                {"--beta2", run.opt.adam.beta2},
+                                {"--adam-eps", run.opt.adam.eps}})
     if (!std::isfinite(v)) throw Error(std::string(name) + " must be a finite number");
   if (run.opt.epochs < 0) throw Error("epochs must be >= 0");
   if (!(run.opt.adam.lr > 0)) throw Error("learning rate must be > 0");
@@ -243,7 +248,8 @@ void set_num_threads(int threads) {
   const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int most = std::max(16, 4 * cores);  // more only adds switching; 100,000 threads were once created
   if (threads < 0 || threads > most)
-    throw Error("--threads " + std::to_string(threads) + ": must be 0 (every core) to " + std::to_string(most) + " on this machine");
+    throw Error("--threads " + std::to_string(threads) + ": must be 0 (every core) to " + std::to_string(most) +
+                " on this machine");
   at::set_num_threads(threads > 0 ? threads : cores);
 }
 
@@ -317,7 +323,8 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
     for (const char* key : {"epoch", "step_in_epoch", "global_step", "seen"})
       if (ck.info.state.contains(key)) (void)ck.info.state[key].get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
-    throw Error(checkpoint + ": metadata 'train' or 'state' holds a value of the wrong type (" + text_excerpt(e.what(), 120) + ")");
+    throw Error(checkpoint + ": metadata 'train' or 'state' holds a value of the wrong type (" + text_excerpt(e.what(), 120) +
+                ")");
   }
   if (epochs > 0) run.opt.epochs = epochs;
   run.opt.out = out.empty() ? std::filesystem::path(checkpoint).parent_path().string() : out;

@@ -382,7 +382,8 @@ TEST(CpuKernels, WinogradTileIsAThreeByThreeConvolution) {
 #if LATENT_HAVE_DNNL
 TEST(CpuDnnl, OneDnnErrorsBecomeLatentErrorsThatSayWhatAndWhere) {
   try {
-    cpu::dnnl_call("packing a decoder layer", []() -> int { throw dnnl::error(dnnl_unimplemented, "could not create a primitive"); });
+    cpu::dnnl_call("packing a decoder layer",
+                   []() -> int { throw dnnl::error(dnnl_unimplemented, "could not create a primitive"); });
     FAIL() << "no error";
   } catch (const Error& e) {
     const std::string m = e.what();

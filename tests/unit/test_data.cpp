@@ -60,7 +60,9 @@ TEST(Idx, RejectsMalformedFilesNamingThem) {
   EXPECT_ERROR_WITH(idx_load(dir / "short-idx3"), "short-idx3: not a valid IDX file: truncated");
   write_bytes(dir / "long-idx3", idx_bytes(0x08, {3, 2, 2}, pixels + "xx"));
   EXPECT_ERROR_WITH(idx_load(dir / "long-idx3"), "unexpected bytes");
-  write_bytes(dir / "magic-idx3", "\x01\x02\x08\x01" "abcd");
+  write_bytes(dir / "magic-idx3",
+              "\x01\x02\x08\x01"
+              "abcd");
   EXPECT_ERROR_WITH(idx_load(dir / "magic-idx3"), "bad magic");
   write_bytes(dir / "type-idx3", idx_bytes(0x42, {1}, "a"));
   EXPECT_ERROR_WITH(idx_load(dir / "type-idx3"), "unknown data type");

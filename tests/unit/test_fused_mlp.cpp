@@ -4,8 +4,8 @@
 
 #include "cpu/kernels.h"
 #include "latent/checkpoint.h"
-#include "test_util.h"
 #include "models/vae/steps.h"
+#include "test_util.h"
 
 namespace latent {
 namespace {

@@ -141,9 +141,9 @@ TEST(HostileCheckpoint, ModelSizesAreKnownBeforeBuildingAndCapped) {
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "latent": 2, "hidden": [)" + layers + "]}"),
                     "lists 33 layers, at most 32");
   const auto t0 = std::chrono::steady_clock::now();
-  EXPECT_ERROR_WITH(make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [65536, 65536], "latent": 2})"),
-                               {1, 28, 28}),
-                    "at most 268M");
+  EXPECT_ERROR_WITH(
+      make_model(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [65536, 65536], "latent": 2})"), {1, 28, 28}),
+      "at most 268M");
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
 }
 
@@ -182,7 +182,8 @@ TEST(HostileNpy, LongHeaderFieldsAndBadShapesAreRefused) {
     std::string bad = good;
     const size_t at = bad.find("(4, 2)");
     bad.replace(at, 6, std::string(shape) + std::string(6 > std::strlen(shape) ? 6 - std::strlen(shape) : 0, ' '));
-    if (std::strlen(shape) > 6) bad = with_header(std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }");
+    if (std::strlen(shape) > 6)
+      bad = with_header(std::string("{'descr': '<f4', 'fortran_order': False, 'shape': ") + shape + ", }");
     SCOPED_TRACE(shape);
     EXPECT_ERROR_WITH(npy_parse(bad, "shape.npy"), "shape");
   }
@@ -220,14 +221,23 @@ TEST(HostileFiles, TemporariesOfDeadWritersAreRemovedOnTheNextWrite) {
 
 // Found by fuzz_image: a BMP whose height decodes as 0; resizing it divided by zero (UBSan).
 TEST(HostileImages, AnImageWithoutPixelsIsRefused) {
-  const std::string bmp("\x42\x4d\x4e\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00\x04\x02\x00\x00\x00\x00\x00\x00\x01\x00\x18\x00\x00\x00\x00\x00\x18\x00\x00\x00\x13\x0b\x00\x00\x13\x0b\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x60\xc3\xaa\x09\x0c\x11\xf2\xe7\x41\xaf\xde\xef\x7c\x6d\x05\x0a\x0a\xb5\xe5\x96\xf6\xdf\x9b\xd1", 78);
+  const std::string bmp(
+      "\x42\x4d\x4e\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00\x04\x02\x00\x00\x00\x00\x00\x00\x01\x00\x18\x00"
+      "\x00\x00\x00\x00\x18\x00\x00\x00\x13\x0b\x00\x00\x13\x0b\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x60\xc3\xaa\x09\x0c\x11"
+      "\xf2\xe7\x41\xaf\xde\xef\x7c\x6d\x05\x0a\x0a\xb5\xe5\x96\xf6\xdf\x9b\xd1",
+      78);
   EXPECT_ERROR_WITH(image_decode(bmp, "zero.bmp", 1, 28, 28), "holds no pixels");
 }
 
 // Found by fuzz_image: a PNG with an empty chunk, where stb copies zero bytes to a null buffer
 // (UBSan; stb's code, exempted in CMakeLists.txt). It decodes or is refused, nothing else.
 TEST(HostileImages, APngWithAnEmptyChunkDecodesOrIsRefused) {
-  const std::string png("\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x05\x00\x00\x00\x03\x08\x02\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x49\x44\x41\x54\x78\x9c\x01\x30\x00\xcf\xff\x00\x75\x7d\x0b\xa2\x97\x74\x90\x5d\xf0\x02\x14\xbf\xac\xf1\x76\x00\xfa\x80\x40\x3a\x9d\x69\x0a\x97\x83\xbf\x93\x05\xd4\x9b\x68\xbc\xa3\x01\xb0\x60\x00\x00\xff\x24\x94\xe5\xb2\xd0\xb8\x0e\x10\x1e\x46\x17\x7b\x73\x81\xd2\x22\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82", 116);
+  const std::string png(
+      "\x89\x50\x4e\x47\x0d\x0a\x1a\x0a\x00\x00\x00\x0d\x49\x48\x44\x52\x00\x00\x00\x05\x00\x00\x00\x03\x08\x02\x00\x00\x00\x03"
+      "\x00\x00\x00\x00\x00\x00\x00\x49\x44\x41\x54\x78\x9c\x01\x30\x00\xcf\xff\x00\x75\x7d\x0b\xa2\x97\x74\x90\x5d\xf0\x02\x14"
+      "\xbf\xac\xf1\x76\x00\xfa\x80\x40\x3a\x9d\x69\x0a\x97\x83\xbf\x93\x05\xd4\x9b\x68\xbc\xa3\x01\xb0\x60\x00\x00\xff\x24\x94"
+      "\xe5\xb2\xd0\xb8\x0e\x10\x1e\x46\x17\x7b\x73\x81\xd2\x22\x00\x00\x00\x00\x49\x45\x4e\x44\xae\x42\x60\x82",
+      116);
   try {
     const at::Tensor x = image_decode(png, "empty-chunk.png", 1, 28, 28);
     EXPECT_EQ(x.sizes().vec(), (std::vector<int64_t>{1, 28, 28}));

@@ -6,8 +6,8 @@
 
 #include "latent/checkpoint.h"
 #include "latent/objective.h"
-#include "test_util.h"
 #include "models/vae/steps.h"
+#include "test_util.h"
 
 namespace latent {
 namespace {

@@ -7,10 +7,10 @@
 
 #include <filesystem>
 
+#include "cpu/sd_ops.h"
 #include "latent/npy.h"
 #include "latent/safetensors.h"
 #include "latent/sd_vae.h"
-#include "cpu/sd_ops.h"
 #include "sd/sd_weights.h"
 #include "test_util.h"
 

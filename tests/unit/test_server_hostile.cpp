@@ -105,15 +105,15 @@ TEST_F(HostileClients, EveryHostileRequestGetsA4xxWithAJsonErrorNever5xx) {
   for (int i = 0; i < 100000; ++i) many += (i ? ",[0,0,0]" : "[0,0,0]");
   many += "]}";
   const std::vector<std::tuple<std::string, std::string, std::string>> requests = {
-      {"POST", "/api/decode", "{\"z\": [[1, 2"},                           // malformed
-      {"POST", "/api/decode", std::string(5000, '[')},                     // deep
-      {"POST", "/api/encode", "{\"a\":" + std::string(100000, '{')},       // deep objects
-      {"POST", "/api/decode", many},                                       // huge array
-      {"POST", "/api/decode", "{\"z\": [[1e400, 0, 0]]}"},                 // beyond double
-      {"POST", "/api/decode", "{\"z\": [[NaN, 0, 0]]}"},                   // not JSON
+      {"POST", "/api/decode", "{\"z\": [[1, 2"},                      // malformed
+      {"POST", "/api/decode", std::string(5000, '[')},                // deep
+      {"POST", "/api/encode", "{\"a\":" + std::string(100000, '{')},  // deep objects
+      {"POST", "/api/decode", many},                                  // huge array
+      {"POST", "/api/decode", "{\"z\": [[1e400, 0, 0]]}"},            // beyond double
+      {"POST", "/api/decode", "{\"z\": [[NaN, 0, 0]]}"},              // not JSON
       {"POST", "/api/decode", "{\"z\": [[Infinity, 0, 0]]}"},
-      {"POST", "/api/decode", "{\"z\": [[1e300, 0, 0]]}"},                 // finite, far outside
-      {"POST", "/api/decode", "{\"z\": \"abc\"}"},                         // wrong types
+      {"POST", "/api/decode", "{\"z\": [[1e300, 0, 0]]}"},  // finite, far outside
+      {"POST", "/api/decode", "{\"z\": \"abc\"}"},          // wrong types
       {"POST", "/api/decode", "{\"z\": [[\"0\", 0, 0]]}"},
       {"POST", "/api/encode", "{\"index\": \"2\"}"},
       {"POST", "/api/encode", "{\"index\": -1}"},
@@ -123,19 +123,19 @@ TEST_F(HostileClients, EveryHostileRequestGetsA4xxWithAJsonErrorNever5xx) {
       {"POST", "/api/sample", "{\"count\": -3}"},
       {"POST", "/api/sample", "{\"count\": 100000000}"},
       {"POST", "/api/interpolate", "{\"a\": [1, 0], \"b\": [0, 1, 0], \"t\": [0.5]}"},
-      {"POST", "/api/encode", "{\"png\": \"!!!not base64!!!\"}"},          // bogus base64
+      {"POST", "/api/encode", "{\"png\": \"!!!not base64!!!\"}"},                  // bogus base64
       {"POST", "/api/encode", "{\"png\": \"iVBORw0KGgoAAAANSUhEUgAAAAEAAAAB\"}"},  // a cut PNG
-      {"POST", "/api/encode", std::string(9 << 20, ' ')},                  // over the 8 MB limit
-      {"POST", "/api/encode", "{\"index\": \xff\xfe}"},                    // invalid UTF-8
+      {"POST", "/api/encode", std::string(9 << 20, ' ')},                          // over the 8 MB limit
+      {"POST", "/api/encode", "{\"index\": \xff\xfe}"},                            // invalid UTF-8
       {"GET", "/api/anomaly?score=%FF%FE%00", ""},
       {"GET", "/api/items?offset=-5&limit=1000000", ""},
       {"GET", "/api/items?limit=abc", ""},
       {"GET", "/api/scatter?limit=99999999999999999999", ""},
-      {"GET", "/../../etc/passwd", ""},                                    // path traversal
+      {"GET", "/../../etc/passwd", ""},  // path traversal
       {"GET", "/js/../../../../etc/passwd", ""},
       {"GET", "/%2e%2e/%2e%2e/etc/passwd", ""},
       {"GET", "/api/nothing", ""},
-      {"POST", "/api/sd/encode", "{}"},                                    // no SD here
+      {"POST", "/api/sd/encode", "{}"},  // no SD here
   };
   for (const auto& [method, path, body] : requests) {
     SCOPED_TRACE(method + " " + path.substr(0, 60) + " " + body.substr(0, 60));
@@ -193,10 +193,12 @@ TEST_F(HostileClients, SlowPartialRequestsDoNotStallOtherClients) {
 // 27 bodies of 4 MiB of '[' raised the server's resident memory from 231 MB to 2.96 GB for good.
 TEST_F(HostileClients, BodiesOfBracketsLeaveMemoryWhereItWas) {
 #if defined(__SANITIZE_ADDRESS__)
-  GTEST_SKIP() << "AddressSanitizer's allocator keeps freed blocks in quarantine: resident memory is measured in the native build";
+  GTEST_SKIP()
+      << "AddressSanitizer's allocator keeps freed blocks in quarantine: resident memory is measured in the native build";
 #elif defined(__has_feature)
 #if __has_feature(address_sanitizer)
-  GTEST_SKIP() << "AddressSanitizer's allocator keeps freed blocks in quarantine: resident memory is measured in the native build";
+  GTEST_SKIP()
+      << "AddressSanitizer's allocator keeps freed blocks in quarantine: resident memory is measured in the native build";
 #endif
 #endif
   const std::string body(4 << 20, '[');
@@ -209,9 +211,12 @@ TEST_F(HostileClients, BodiesOfBracketsLeaveMemoryWhereItWas) {
 
 TEST_F(HostileClients, FiftyClientsMixedRequestsWithoutAnError) {
   const std::vector<std::pair<std::string, std::string>> mix = {
-      {"/api/decode", "{\"z\": [[0.5, -1, 2], [0, 0, 0]]}"}, {"/api/encode", "{\"index\": 3}"},
-      {"/api/sample", "{\"count\": 4, \"seed\": 1}"},              {"/api/interpolate", "{\"a\": [1, 0, 0], \"b\": [0, 1, 0], \"t\": [0, 0.5, 1]}"},
-      {"/api/items?offset=0&limit=4", ""},                     {"/api/info", ""}};
+      {"/api/decode", "{\"z\": [[0.5, -1, 2], [0, 0, 0]]}"},
+      {"/api/encode", "{\"index\": 3}"},
+      {"/api/sample", "{\"count\": 4, \"seed\": 1}"},
+      {"/api/interpolate", "{\"a\": [1, 0, 0], \"b\": [0, 1, 0], \"t\": [0, 0.5, 1]}"},
+      {"/api/items?offset=0&limit=4", ""},
+      {"/api/info", ""}};
   std::atomic<int> errors{0}, done{0};
   std::vector<std::thread> clients;
   const auto t0 = Clock::now();

@@ -80,8 +80,8 @@ void run_interpolate(Args& a) {
   VaeImpl& vae = ck.vae("latent interpolate");
   at::NoGradGuard ng;
   at::Tensor x0 = load_one_input(ck, a.from, a.data), x1 = load_one_input(ck, a.to, a.data);
-  at::Tensor z0 = vae.encode(x0).mu[0], z1 = vae.encode(x1).mu[0];  // [d]
-  at::Tensor path = interpolate_latents(z0, z1, a.steps, a.method);             // [steps, d]
+  at::Tensor z0 = vae.encode(x0).mu[0], z1 = vae.encode(x1).mu[0];   // [d]
+  at::Tensor path = interpolate_latents(z0, z1, a.steps, a.method);  // [steps, d]
   write_outputs(ck, decode_mean(vae, path), a.out, a.npy, a.steps);
 }
 
@@ -128,9 +128,7 @@ void add_generate(CLI::App& app) {
   s->add_option("-o,--out", a->out, "PNG grid");
   s->add_option("--npy", a->npy, "NPY of the decoded means (data space)");
   s->add_option("--seed", a->seed, "seed")->capture_default_str();
-  s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")
-      ->capture_default_str()
-      ->check(non_negative());
+  s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")->capture_default_str()->check(non_negative());
   s->add_option("--columns", a->columns, "grid columns")->capture_default_str()->check(CLI::Range(1, 1000));
   s->footer("Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy");
   s->callback([a]() {

@@ -269,9 +269,7 @@ void add_common(CLI::App* cmd, ScoreArgs& a) {
   cmd->add_option("--data", a.data, "data to score (default: the checkpoint's)");
   cmd->add_option("--split", a.split, "test or train; all: every example of a file or folder given as the data (its default)");
   cmd->add_option("--limit", a.limit, "first N examples only")->check(non_negative());
-  cmd->add_option("--k", a.k, "importance samples for iwae_nll (0: skip it)")
-      ->capture_default_str()
-      ->check(non_negative());
+  cmd->add_option("--k", a.k, "importance samples for iwae_nll (0: skip it)")->capture_default_str()->check(non_negative());
   cmd->add_option("--samples", a.samples, "draws of z for neg_elbo")->capture_default_str()->check(positive());
   cmd->add_option("--seed", a.seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();

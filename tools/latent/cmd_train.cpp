@@ -87,13 +87,10 @@ void add_train(CLI::App& app) {
   cmd->add_option("--beta1", args->opt.adam.beta1, "Adam beta1")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--beta2", args->opt.adam.beta2, "Adam beta2")->capture_default_str()->check(CLI::Range(0.0, 0.999999));
   cmd->add_option("--seed", args->opt.seed, "random seed (same seed and --threads: same numbers)")->capture_default_str();
-  cmd->add_option("--threads", args->opt.threads, "CPU threads (0: every core)")
-      ->capture_default_str()
-      ->check(non_negative());
+  cmd->add_option("--threads", args->opt.threads, "CPU threads (0: every core)")->capture_default_str()->check(non_negative());
   cmd->add_flag("--binarize", args->opt.binarize, "dynamic binarization: each batch samples x ~ Bernoulli(pixel)");
   cmd->add_option("--beta", args->opt.beta, "KL weight (default: the config's beta, 1)")->check(non_negative());
-  cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")
-      ->check(non_negative());
+  cmd->add_option("--kl-warmup", args->opt.kl_warmup, "epochs of linear KL warm-up from 0 to beta")->check(non_negative());
   cmd->add_option("--kl-cycle", args->opt.kl_cycle, "cyclical KL annealing: cycle length in epochs (Fu et al. 2019)")
       ->check(non_negative());
   cmd->add_option("--kl-cycle-ratio", args->opt.kl_cycle_ratio, "fraction of each cycle spent rising from 0 to beta")

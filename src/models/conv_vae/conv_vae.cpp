@@ -98,7 +98,9 @@ double conv_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
 }
 
 Family conv_vae_family() {
-  return {"conv_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "conv_vae", true); },
+  return {"conv_vae",
+          true,
+          [](const nlohmann::json& j) { return parse_vae_config(j, "conv_vae", true); },
           [](const ModelConfig& c) { return vae_config_json(c, true); },
           [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<ConvVae>(c, shape); },
           conv_numbers};

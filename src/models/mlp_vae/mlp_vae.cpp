@@ -79,7 +79,9 @@ double mlp_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
 }
 
 Family mlp_vae_family() {
-  return {"mlp_vae", true, [](const nlohmann::json& j) { return parse_vae_config(j, "mlp_vae", false); },
+  return {"mlp_vae",
+          true,
+          [](const nlohmann::json& j) { return parse_vae_config(j, "mlp_vae", false); },
           [](const ModelConfig& c) { return vae_config_json(c, false); },
           [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return std::make_shared<MlpVae>(c, shape); },
           mlp_numbers};

@@ -53,8 +53,8 @@ class VqTraining : public TrainingStep {
     at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options_.seed, kKmeansSeedSalt));
     const double distortion = model_.init_codebook_kmeans(v, kKmeansIterations, gen);
     if (progress)
-      std::fprintf(stderr, "codebook: k-means on %lld encodings, mean squared distance %.4f\n",
-                   static_cast<long long>(v.size(0)), distortion);
+      std::fprintf(stderr, "codebook: k-means on %lld encodings, mean squared distance %.4f\n", static_cast<long long>(v.size(0)),
+                   distortion);
   }
 
   BatchLoss run(const at::Tensor& x, at::Generator& /*gen*/, double /*kl_weight*/) override {
@@ -81,8 +81,7 @@ class VqTraining : public TrainingStep {
     if (steps_done % kRestartEvery == 0) {  // codes no vector chose in the window move to this batch's encodings
       at::Tensor used = at::tensor(window_) > 0;
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(options_.seed, kRestartSeedSalt + steps_done));
-      restarts_ +=
-          model_.restart_codes(used, last_.z_e.detach().permute({0, 2, 3, 1}).reshape({-1, model_.code_dim()}), gen);
+      restarts_ += model_.restart_codes(used, last_.z_e.detach().permute({0, 2, 3, 1}).reshape({-1, model_.code_dim()}), gen);
       std::fill(window_.begin(), window_.end(), 0.0);
     }
     last_ = VqForward{};
@@ -145,7 +144,7 @@ class VqTraining : public TrainingStep {
 
   VqVaeImpl& model_;
   TrainOptions options_;
-  VqForward last_;  // the batch between run() and after_update()
+  VqForward last_;                             // the batch between run() and after_update()
   std::vector<double> window_, epoch_counts_;  // code usage of the current restart window and of the epoch
   int64_t restarts_ = 0;
 };

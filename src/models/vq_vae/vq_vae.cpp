@@ -36,8 +36,7 @@ at::Tensor nearest_rows(const at::Tensor& v, const at::Tensor& embed) {        /
 
 }  // namespace
 
-VqVaeImpl::VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape)
-    : ModelImpl(std::move(config), std::move(data_shape)) {
+VqVaeImpl::VqVaeImpl(ModelConfig config, std::vector<int64_t> data_shape) : ModelImpl(std::move(config), std::move(data_shape)) {
   const auto& s = data_shape_;
   if (s.size() != 3 || (s[0] != 1 && s[0] != 3))
     throw Error("vq_vae needs images [C, H, W] with 1 or 3 channels; the data has shape " + shape_text(s));
@@ -306,8 +305,13 @@ ModelConfig parse_vq_config(const nlohmann::json& j) {
 }
 
 nlohmann::json vq_config_json(const ModelConfig& c) {
-  nlohmann::json v = {{"type", c.type},   {"channels", c.channels},    {"codebook", c.codebook}, {"code_dim", c.code_dim},
-                      {"commitment", c.commitment}, {"decay", c.decay}, {"activation", c.activation}};
+  nlohmann::json v = {{"type", c.type},
+                      {"channels", c.channels},
+                      {"codebook", c.codebook},
+                      {"code_dim", c.code_dim},
+                      {"commitment", c.commitment},
+                      {"decay", c.decay},
+                      {"activation", c.activation}};
   v["likelihood"] = likelihood_name(c.likelihood);
   if (c.likelihood == Likelihood::kGaussian) v["sigma"] = c.sigma;
   return v;
@@ -321,13 +325,17 @@ double vq_numbers(const ModelConfig& c, const std::vector<int64_t>& shape) {
   double c_in = static_cast<double>(shape[0]), pixels = static_cast<double>(shape[1]) * static_cast<double>(shape[2]);
   const double n = conv_stack_numbers(c.channels, c_in, pixels);
   const double K = static_cast<double>(c.codebook), D = static_cast<double>(c.code_dim);
-  return n + 2 * (c_in + 1) * D + 3 * K * D + K + pixels * K + (K + 1) * kPriorEmbed +
-         pixels * 4 * kPriorEmbed + 4 * kPriorEmbed * kPriorHidden + kPriorHidden * K;
+  return n + 2 * (c_in + 1) * D + 3 * K * D + K + pixels * K + (K + 1) * kPriorEmbed + pixels * 4 * kPriorEmbed +
+         4 * kPriorEmbed * kPriorHidden + kPriorHidden * K;
 }
 
 Family vq_vae_family() {
-  return {"vq_vae", false, parse_vq_config, vq_config_json,
-          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return make_vq_vae(c, shape); }, vq_numbers};
+  return {"vq_vae",
+          false,
+          parse_vq_config,
+          vq_config_json,
+          [](const ModelConfig& c, const std::vector<int64_t>& shape) -> Model { return make_vq_vae(c, shape); },
+          vq_numbers};
 }
 
 double perplexity(const at::Tensor& counts) {

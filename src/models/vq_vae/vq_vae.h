@@ -121,5 +121,4 @@ VqVae make_vq_vae(const ModelConfig& config, const std::vector<int64_t>& data_sh
 /// exp(entropy) of a code histogram [K]: K when every code is used equally, 1 when one code is.
 double perplexity(const at::Tensor& counts);
 
-
 }  // namespace latent
