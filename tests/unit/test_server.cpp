@@ -23,6 +23,7 @@
 #include "latent/npy.h"
 #include "latent/sd_vae.h"
 #include "sd_api.h"
+#include "server_fixture.h"
 #include "test_util.h"
 
 namespace latent::server {
@@ -36,17 +37,7 @@ class ServerTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    at::manual_seed(3);
-    npy_save(*dir_ / "images.npy", at::randint(0, 256, {40, 1, 8, 8}, at::kByte));
-    CheckpointInfo info;
-    info.model =
-        ModelConfig::from_json(json::parse(R"({"type": "mlp_vae", "hidden": [16], "latent": 3, "likelihood": "bernoulli"})"));
-    info.data_shape = {1, 8, 8};
-    info.data.source = *dir_ / "images.npy";
-    info.data.test_fraction = 0.25;
-    info.metrics = json::array({{{"epoch", 1}, {"test_elbo", -40.0}}});
-    model_ = new Vae(make_vae(info.model, info.data_shape));
-    checkpoint_save(*dir_ / "model.safetensors", info, **model_, nullptr);
+    model_ = new Vae(test::write_tiny_image_checkpoint(*dir_));
     ServeOptions opt;
     opt.port = 0;
     opt.threads = 8;

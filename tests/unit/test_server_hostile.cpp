@@ -20,8 +20,7 @@
 
 #include "explorer_server.h"
 #include "latent/checkpoint.h"
-#include "latent/npy.h"
-#include "test_util.h"
+#include "server_fixture.h"
 
 namespace latent::server {
 namespace {
@@ -43,15 +42,7 @@ class HostileClients : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new test::TempDir();
-    at::manual_seed(3);
-    npy_save(*dir_ / "images.npy", at::randint(0, 256, {40, 1, 8, 8}, at::kByte));
-    CheckpointInfo info;
-    info.model = ModelConfig::from_json(json::parse(R"({"type": "mlp_vae", "hidden": [16], "latent": 3})"));
-    info.data_shape = {1, 8, 8};
-    info.data.source = *dir_ / "images.npy";
-    info.data.test_fraction = 0.25;
-    Model model = make_model(info.model, info.data_shape);
-    checkpoint_save(*dir_ / "model.safetensors", info, *model);
+    test::write_tiny_image_checkpoint(*dir_);
     ServeOptions opt;  // the defaults `latent serve` runs with, on any free port
     opt.port = 0;
     server_ = new ExplorerServer(checkpoint_load(*dir_ / "model.safetensors"), *dir_ / "model.safetensors", opt);
