@@ -7,6 +7,7 @@ packages=(
   libtorch-dev            # LibTorch (C++ tensors, autograd, nn)
   libopenblas0-openmp     # fast BLAS behind LibTorch's matrix products (replaces reference BLAS)
   libdnnl-dev             # oneDNN sgemm for the fused MLP training step
+  libgloo-dev             # Gloo's headers: distributed training on LibTorch's c10d process group
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
   libgtest-dev            # unit tests
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for the fuzz targets (scripts/fuzz.sh)

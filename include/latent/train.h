@@ -16,6 +16,7 @@
 #include "latent/adam.h"
 #include "latent/config.h"
 #include "latent/data.h"
+#include "latent/distributed.h"
 #include "latent/error.h"
 
 namespace latent {
@@ -39,6 +40,11 @@ struct TrainOptions {
   std::string precision = "fp32";  // or "bf16": mixed precision, bfloat16 products in the fused step
   bool progress = true;            // progress bar on stderr
   std::string out;                 // output folder
+  /// A job of several ranks (rank_info_from_environment()): each trains on its share of every
+  /// batch (--batch-size is the whole job's), gradients are averaged over the ranks, rank 0 alone
+  /// writes. The numbers match one process's to float rounding. Not saved in checkpoints.
+  RankInfo ranks;
+  DistOptions dist;
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);
@@ -61,12 +67,15 @@ class TrainingDiverged : public Error {
 TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options);
 
 /// Continues training from `checkpoint` up to `epochs` total epochs (0: the original count),
-/// writing to `out` (empty: the checkpoint's own folder).
-TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress);
+/// writing to `out` (empty: the checkpoint's own folder), in one process or as rank `ranks.rank`
+/// of a job (any number of ranks: the numbers do not depend on it).
+TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress,
+                         const RankInfo& ranks = {}, const DistOptions& dist = {});
 
 /// Asks a running training loop to save a checkpoint and return (safe from a signal handler).
 void request_stop();
 void clear_stop_request();
+bool stop_requested();
 
 /// Sets LibTorch's (and so oneDNN's and BLAS's) thread count; 0 means every core.
 void set_num_threads(int threads);

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "latent/data.h"
+#include "latent/distributed.h"
 
 namespace latent {
 
@@ -32,11 +33,17 @@ class TrainingStep {
   virtual int64_t first_examples() const { return 0; }
   virtual void begin(const at::Tensor& /*first*/, bool /*progress*/) {}
 
-  /// Forward and backward on batch x [B, D...]: leaves every parameter's gradient, draws its noise
-  /// from `gen`. `kl_weight` is the schedule's weight of the KL term at this step (VAEs).
-  virtual BatchLoss run(const at::Tensor& x, at::Generator& gen, double kl_weight) = 0;
+  /// Forward and backward on x [n, D...], the rows `rows` names of a batch (all of it in one
+  /// process; in a job of several ranks, this rank's rows): leaves every parameter's gradient of
+  /// the mean loss over x. Noise comes from `gen`, drawn for the whole batch and taken with
+  /// rows.take(), so every rank's rows see the noise one process would give them. `kl_weight` is
+  /// the schedule's weight of the KL term at this step (VAEs).
+  virtual BatchLoss run(const at::Tensor& x, const BatchRows& rows, at::Generator& gen, double kl_weight) = 0;
   /// After the optimizer's update; `steps_done` counts the run's steps including this one.
   virtual void after_update(int64_t /*steps_done*/) {}
+  /// In a job of several ranks, before the first step: what after_update() may use to see the
+  /// whole batch (the VQ-VAE's codebook statistics).
+  virtual void distribute(Communicator* /*comm*/) {}
   /// Whether run()'s results are the same on any thread count (then the loop may follow the load).
   virtual bool thread_invariant() const { return false; }
 

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <thread>
@@ -56,7 +57,53 @@ struct Run {
   DataSplit data;
   TrainOptions opt;
   std::string checkpoint_path;
+  std::unique_ptr<Communicator> comm;  // a job of several ranks; null in one process
 };
+
+// A fingerprint of the training examples' bytes (FNV-1a over 64-bit words): ranks must hold the same data.
+std::string data_fingerprint(const at::Tensor& x) {
+  const at::Tensor c = x.contiguous();
+  const auto* p = static_cast<const unsigned char*>(c.data_ptr());
+  const size_t bytes = static_cast<size_t>(c.numel()) * c.element_size();
+  uint64_t h = 0xcbf29ce484222325ull;
+  size_t i = 0;
+  for (; i + 8 <= bytes; i += 8) {
+    uint64_t w;
+    std::memcpy(&w, p + i, 8);
+    h = (h ^ w) * 0x100000001b3ull;
+  }
+  for (; i < bytes; ++i) h = (h ^ p[i]) * 0x100000001b3ull;
+  char buf[24];
+  std::snprintf(buf, sizeof(buf), "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+// Joins the job when there is one: every rank must train the same model on the same data with the
+// same options from the same point; rank 0's parameters are then everyone's.
+void join_job(Run& run) {
+  if (!run.opt.ranks.distributed()) return;
+  nlohmann::json options = run.opt.to_json();
+  for (const char* local : {"threads"}) options.erase(local);
+  const nlohmann::json agreement = {
+      {"model", run.info.model.to_json()},
+      {"data", {{"shape", run.info.data_shape},
+                {"train_examples", run.data.train.size()},
+                {"test_examples", run.data.test.size()},
+                {"train_bytes", data_fingerprint(run.data.train.x)}}},
+      {"options", options},
+      {"resumed_at_step", run.info.state.value("global_step", int64_t{0})}};
+  run.comm = Communicator::join(run.opt.ranks, run.opt.dist, agreement);
+  at::NoGradGuard no_grad;
+  for (auto& p : run.model->parameters()) run.comm->broadcast(p.detach());
+  for (auto& b : run.model->buffers()) run.comm->broadcast(b.detach());
+}
+
+// This process's thread count: every core, shared by the ranks on this machine, unless given.
+int threads_for(const TrainOptions& o) {
+  if (o.threads > 0 || !o.ranks.distributed()) return o.threads;
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::max(1, cores / std::max(1, o.ranks.local_world));
+}
 
 void write_pictures(Run& run) {
   if (!is_image_shape(run.info.data_shape)) return;  // samples and reconstructions as PNG grids
@@ -101,6 +148,21 @@ struct RunningSums {
   }
 };
 
+// The batch's loss and terms from every rank's share, and whether any rank was asked to stop.
+bool reduce_loss(Communicator& comm, BatchLoss& l, double share, bool stop) {
+  constexpr size_t kMostTerms = 8;  // a fixed length: a rank whose loss is not finite may name no terms
+  if (l.terms.size() > kMostTerms) throw Error("a training step reported more than 8 loss terms");
+  at::Tensor v = at::zeros({static_cast<int64_t>(kMostTerms + 2)}, at::kDouble);
+  double* p = v.data_ptr<double>();
+  p[0] = l.loss * share;
+  p[1] = stop ? 1 : 0;
+  for (size_t i = 0; i < l.terms.size(); ++i) p[2 + i] = l.terms[i].second * share;
+  comm.allreduce_sum(v);
+  l.loss = p[0];
+  for (size_t i = 0; i < l.terms.size(); ++i) l.terms[i].second = p[2 + i];
+  return p[1] > 0;
+}
+
 TrainResult run_loop(Run& run) {
   TrainOptions& opt = run.opt;
   ModelImpl& model = *run.model;
@@ -109,7 +171,20 @@ TrainResult run_loop(Run& run) {
   const int64_t bs = std::min(opt.batch_size, n);
   const int64_t batches = (n + bs - 1) / bs;
   const double beta = opt.beta >= 0 ? opt.beta : run.info.model.beta;
+  Communicator* comm = run.comm.get();
+  const int rank = comm ? comm->rank() : 0, world = comm ? comm->world() : 1;
+  const bool writer = rank == 0;  // rank 0 alone writes checkpoints, metrics and pictures
+  if (!writer) opt.progress = false;
+  // The gradient buckets come first: the steps write into the .grad() views they set.
+  std::unique_ptr<GradientSync> sync;
+  if (comm) {
+    std::vector<at::Tensor> params;
+    for (auto& [name, p] : named_parameters(model)) params.push_back(p);
+    sync = std::make_unique<GradientSync>(*comm, params);
+    comm->set_loss_hint("the last checkpoint is " + run.checkpoint_path + "; run the same command again to resume from it");
+  }
   std::unique_ptr<TrainingStep> step = model.training_step(opt);
+  if (comm) step->distribute(comm);
 
   Dataset test = run.data.test;
   if (opt.binarize && test.size() > 0) test.x = binarize_fixed(test.x, kTestBinarizeSeed);
@@ -126,10 +201,11 @@ TrainResult run_loop(Run& run) {
   result.checkpoint = run.checkpoint_path;
   if (!run.info.metrics.empty()) result.last_metrics = run.info.metrics.back();
   const std::string metrics_path = opt.out + "/metrics.jsonl";
-  write_metrics_jsonl(metrics_path, run.info.metrics);
+  if (writer) write_metrics_jsonl(metrics_path, run.info.metrics);
 
   // epochs_done counts finished epochs; step_in_epoch > 0 marks a checkpoint taken mid-epoch.
   auto save_state = [&](int64_t epochs_done) {
+    if (!writer) return;
     state = step->state();
     state["epoch"] = epochs_done;
     state["step_in_epoch"] = step_in_epoch;
@@ -151,20 +227,40 @@ TrainResult run_loop(Run& run) {
     at::Generator shuffle_gen =
         at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, kShuffleSeedSalt + static_cast<uint64_t>(epoch)));
     at::Tensor perm = at::randperm(n, shuffle_gen, at::TensorOptions().dtype(at::kLong));
-    if (global_step == 0 && step->first_examples() > 0)
+    if (global_step == 0 && step->first_examples() > 0) {
       step->begin(train.x.index_select(0, perm.narrow(0, 0, std::min(n, step->first_examples()))), opt.progress);
+      if (comm) {
+        at::NoGradGuard no_grad;
+        for (auto& b : model.buffers()) comm->broadcast(b.detach());  // the same codebook everywhere, bit for bit
+      }
+    }
     ProgressBar bar("epoch " + std::to_string(epoch + 1) + "/" + std::to_string(opt.epochs), n, "samples", opt.progress);
     const auto t0 = std::chrono::steady_clock::now();
     int64_t seen_now = 0;
+    const double comm_at_start = comm ? comm->comm_seconds() : 0;
     for (int64_t b = step_in_epoch; b < batches; ++b) {
       const int64_t start = b * bs, len = std::min(bs, n - start);
+      if (len < world) {  // too few rows left for every rank: dropped, as DistributedSampler(drop_last) would
+        step_in_epoch = b + 1;
+        continue;
+      }
       if (tuner) tuner->begin();
-      at::Tensor x = train.x.index_select(0, perm.narrow(0, start, len));
+      const BatchRows rows{rank, world, len};
+      const at::Tensor index = perm.narrow(0, start, len);
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
-      if (opt.binarize) x = at::bernoulli(x, gen);
+      // Binarization draws for the whole batch, so every rank's rows get one process's draws.
+      at::Tensor x = opt.binarize ? rows.take(at::bernoulli(train.x.index_select(0, index), gen)).contiguous()
+                                  : train.x.index_select(0, rows.take(index));
       const double beta_t = kl_weight(beta, static_cast<double>(epoch) + static_cast<double>(b) / static_cast<double>(batches),
                                       opt.kl_warmup, opt.kl_cycle, opt.kl_cycle_ratio);
-      BatchLoss l = step->run(x, gen, beta_t);
+      const double share = static_cast<double>(rows.count()) / static_cast<double>(len);
+      if (sync) sync->begin(share);
+      BatchLoss l = step->run(x, rows, gen, beta_t);
+      bool stop = g_stop.load();
+      if (comm) {
+        sync->finish();
+        stop = reduce_loss(*comm, l, share, stop);
+      }
       if (!std::isfinite(l.loss)) throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       run.adam->step();
       ++global_step;
@@ -174,9 +270,10 @@ TrainResult run_loop(Run& run) {
       seen_now += len;
       step_in_epoch = b + 1;
       bar.update(start + len, sums.means());
-      if (g_stop.load()) {
+      if (stop) {
         wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         save_state(epoch);
+        if (comm) comm->close();
         result.interrupted = true;
         return result;
       }
@@ -193,17 +290,24 @@ TrainResult run_loop(Run& run) {
                         {"samples_per_s", seen_now / std::max(train_seconds, 1e-9)},
                         {"threads", threads_used},
                         {"wall_s", wall}};
+    if (comm) {
+      m["world_size"] = world;
+      m["comm_s"] = comm->comm_seconds() - comm_at_start;  // rank 0's wait on communication this epoch
+      m["allreduce_bytes_per_step"] = sync->bytes_per_step();
+    }
     for (const auto& [name, sum] : sums.terms) m["train_" + name] = sum / seen;
-    step->end_epoch(m, test, mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch)), epoch + 1 == opt.epochs, run.data,
-                    opt.progress);
+    // Held-out metrics on rank 0; the other ranks close their epoch and wait at the next step.
+    step->end_epoch(m, writer ? test : Dataset{}, mix_seed(opt.seed, kEvalSeedSalt + static_cast<uint64_t>(epoch)),
+                    writer && epoch + 1 == opt.epochs, run.data, opt.progress);
     run.info.metrics.push_back(m);
     result.last_metrics = m;
     sums = RunningSums{};
     step_in_epoch = 0;
     save_state(epoch + 1);
-    write_metrics_jsonl(metrics_path, run.info.metrics);
+    if (writer) write_metrics_jsonl(metrics_path, run.info.metrics);
   }
-  write_pictures(run);
+  if (writer) write_pictures(run);
+  if (comm) comm->close();
   return result;
 }
 
@@ -255,6 +359,7 @@ void set_num_threads(int threads) {
 
 void request_stop() { g_stop.store(true); }
 void clear_stop_request() { g_stop.store(false); }
+bool stop_requested() { return g_stop.load(); }
 
 nlohmann::json TrainOptions::to_json() const {
   return {{"epochs", epochs},       {"batch_size", batch_size}, {"lr", adam.lr},
@@ -293,7 +398,7 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
 TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOptions& options) {
   if (options.out.empty()) throw Error("no output folder given (--out)");
   if (options.epochs < 1) throw Error("--epochs must be at least 1 for a new run");
-  set_num_threads(options.threads);
+  set_num_threads(threads_for(options));
   Run run;
   run.opt = options;
   run.data = load_data(data);
@@ -310,10 +415,12 @@ TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOpt
   run.checkpoint_path = options.out + "/model.safetensors";
   run.model = make_model(model, run.info.data_shape);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), options.adam);
+  join_job(run);
   return run_loop(run);
 }
 
-TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress) {
+TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const std::string& out, bool progress,
+                         const RankInfo& ranks, const DistOptions& dist) {
   LoadedCheckpoint ck = checkpoint_load(checkpoint);
   Run run;
   run.info = ck.info;
@@ -330,8 +437,10 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   run.opt.out = out.empty() ? std::filesystem::path(checkpoint).parent_path().string() : out;
   if (run.opt.out.empty()) run.opt.out = ".";
   run.opt.progress = progress;
+  run.opt.ranks = ranks;
+  run.opt.dist = dist;
   run.info.train = run.opt.to_json();
-  set_num_threads(run.opt.threads);
+  set_num_threads(threads_for(run.opt));
   run.data = load_data(run.info.data);
   if (run.opt.limit > 0) run.data.train = run.data.train.head(run.opt.limit);
   if (run.data.train.example_shape() != run.info.data_shape)
@@ -340,6 +449,7 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   run.checkpoint_path = run.opt.out + "/model.safetensors";
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), run.opt.adam);
   run.adam->load_state(ck.file);
+  join_job(run);
   return run_loop(run);
 }
 

@@ -1,9 +1,13 @@
 // latent train: train a VAE and write its checkpoint, metrics and pictures.
 #include <cstdio>
+#include <cstdlib>
+#include <filesystem>
 
 #include "common.h"
 #include "latent/error.h"
+#include "latent/json.h"
 #include "latent/train.h"
+#include "launch.h"
 #include "signals.h"
 
 namespace latent::cli {
@@ -15,19 +19,56 @@ struct TrainArgs {
   std::string data = "fashion-mnist", config = kDefaultModel, resume, test_data, labels, test_labels, resize;
   int channels = 0;
   bool no_fused = false, quiet = false, standardize = false;
+  int nproc = 0;
   double test_fraction = 0.1;
   std::vector<int64_t> classes;
   TrainOptions opt;
+  DistOptions dist;
 };
 
 /// Trains (or resumes) as `a` says and prints the outcome; returns the checkpoint's path, or ""
 /// when Ctrl-C interrupted it (the exit status is then 130). `epochs_given`: --epochs was on the
 /// command line (with --resume it is the new total; otherwise the checkpoint's count stands).
+// The checkpoint --resume names: "auto" is --out's when there is one (so a job restarted by
+// torchrun, Slurm or by hand continues where it stopped), else none.
+std::string resume_path(const TrainArgs& a) {
+  if (a.resume != "auto") return a.resume;
+  if (a.opt.out.empty()) throw Error("--resume auto needs --out: the folder whose checkpoint to continue");
+  const std::string path = a.opt.out + "/model.safetensors";
+  if (!std::filesystem::exists(path)) return "";
+  const CheckpointInfo held = checkpoint_load(path).info;
+  const nlohmann::json want = ModelConfig::from_text_or_file(a.config).to_json();
+  if (held.model.to_json() != want)
+    throw Error("--resume auto: " + path + " holds another model (" + json_excerpt(held.model.to_json(), 120) +
+                "); choose another --out or remove it");
+  return path;
+}
+
 std::string run_train(const TrainArgs& a, bool epochs_given) {
   set_graceful_stop(true);  // the first Ctrl-C saves a checkpoint; a second one exits at once
+  if (a.nproc > 0) {
+    if (std::getenv("WORLD_SIZE")) throw Error("--nproc starts a job's workers itself; it cannot run inside another launcher");
+    if (!distributed_available()) throw Error("--nproc: this build of latent has no distributed training (needs libgloo-dev)");
+    std::vector<std::string> args;
+    const auto& all = command_line();
+    for (size_t i = 0; i < all.size(); ++i) {
+      if (all[i] == "--nproc") {
+        ++i;
+        continue;
+      }
+      if (all[i].rfind("--nproc=", 0) == 0) continue;
+      args.push_back(all[i]);
+    }
+    exit_status() = launch_local_workers(a.nproc, args);
+    return "";
+  }
+  RankInfo ranks = rank_info_from_environment();
+  const bool writer = ranks.rank == 0;
   TrainResult r;
-  if (!a.resume.empty()) {
-    r = train_resume(a.resume, epochs_given ? a.opt.epochs : 0, a.opt.out, !a.quiet);
+  const std::string resume = resume_path(a);
+  if (!resume.empty()) {
+    if (a.resume == "auto" && writer && !a.quiet) std::fprintf(stderr, "resuming from %s\n", resume.c_str());
+    r = train_resume(resume, epochs_given ? a.opt.epochs : 0, a.opt.out, !a.quiet, ranks, a.dist);
   } else {
     if (a.opt.out.empty()) throw Error("--out is required: the folder for the checkpoint and metrics");
     DataSpec spec;
@@ -43,9 +84,12 @@ std::string run_train(const TrainArgs& a, bool epochs_given) {
     TrainOptions opt = a.opt;
     opt.fused = !a.no_fused;
     opt.progress = !a.quiet;
+    opt.ranks = ranks;
+    opt.dist = a.dist;
     r = train(ModelConfig::from_text_or_file(a.config), spec, opt);
   }
   set_graceful_stop(false);
+  if (!writer) return r.checkpoint;  // rank 0 speaks for the job
   if (r.interrupted) {
     std::fprintf(stderr, "interrupted: checkpoint saved to %s; continue with: latent train --resume %s\n", r.checkpoint.c_str(),
                  r.checkpoint.c_str());
@@ -117,7 +161,17 @@ void add_train(CLI::App& app) {
   cmd->add_flag("--standardize", args->standardize, "z-score each feature with the training split's mean and std (tables)");
   cmd->add_option("--classes", args->classes, "train (and test) on the examples of these labels only, e.g. --classes 3")
       ->delimiter(',');
-  cmd->add_option("--resume", args->resume, "continue training from a checkpoint");
+  cmd->add_option("--resume", args->resume,
+                  "continue training from a checkpoint; auto: from --out's checkpoint when there is one (what a restarted job "
+                  "wants)");
+  cmd->add_option("--nproc", args->nproc,
+                  "start N workers on this machine, one job of N ranks (each trains on its share of every batch; the "
+                  "numbers match one process's). torchrun and Slurm's srun start latent as they start any program")
+      ->check(CLI::Range(1, 256));
+  cmd->add_option("--iface", args->dist.iface, "distributed: the network interface the ranks talk over (as GLOO_SOCKET_IFNAME)");
+  cmd->add_option("--dist-timeout", args->dist.join_timeout_s, "distributed: seconds every rank has to arrive")
+      ->capture_default_str()
+      ->check(CLI::Range(1.0, 86400.0));
   cmd->add_flag("--no-fused", args->no_fused, "use the autograd step even where the fused MLP step applies");
   cmd->add_option("--precision", args->opt.precision,
                   "fp32, or bf16: mixed precision (bfloat16 products with float32 sums, weights and Adam state; mlp_vae "
@@ -129,7 +183,10 @@ void add_train(CLI::App& app) {
       "Example:\n  latent train --data fashion-mnist --config '{\"type\": \"mlp_vae\", \"hidden\": [400], \"latent\": 20}' "
       "--epochs 10 --out runs/fmnist\n"
       "  latent train --resume runs/fmnist/model.safetensors --epochs 20\n"
-      "  latent train --objective iwae --k 50 --binarize --out runs/iwae50");
+      "  latent train --objective iwae --k 50 --binarize --out runs/iwae50\n"
+      "  latent train --nproc 2 --threads 1 --out runs/two-ranks\n"
+      "  torchrun --no-python --nproc_per_node 2 latent train --resume auto --out runs/ddp   (MASTER_ADDR, MASTER_PORT, "
+      "RANK, WORLD_SIZE and LOCAL_RANK as torchrun sets them; Slurm's srun works the same way)");
   cmd->callback([args, cmd]() { run_train(*args, cmd->count("--epochs") > 0); });
 }
 

@@ -8,6 +8,7 @@
 #include "common.h"
 #include "latent/cpu.h"
 #include "latent/error.h"
+#include "launch.h"
 #include "signals.h"
 
 namespace {
@@ -18,6 +19,7 @@ std::string first_line(const std::string& s) { return s.substr(0, s.find('\n'));
 
 int main(int argc, char** argv) {
   latent::cli::start_signal_thread();  // before anything starts a thread: see signals.h
+  latent::cli::command_line().assign(argv, argv + argc);
   CLI::App app{"latent: variational autoencoders in C++. Train, evaluate, sample, reconstruct, interpolate, encode and decode."};
   app.require_subcommand(1);
   app.footer(

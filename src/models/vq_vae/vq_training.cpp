@@ -57,7 +57,10 @@ class VqTraining : public TrainingStep {
                    distortion);
   }
 
-  BatchLoss run(const at::Tensor& x, at::Generator& /*gen*/, double /*kl_weight*/) override {
+  void distribute(Communicator* comm) override { comm_ = comm; }
+
+  BatchLoss run(const at::Tensor& x, const BatchRows& rows, at::Generator& /*gen*/, double /*kl_weight*/) override {
+    rows_ = rows;
     for (auto& p : model_.parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();
     last_ = model_.forward(x);
@@ -71,6 +74,10 @@ class VqTraining : public TrainingStep {
 
   void after_update(int64_t steps_done) override {
     const int64_t K = model_.codebook_size();
+    if (comm_) {  // the codebook follows the whole batch, as in one process
+      last_.z_e = comm_->gather_batch(last_.z_e.detach(), rows_);
+      last_.indices = comm_->gather_batch(last_.indices, rows_);
+    }
     model_.ema_update(last_.z_e, last_.indices);
     at::Tensor counts = at::bincount(last_.indices.reshape({-1}), {}, K).to(at::kDouble).contiguous();
     const double* c = counts.data_ptr<double>();
@@ -145,6 +152,8 @@ class VqTraining : public TrainingStep {
   VqVaeImpl& model_;
   TrainOptions options_;
   VqForward last_;                             // the batch between run() and after_update()
+  BatchRows rows_;
+  Communicator* comm_ = nullptr;
   std::vector<double> window_, epoch_counts_;  // code usage of the current restart window and of the epoch
   int64_t restarts_ = 0;
 };
