@@ -15,6 +15,9 @@
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <unistd.h>
+#if defined(LATENT_QUIET_GLOG) && defined(C10_USE_GLOG)
+#include <glog/logging.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -86,6 +89,10 @@ std::string route_address(const std::string& host, int port) {
 class GlooCommunicator : public Communicator {
  public:
   GlooCommunicator(const RankInfo& me, const DistOptions& options, const nlohmann::json& agreement) : me_(me), options_(options) {
+#if defined(LATENT_QUIET_GLOG) && defined(C10_USE_GLOG)
+    FLAGS_minloglevel = google::GLOG_FATAL;  // c10d's retries and failures: latent says what happened in one line
+    FLAGS_logtostderr = false;
+#endif
     options_.join_timeout_s = env_seconds("LATENT_DIST_JOIN_TIMEOUT", options_.join_timeout_s);
     options_.lost_after_s = env_seconds("LATENT_DIST_LOST_AFTER", options_.lost_after_s);
     where_ = me_.master_addr + ":" + std::to_string(me_.master_port);

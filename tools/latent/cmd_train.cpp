@@ -67,7 +67,7 @@ std::string run_train(const TrainArgs& a, bool epochs_given) {
   TrainResult r;
   const std::string resume = resume_path(a);
   if (!resume.empty()) {
-    if (a.resume == "auto" && writer && !a.quiet) std::fprintf(stderr, "resuming from %s\n", resume.c_str());
+    if (a.resume == "auto" && writer) std::fprintf(stderr, "resuming from %s\n", resume.c_str());
     r = train_resume(resume, epochs_given ? a.opt.epochs : 0, a.opt.out, !a.quiet, ranks, a.dist);
   } else {
     if (a.opt.out.empty()) throw Error("--out is required: the folder for the checkpoint and metrics");
