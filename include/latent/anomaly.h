@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "latent/distributed.h"
 #include "latent/model.h"
 
 namespace latent {
@@ -43,6 +44,9 @@ struct ScoreOptions {
   int64_t batch = 500;
   uint64_t seed = 1;
   bool error_maps = false;  // also (x - x_hat)^2 per element
+  /// A job of several ranks: the examples are split over them (whole batches each) and the scores
+  /// gathered, the same as one process's, bit for bit. Every rank gets every score.
+  Communicator* comm = nullptr;
 };
 
 struct AnomalyScores {

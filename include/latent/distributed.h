@@ -54,6 +54,11 @@ struct BatchRows {
   at::Tensor take(const at::Tensor& whole, int64_t dim = 0) const;
 };
 
+/// How a job's ranks split n examples for evaluation: contiguous ranges whose boundaries fall on
+/// multiples of `chunk` (so every chunk is computed as one process computes it); returns each
+/// rank's count (rank r starts after the counts of ranks < r).
+std::vector<int64_t> split_examples(int64_t n, int64_t chunk, int world);
+
 /// One rank's end of a job: collectives over every rank, timed.
 class Communicator {
  public:
@@ -101,8 +106,11 @@ class GradientSync {
   ~GradientSync();
   /// Before the backward pass: this rank's share of the batch (its rows over the batch's rows).
   void begin(double share);
-  /// After it: every rank holds the gradient of the whole batch's mean loss.
-  void finish();
+  /// After it: every rank holds the gradient of the whole batch's mean loss. `extra` (at most
+  /// kExtra numbers: the loss and its terms, already weighted by the share) are summed over the
+  /// ranks in the same all-reduce as the last bucket, in float32, and returned.
+  std::vector<double> finish(const std::vector<double>& extra = {});
+  static constexpr int64_t kExtra = 16;
   int64_t bytes_per_step() const;
 
   struct Impl;

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
+#include "latent/distributed.h"
 #include "latent/data.h"
 #include "latent/model.h"
 #include "latent/precision.h"
@@ -19,6 +20,9 @@ struct EvalOptions {
   int64_t iwae_rows = 1024;  // decoder rows per batched product in the IWAE estimate (1024: measured fastest)
   Precision iwae_precision = Precision::kFloat32;  // of the IWAE estimate's decoder products (mlp_vae, ReLU, Bernoulli)
   bool progress = false;
+  /// A job of several ranks: the IWAE images are split over them and gathered (the same numbers as
+  /// one process, bit for bit); every rank computes the (cheap) ELBO terms and gets the result.
+  Communicator* comm = nullptr;
 };
 
 struct EvalResult {
@@ -43,7 +47,13 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
 /// batching. `precision` applies to the decoder products of mlp_vae models with ReLU and a Bernoulli
 /// likelihood (others always run in float32: `used`, when given, receives the one that ran); bf16 and
 /// bf16x3 throw latent::Error where the CPU or the build cannot run them.
+/// `first_index`: the index of x's first image in the whole set (each image's noise comes from
+/// (seed, its index), so a part of a set gets the numbers the whole set would give it).
 at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
-                               bool progress = false, Precision precision = Precision::kFloat32, Precision* used = nullptr);
+                               bool progress = false, Precision precision = Precision::kFloat32, Precision* used = nullptr,
+                               int64_t first_index = 0);
+
+/// The images a job's rank takes for iwae_log_likelihood: whole batches of it, in order.
+int64_t iwae_images_per_batch(int64_t k, int64_t rows_per_batch);
 
 }  // namespace latent

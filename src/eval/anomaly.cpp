@@ -77,11 +77,20 @@ EncodingStats encoding_stats(VaeImpl& model, const at::Tensor& x) {
 
 AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const EncodingStats& stats, const ScoreOptions& o) {
   at::NoGradGuard no_grad;
-  const int64_t n = x.size(0), d = model.latent_dim();
+  const int64_t d = model.latent_dim();
   std::map<std::string, std::vector<at::Tensor>> parts;
   std::vector<at::Tensor> maps;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(o.seed);
-  for (int64_t i = 0; i < n; i += o.batch) {
+  // This rank's batches (all of them in one process). The ELBO's draws run on from batch to batch,
+  // so the batches before ours are drawn and dropped: our batches see one process's noise.
+  const int world = o.comm ? o.comm->world() : 1, rank = o.comm ? o.comm->rank() : 0;
+  const std::vector<int64_t> counts = split_examples(x.size(0), o.batch, world);
+  int64_t first = 0;
+  for (int r = 0; r < rank; ++r) first += counts[r];
+  for (int64_t i = 0; i < first; i += o.batch)
+    for (int64_t s = 0; s < o.samples; ++s) (void)at::randn({std::min(o.batch, first - i), d}, gen, x.options());
+  const int64_t n = first + counts[rank];
+  for (int64_t i = first; i < n; i += o.batch) {
     at::Tensor xb = x.narrow(0, i, std::min(o.batch, n - i));
     const int64_t b = xb.size(0);
     at::Tensor neg_elbo = at::zeros({b}, at::kDouble);
@@ -107,11 +116,27 @@ AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const Encoding
     }
   }
   AnomalyScores out;
-  for (auto& [name, v] : parts) out.scores[name] = at::cat(v);
+  const bool has_complexity = model.data_shape().size() == 3 && (model.data_shape()[0] == 1 || model.data_shape()[0] == 3);
+  for (const char* name : {"neg_elbo", "recon_error", "prior_nll", "mahalanobis", "complexity_adjusted"}) {
+    if (std::string(name) == "complexity_adjusted" && !has_complexity) continue;
+    at::Tensor mine = parts[name].empty() ? at::empty({0}, at::kDouble) : at::cat(parts[name]);
+    out.scores[name] = o.comm ? o.comm->allgather_rows(mine, counts) : mine;
+  }
   out.scores["combined"] = (out.scores["recon_error"].clamp_min(1e-300).log() - stats.log_recon_median) / stats.log_recon_mad +
                            (out.scores["mahalanobis"].clamp_min(1e-300).log() - stats.log_maha_median) / stats.log_maha_mad;
-  if (o.iwae_k > 0) out.scores["iwae_nll"] = -iwae_log_likelihood(model, x, o.iwae_k, o.seed, 1024);
-  if (o.error_maps) out.error_maps = at::cat(maps);
+  if (o.iwae_k > 0) {  // split on the estimate's own batches
+    const std::vector<int64_t> part = split_examples(x.size(0), iwae_images_per_batch(o.iwae_k, 1024), world);
+    int64_t at = 0;
+    for (int r = 0; r < rank; ++r) at += part[r];
+    at::Tensor mine = -iwae_log_likelihood(model, x.narrow(0, at, part[rank]), o.iwae_k, o.seed, 1024, false,
+                                           Precision::kFloat32, nullptr, at);
+    out.scores["iwae_nll"] = o.comm ? o.comm->allgather_rows(mine, part) : mine;
+  }
+  if (o.error_maps) {
+    at::Tensor mine = maps.empty() ? at::empty({0}, x.options()) : at::cat(maps);
+    if (mine.size(0) == 0) mine = at::empty(x.narrow(0, 0, 0).sizes(), x.options());
+    out.error_maps = o.comm ? o.comm->allgather_rows(mine, counts) : mine;
+  }
   return out;
 }
 

@@ -76,8 +76,13 @@ double iwae_one_image(const FusedMlpDecoder& decoder, const float* x, const floa
 
 }  // namespace
 
+int64_t iwae_images_per_batch(int64_t k, int64_t rows_per_batch) {
+  const int64_t k_chunk = std::max<int64_t>(1, std::min(k, rows_per_batch));
+  return std::max<int64_t>(1, rows_per_batch / k_chunk);
+}
+
 at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, uint64_t seed, int64_t rows_per_batch,
-                               bool progress, Precision precision, Precision* used) {
+                               bool progress, Precision precision, Precision* used, int64_t first_index) {
   at::NoGradGuard no_grad;
   const int64_t n = x.size(0), d = model.latent_dim();
   const int64_t k_chunk = std::max<int64_t>(1, std::min(k, rows_per_batch));
@@ -85,7 +90,9 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
   double* outp = out.data_ptr<double>();
   // Each image draws its samples from its own generator, so the estimate does not depend on how
   // images are batched or spread over threads.
-  auto generator_of = [seed](int64_t i) { return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, i)); };
+  auto generator_of = [seed, first_index](int64_t i) {
+    return at::make_generator<at::CPUGeneratorImpl>(mix_seed(seed, first_index + i));
+  };
   ProgressBar bar("iwae k=" + std::to_string(k), n, "images", progress);
   const at::Tensor xc = x.contiguous();
   std::unique_ptr<FusedMlpDecoder> fused = x.scalar_type() == at::kFloat ? FusedMlpDecoder::make(model, precision) : nullptr;
@@ -117,7 +124,7 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
     return out;
   }
   // Any other model: many images and samples share each decoder pass (rows = images * k_chunk).
-  const int64_t images = std::max<int64_t>(1, rows_per_batch / k_chunk);
+  const int64_t images = iwae_images_per_batch(k, rows_per_batch);
   for (int64_t start = 0; start < n; start += images) {
     const int64_t b = std::min(images, n - start);
     at::Tensor xb = xc.narrow(0, start, b);
@@ -154,8 +161,16 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
   r.mu_variance = m["mu_variance"].get<std::vector<double>>();
   if (options.iwae_k > 0) {
     r.iwae_k = options.iwae_k;
-    at::Tensor ll = iwae_log_likelihood(model, data.x, options.iwae_k, mix_seed(options.seed, 1), options.iwae_rows,
-                                        options.progress, options.iwae_precision, &r.iwae_precision);
+    Communicator* comm = options.comm;
+    const int world = comm ? comm->world() : 1, rank = comm ? comm->rank() : 0;
+    const std::vector<int64_t> counts =
+        split_examples(data.size(), iwae_images_per_batch(options.iwae_k, options.iwae_rows), world);
+    int64_t first = 0;
+    for (int i = 0; i < rank; ++i) first += counts[i];
+    at::Tensor ll = iwae_log_likelihood(model, data.x.narrow(0, first, counts[rank]), options.iwae_k, mix_seed(options.seed, 1),
+                                        options.iwae_rows, options.progress && rank == 0, options.iwae_precision,
+                                        &r.iwae_precision, first);
+    if (comm) ll = comm->allgather_rows(ll, counts);
     r.iwae_nll = -ll.mean().item<double>();
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

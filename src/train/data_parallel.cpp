@@ -92,6 +92,18 @@ at::Tensor Communicator::gather_batch(const at::Tensor& local, const BatchRows& 
   return all.index_select(0, order);
 }
 
+std::vector<int64_t> split_examples(int64_t n, int64_t chunk, int world) {
+  chunk = std::max<int64_t>(1, chunk);
+  const int64_t chunks = (n + chunk - 1) / chunk;
+  const int64_t per = (chunks + world - 1) / world * chunk;
+  std::vector<int64_t> counts;
+  for (int r = 0; r < world; ++r) {
+    const int64_t lo = std::min(n, r * per), hi = std::min(n, lo + per);
+    counts.push_back(hi - lo);
+  }
+  return counts;
+}
+
 // ---- GradientSync -------------------------------------------------------------------------------
 
 struct GradientSync::Impl {
@@ -100,11 +112,13 @@ struct GradientSync::Impl {
     size_t params = 0, pending = 0;
   };
   Communicator& comm;
+  at::Tensor all;               // every bucket, one after another: one all-reduce when nothing overlapped
   std::vector<Bucket> buckets;  // in the order the backward pass finishes them
   std::vector<size_t> bucket_of;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: they carry the hooks
   std::mutex mutex;
   size_t next = 0;  // buckets launch in order, so every rank's collectives match
+  int64_t grads = 0;  // all's numbers that are gradients; then kExtra slots that ride with the last bucket
   double share = 1;
   int64_t bytes = 0;
 
@@ -114,7 +128,9 @@ struct GradientSync::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     Bucket& b = buckets[bucket_of[param]];
     if (b.pending > 0) --b.pending;
-    while (next < buckets.size() && buckets[next].pending == 0) launch(next++);
+    // The last bucket waits for finish(): it carries the extra numbers (the loss), and its
+    // gradients are the backward pass's last anyway.
+    while (next + 1 < buckets.size() && buckets[next].pending == 0) launch(next++);
   }
   void launch(size_t i) {
     if (share != 1) buckets[i].flat.mul_(share);
@@ -156,11 +172,18 @@ GradientSync::GradientSync(Communicator& comm, const std::vector<at::Tensor>& pa
     groups.back().push_back(i);
     bytes_in_group += p.numel() * 4;
   }
+  int64_t total = 0;
+  for (const auto& p : params) total += p.numel();
+  s.grads = total;
+  s.all = at::zeros({total + kExtra}, at::kFloat);
+  int64_t start = 0;
   for (const auto& group : groups) {
     int64_t numel = 0;
     for (size_t i : group) numel += params[i].numel();
     Impl::Bucket b;
-    b.flat = at::zeros({numel}, at::kFloat);
+    const bool last = &group == &groups.back();
+    b.flat = s.all.narrow(0, start, numel + (last ? kExtra : 0));
+    start += numel;
     b.params = group.size();
     int64_t offset = 0;
     for (size_t i : group) {
@@ -191,15 +214,36 @@ void GradientSync::begin(double share) {
   for (auto& b : impl_->buckets) b.pending = b.params;
 }
 
-void GradientSync::finish() {
+std::vector<double> GradientSync::finish(const std::vector<double>& extra) {
+  if (extra.size() > static_cast<size_t>(kExtra)) throw Error("GradientSync::finish: more than 16 extra numbers");
+  Impl& s = *impl_;
   {
-    std::lock_guard<std::mutex> lock(impl_->mutex);
-    while (impl_->next < impl_->buckets.size()) impl_->launch(impl_->next++);  // steps without autograd, unused parameters
+    std::lock_guard<std::mutex> lock(s.mutex);
+    float* slots = s.all.data_ptr<float>() + s.grads;
+    auto fill_extra = [&] {
+      for (int64_t i = 0; i < kExtra; ++i) slots[i] = i < static_cast<int64_t>(extra.size()) ? static_cast<float>(extra[i]) : 0.f;
+    };
+    if (s.next == 0) {  // nothing overlapped (the fused MLP step writes .grad() itself): one all-reduce of everything
+      if (s.share != 1) s.all.narrow(0, 0, s.grads).mul_(s.share);
+      fill_extra();
+      s.comm.allreduce_async(s.all);
+      s.next = s.buckets.size();
+    }
+    while (s.next + 1 < s.buckets.size()) s.launch(s.next++);  // buckets whose parameters the step did not use
+    if (s.next + 1 == s.buckets.size()) {
+      Impl::Bucket& b = s.buckets.back();
+      if (s.share != 1) b.flat.narrow(0, 0, b.flat.numel() - kExtra).mul_(s.share);
+      fill_extra();
+      s.comm.allreduce_async(b.flat);
+      s.next = s.buckets.size();
+    }
   }
-  impl_->comm.wait_all();
+  s.comm.wait_all();
+  const float* slots = s.all.data_ptr<float>() + s.grads;
+  return std::vector<double>(slots, slots + extra.size());
 }
 
-int64_t GradientSync::bytes_per_step() const { return impl_->bytes; }
+int64_t GradientSync::bytes_per_step() const { return impl_->bytes + kExtra * 4; }
 
 }  // namespace latent
 

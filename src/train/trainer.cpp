@@ -148,19 +148,18 @@ struct RunningSums {
   }
 };
 
-// The batch's loss and terms from every rank's share, and whether any rank was asked to stop.
-bool reduce_loss(Communicator& comm, BatchLoss& l, double share, bool stop) {
-  constexpr size_t kMostTerms = 8;  // a fixed length: a rank whose loss is not finite may name no terms
-  if (l.terms.size() > kMostTerms) throw Error("a training step reported more than 8 loss terms");
-  at::Tensor v = at::zeros({static_cast<int64_t>(kMostTerms + 2)}, at::kDouble);
-  double* p = v.data_ptr<double>();
-  p[0] = l.loss * share;
-  p[1] = stop ? 1 : 0;
-  for (size_t i = 0; i < l.terms.size(); ++i) p[2 + i] = l.terms[i].second * share;
-  comm.allreduce_sum(v);
-  l.loss = p[0];
-  for (size_t i = 0; i < l.terms.size(); ++i) l.terms[i].second = p[2 + i];
-  return p[1] > 0;
+// The batch's loss and terms from every rank's share, and whether any rank was asked to stop: they
+// ride with the last gradient bucket (one collective per step; float32 sums, ~1e-7 relative).
+bool finish_step(GradientSync& sync, BatchLoss& l, double share, bool stop) {
+  if (l.terms.size() + 2 > static_cast<size_t>(GradientSync::kExtra)) throw Error("a training step reported too many loss terms");
+  std::vector<double> v(GradientSync::kExtra, 0.0);  // a fixed length: a rank whose loss is not finite may name no terms
+  v[0] = l.loss * share;
+  v[1] = stop ? 1 : 0;
+  for (size_t i = 0; i < l.terms.size(); ++i) v[2 + i] = l.terms[i].second * share;
+  v = sync.finish(v);
+  l.loss = v[0];
+  for (size_t i = 0; i < l.terms.size(); ++i) l.terms[i].second = v[2 + i];
+  return v[1] > 0;
 }
 
 TrainResult run_loop(Run& run) {
@@ -257,10 +256,7 @@ TrainResult run_loop(Run& run) {
       if (sync) sync->begin(share);
       BatchLoss l = step->run(x, rows, gen, beta_t);
       bool stop = g_stop.load();
-      if (comm) {
-        sync->finish();
-        stop = reduce_loss(*comm, l, share, stop);
-      }
+      if (sync) stop = finish_step(*sync, l, share, stop);
       if (!std::isfinite(l.loss)) throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       run.adam->step();
       ++global_step;
@@ -372,7 +368,9 @@ nlohmann::json TrainOptions::to_json() const {
 }
 
 TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
+  if (!j.is_object()) throw Error("training options must be a JSON object, got " + json_excerpt(j, 60));
   TrainOptions o;
+  try {
   o.epochs = j.value("epochs", o.epochs);
   o.batch_size = j.value("batch_size", o.batch_size);
   o.adam.lr = j.value("lr", o.adam.lr);
@@ -392,6 +390,9 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
   o.objective = j.value("objective", o.objective);
   o.iwae_k = j.value("iwae_k", o.iwae_k);
   o.precision = j.value("precision", o.precision);
+  } catch (const nlohmann::json::exception& e) {  // found by fuzz_checkpoint: {"lr": "0.001"} escaped as a type_error
+    throw Error("training options hold a value of the wrong type (" + text_excerpt(e.what(), 120) + ")");
+  }
   return o;
 }
 
@@ -431,6 +432,9 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
       if (ck.info.state.contains(key)) (void)ck.info.state[key].get<int64_t>();
   } catch (const nlohmann::json::exception& e) {
     throw Error(checkpoint + ": metadata 'train' or 'state' holds a value of the wrong type (" + text_excerpt(e.what(), 120) +
+                ")");
+  } catch (const Error& e) {
+    throw Error(checkpoint + ": metadata 'train' or 'state' holds a value of the wrong type (" + text_excerpt(e.what(), 160) +
                 ")");
   }
   if (epochs > 0) run.opt.epochs = epochs;

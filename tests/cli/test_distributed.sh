@@ -43,7 +43,7 @@ check "elbo: 3 ranks (shares of 34, 33, 33 rows) give one process's numbers" sam
 check "the same seed gives the same numbers again, bit for bit" same "$T/two/metrics.jsonl" "$T/two-again/metrics.jsonl" 0 train_loss test_elbo
 check "the records name the world size, the communication time and the bytes all-reduced" $PY -c "
 import json; m = json.loads(open('$T/three/metrics.jsonl').readlines()[-1])
-assert m['world_size'] == 3 and m['comm_s'] >= 0 and m['allreduce_bytes_per_step'] == 4 * 652824, m"
+assert m['world_size'] == 3 and m['comm_s'] >= 0 and m['allreduce_bytes_per_step'] == 4 * 652824 + 64, m"
 check "only rank 0 wrote (one checkpoint, one metrics file)" [ "$(ls "$T/three" | grep -c safetensors)" -eq 1 ]
 
 IW=(--data fashion-mnist --limit 600 --batch-size 60 --epochs 2 --seed 5 --objective iwae --k 4 --quiet)
@@ -56,6 +56,16 @@ VQ=(--data fashion-mnist --limit 400 --batch-size 50 --epochs 2 --seed 2 --confi
 "$LATENT" train "${VQ[@]}" --nproc 2 --threads 1 --out "$T/vq2" >/dev/null 2>&1
 check "vq_vae (codebook EMA over the whole batch): 2 ranks give one process's numbers" same "$T/vq1/metrics.jsonl" "$T/vq2/metrics.jsonl" 1e-4 train_loss train_recon test_recon
 check "vq_vae: the code usage's perplexity too (a count of discrete choices: 1%)" same "$T/vq1/metrics.jsonl" "$T/vq2/metrics.jsonl" 1e-2 perplexity
+
+# eval --iwae-k and score split their images over the ranks: the same numbers, bit for bit.
+"$LATENT" eval "$T/one/model.safetensors" --limit 300 --iwae-k 100 --threads 1 --json >"$T/eval1.json" 2>/dev/null
+"$LATENT" eval "$T/one/model.safetensors" --limit 300 --iwae-k 100 --threads 1 --json --nproc 3 >"$T/eval3.json" 2>/dev/null
+check "eval --iwae-k on 3 ranks: one process's ELBO and IWAE NLL, bit for bit" $PY -c "
+import json; a, b = json.load(open('$T/eval1.json')), json.load(open('$T/eval3.json'))
+assert b['world_size'] == 3 and a['iwae_nll'] == b['iwae_nll'] and a['elbo'] == b['elbo'], (a['iwae_nll'], b['iwae_nll'])"
+"$LATENT" score "$T/one/model.safetensors" --limit 1100 --k 10 --threads 1 --out "$T/score1" >/dev/null
+"$LATENT" score "$T/one/model.safetensors" --limit 1100 --k 10 --threads 1 --nproc 2 --out "$T/score2" >/dev/null
+check "score on 2 ranks (batches of 500: 1000 and 100 examples): one process's scores, bit for bit" cmp "$T/score1/scores.csv" "$T/score2/scores.csv"
 
 # Resume at another world size: 1 epoch on 2 ranks, the second on 3, against one process's 2 epochs.
 "$LATENT" train "${MLP[@]}" --binarize --epochs 1 --nproc 2 --threads 1 --out "$T/re" >/dev/null

@@ -103,6 +103,15 @@ TEST(HostileCheckpoint, MetadataOfTheWrongTypeNamesTheFileAndTheKey) {
                     dir / "train.safetensors: metadata 'train' or 'state' holds a value of the wrong type");
 }
 
+// fuzz_checkpoint: a training option of the wrong type escaped TrainOptions::from_json as
+// nlohmann's type_error (the fuzzer's harness, like any caller but train_resume, saw a terminate).
+TEST(HostileCheckpoint, TrainingOptionsOfTheWrongTypeAreOneError) {
+  EXPECT_ERROR_WITH(TrainOptions::from_json(nlohmann::json::parse(R"({"lr": "0.001"})")),
+                    "training options hold a value of the wrong type");
+  EXPECT_ERROR_WITH(TrainOptions::from_json(nlohmann::json::parse("[1]")), "training options must be a JSON object");
+  EXPECT_EQ(TrainOptions::from_json(nlohmann::json::parse(R"({"lr": 0.5})")).adam.lr, 0.5);
+}
+
 // A checkpoint with NaN weights evaluated to nan and exited 0.
 TEST(HostileCheckpoint, NonFiniteWeightsAreNamed) {
   TempDir dir;

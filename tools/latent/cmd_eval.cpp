@@ -6,6 +6,7 @@
 #include "latent/cpu.h"
 #include "latent/eval.h"
 #include "latent/train.h"
+#include "launch.h"
 
 namespace latent::cli {
 namespace {
@@ -15,7 +16,7 @@ struct EvalArgs {
   int64_t limit = 0, iwae_k = 5000, batch_size = 500;
   uint64_t seed = 1;
   std::string precision = "auto";
-  int threads = 0;
+  int threads = 0, nproc = 0;
   bool json = false;
 };
 
@@ -45,18 +46,35 @@ void print_metrics(const nlohmann::json& j, const ModelImpl& model) {
 }
 
 void run_eval(const EvalArgs& a) {
-  set_num_threads(a.threads);
+  if (a.nproc > 0) return run_as_workers(a.nproc);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
   Dataset d = checkpoint_data(ck, a.data, a.split, a.limit);
+  // Under a launcher the ranks split the IWAE estimate's images; rank 0 reports.
+  const std::unique_ptr<Communicator> comm = join_job_if_launched(
+      {{"command", "eval"},
+       {"model", ck.model->config().to_json()},
+       {"examples", d.size()},
+       {"options", {{"iwae_k", a.iwae_k}, {"seed", a.seed}, {"batch_size", a.batch_size}, {"precision", a.precision}}}},
+      a.threads);
+  if (comm && !ck.model->gaussian_latent()) {  // nothing to split: rank 0 evaluates
+    comm->close();
+    if (comm->rank() != 0) return;
+  }
   nlohmann::json j;
   if (VaeImpl* vae = ck.model->gaussian_latent()) {  // the ELBO's terms and the IWAE estimate
     EvalOptions o;
+    o.comm = comm.get();
     o.batch_size = a.batch_size;
     o.seed = a.seed;
     o.iwae_k = a.iwae_k;
     o.iwae_precision = a.precision == "auto" ? float32_accurate_precision() : parse_precision(a.precision);
     o.progress = !a.json;
     j = evaluate(*vae, d, o).to_json();
+    if (comm) {
+      j["world_size"] = comm->world();
+      comm->close();
+      if (comm->rank() != 0) return;
+    }
   } else {  // the family's own metrics (a vq_vae: reconstruction, commitment and code statistics)
     const auto t0 = std::chrono::steady_clock::now();
     j = ck.model->evaluate(d, a.seed, a.batch_size);
@@ -98,6 +116,10 @@ void add_eval(CLI::App& app) {
   cmd->add_option("--seed", a->seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(non_negative());
   cmd->add_flag("--json", a->json, "print JSON");
+  cmd->add_option("--nproc", a->nproc,
+                  "N local workers split the IWAE estimate's images (the same numbers as one process); torchrun and srun "
+                  "start latent eval the same way")
+      ->check(CLI::Range(1, 256));
   cmd->footer(
       "Example:\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000 --json\n"
       "  LATENT_MAX_CPU_ISA=avx2 latent eval runs/fmnist/model.safetensors   (as on a CPU without AVX-512)");

@@ -8,6 +8,7 @@
 #include <set>
 
 #include "common.h"
+#include "launch.h"
 #include "latent/anomaly.h"
 #include "latent/atomic_file.h"
 #include "latent/error.h"
@@ -26,7 +27,7 @@ struct ScoreArgs {
   int64_t limit = 0, k = 0, samples = 1;
   double fpr = 0.01;
   bool maps = false;
-  int threads = 0;
+  int threads = 0, nproc = 0;
   uint64_t seed = 1;
 };
 
@@ -36,8 +37,9 @@ std::vector<double> to_vector(const at::Tensor& t) {
 }
 
 // Scores of the checkpoint's (or --data's) examples; the Mahalanobis statistics come from the
-// first 10,000 training examples' encodings.
-AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data_out) {
+// first 10,000 training examples' encodings. Under a launcher the ranks split the examples; every
+// rank gets every score, and `*writer` says whether this one is rank 0, the one that writes.
+AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data_out, bool* writer) {
   VaeImpl& vae = ck.vae("anomaly scoring");
   vae.eval();
   // Data named on the command line is scored whole, unless it is built-in data with its own splits.
@@ -45,13 +47,22 @@ AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data
   Dataset d = checkpoint_data(ck, a.data, split, a.limit);
   if (d.size() == 0) throw Error("no examples to score");
   Dataset train = checkpoint_data(ck, "", "train", 10000);
+  const std::unique_ptr<Communicator> comm = join_job_if_launched(
+      {{"command", "score"},
+       {"model", ck.model->config().to_json()},
+       {"examples", d.size()},
+       {"options", {{"k", a.k}, {"samples", a.samples}, {"seed", a.seed}, {"maps", a.maps}}}},
+      a.threads);
+  *writer = !comm || comm->rank() == 0;
   const EncodingStats stats = encoding_stats(vae, train.x);
   ScoreOptions o;
+  o.comm = comm.get();
   o.samples = a.samples;
   o.iwae_k = a.k;
   o.seed = a.seed;
   o.error_maps = a.maps;
   AnomalyScores s = anomaly_scores(vae, d.x, stats, o);
+  if (comm) comm->close();
   if (data_out) *data_out = std::move(d);
   return s;
 }
@@ -65,10 +76,12 @@ void check_score_name(const ScoreArgs& a) {
 }
 
 void run_calibrate(const ScoreArgs& a) {
-  set_num_threads(a.threads);
+  if (a.nproc > 0) return run_as_workers(a.nproc);
   check_score_name(a);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
-  AnomalyScores s = score_data(ck, a, nullptr);
+  bool writer = true;
+  AnomalyScores s = score_data(ck, a, nullptr, &writer);
+  if (!writer) return;
   std::vector<double> normal = to_vector(s.scores.at(a.score));
   const double threshold = calibrate_threshold(normal, a.fpr);
   std::sort(normal.begin(), normal.end());
@@ -142,10 +155,12 @@ void write_curve(const std::string& path, const Curve& c, const char* header) {
 }
 
 void run_score(const ScoreArgs& a) {
-  set_num_threads(a.threads);
+  if (a.nproc > 0) return run_as_workers(a.nproc);
   LoadedCheckpoint ck = checkpoint_load(a.checkpoint);
   Dataset d;
-  AnomalyScores s = score_data(ck, a, &d);
+  bool writer = true;
+  AnomalyScores s = score_data(ck, a, &d, &writer);
+  if (!writer) return;
   std::vector<int> labels = anomaly_labels(a, d);
   std::filesystem::create_directories(a.out);
 
@@ -273,6 +288,10 @@ void add_common(CLI::App* cmd, ScoreArgs& a) {
   cmd->add_option("--samples", a.samples, "draws of z for neg_elbo")->capture_default_str()->check(positive());
   cmd->add_option("--seed", a.seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a.threads, "threads (0: every core)")->capture_default_str();
+  cmd->add_option("--nproc", a.nproc,
+                  "N local workers split the examples (the same scores as one process); torchrun and srun start it the "
+                  "same way")
+      ->check(CLI::Range(1, 256));
 }
 
 }  // namespace

@@ -47,19 +47,7 @@ std::string resume_path(const TrainArgs& a) {
 std::string run_train(const TrainArgs& a, bool epochs_given) {
   set_graceful_stop(true);  // the first Ctrl-C saves a checkpoint; a second one exits at once
   if (a.nproc > 0) {
-    if (std::getenv("WORLD_SIZE")) throw Error("--nproc starts a job's workers itself; it cannot run inside another launcher");
-    if (!distributed_available()) throw Error("--nproc: this build of latent has no distributed training (needs libgloo-dev)");
-    std::vector<std::string> args;
-    const auto& all = command_line();
-    for (size_t i = 0; i < all.size(); ++i) {
-      if (all[i] == "--nproc") {
-        ++i;
-        continue;
-      }
-      if (all[i].rfind("--nproc=", 0) == 0) continue;
-      args.push_back(all[i]);
-    }
-    exit_status() = launch_local_workers(a.nproc, args);
+    run_as_workers(a.nproc);
     return "";
   }
   RankInfo ranks = rank_info_from_environment();

@@ -13,6 +13,7 @@
 
 #include "latent/error.h"
 #include "latent/train.h"
+#include "common.h"
 
 extern char** environ;
 
@@ -119,6 +120,33 @@ int launch_local_workers(int nproc, const std::vector<std::string>& args) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return status;
+}
+
+void run_as_workers(int nproc) {
+  if (std::getenv("WORLD_SIZE")) throw Error("--nproc starts a job's workers itself; it cannot run inside another launcher");
+  if (!distributed_available()) throw Error("--nproc: this build of latent has no distributed training (needs libgloo-dev)");
+  std::vector<std::string> args;
+  const auto& all = command_line();
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (all[i] == "--nproc") {
+      ++i;
+      continue;
+    }
+    if (all[i].rfind("--nproc=", 0) == 0) continue;
+    args.push_back(all[i]);
+  }
+  exit_status() = launch_local_workers(nproc, args);
+}
+
+std::unique_ptr<Communicator> join_job_if_launched(const nlohmann::json& agreement, int threads) {
+  const RankInfo ranks = rank_info_from_environment();
+  if (!ranks.distributed()) {
+    set_num_threads(threads);
+    return nullptr;
+  }
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  set_num_threads(threads > 0 ? threads : std::max(1, cores / ranks.local_world));
+  return Communicator::join(ranks, DistOptions{}, agreement);
 }
 
 }  // namespace latent::cli

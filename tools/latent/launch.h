@@ -1,8 +1,12 @@
 // `latent train --nproc N`: N local workers of one job, started as torchrun would start them.
 #pragma once
 
+#include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "latent/distributed.h"
 
 namespace latent::cli {
 
@@ -15,5 +19,14 @@ std::vector<std::string>& command_line();
 /// the first failure's. Ctrl-C or SIGTERM to this process reaches each worker once (they save a
 /// checkpoint and stop); workers still running some seconds after another failed are killed.
 int launch_local_workers(int nproc, const std::vector<std::string>& args);
+
+/// `--nproc N` of any command: reruns this command line without it as N local workers and sets
+/// the exit status. Refused inside another launcher or in a build without c10d.
+void run_as_workers(int nproc);
+
+/// When a launcher started this process (torchrun, Slurm, --nproc): the job, joined, every rank
+/// agreeing on `agreement`, and the thread count set (this machine's cores shared by its ranks,
+/// unless `threads` says). In one process: null, and the thread count set from `threads`.
+std::unique_ptr<Communicator> join_job_if_launched(const nlohmann::json& agreement, int threads);
 
 }  // namespace latent::cli
