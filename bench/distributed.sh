@@ -31,27 +31,36 @@ declare -A CONFIG=(
 declare -A LIMIT=([mlp]=30000 [conv]=6000)
 for model in ${MODELS:-mlp conv}; do
   common=(--data fashion-mnist --config "${CONFIG[$model]}" --limit "${LIMIT[$model]}" --batch-size 128)
-  one=() two=() comm=() bytes=0
+  one=() two=() comm=() single=() bytes=0
   for rep in 1 2 3; do
     read -r s _ _ < <(run one "${common[@]}" --threads 2)
     one+=("$s")
+    read -r s _ _ < <(run single "${common[@]}" --threads 1)
+    single+=("$s")
     read -r s c b < <(run two "${common[@]}" --nproc 2 --threads 1)
     two+=("$s"); comm+=("$c"); bytes=$b
   done
   steps=$(( (${LIMIT[$model]} + 127) / 128 ))
   port=$((25000 + RANDOM % 5000))
-  gloo=$(for r in 0 1; do WORLD_SIZE=2 RANK=$r MASTER_PORT=$port "$B/bench/allreduce_time" "$bytes" & done; wait)
-  $PY - "$model" "$steps" "$bytes" "$gloo" "${one[*]}" "${two[*]}" "${comm[*]}" <<'PYEOF'
+  gloo=$(for r in 0 1; do WORLD_SIZE=2 RANK=$r MASTER_PORT=$port "$B/bench/allreduce_time" 80 "$bytes" & done; wait)
+  $PY - "$model" "$steps" "$bytes" "$gloo" "${one[*]}" "${two[*]}" "${comm[*]}" "${single[*]}" <<'PYEOF'
 import json, statistics, sys
-model, steps, nbytes, gloo = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), json.loads(sys.argv[4])
+model, steps, nbytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+tiny, gloo = [json.loads(l) for l in sys.argv[4].splitlines()]
 one = [float(x) for x in sys.argv[5].split()]
 two = [float(x) for x in sys.argv[6].split()]
 comm = [float(x) for x in sys.argv[7].split()]
+single = statistics.median(float(x) for x in sys.argv[8].split())
 a, b = statistics.median(one), statistics.median(two)
 c = statistics.median(comm) / steps * 1000
 print(f"{model}: 1 rank x 2 threads {a:,.0f} samples/s; 2 ranks x 1 thread {b:,.0f} samples/s: {b / a:.2f}x "
       f"(runs: {', '.join(f'{x:,.0f}' for x in one)} | {', '.join(f'{x:,.0f}' for x in two)})")
 print(f"{model}: {nbytes:,} bytes all-reduced per step; communication wait {c:.2f} ms per step (rank 0); "
       f"Gloo's all-reduce of those bytes {gloo['ms_median']:.2f} ms (median; mean {gloo['ms_mean']:.2f}): {c / gloo['ms_median']:.2f}x")
+# The inputs of bench/scaling_model.py: seconds per sample on one thread, bytes per step, and
+# Gloo's cost here: a tiny all-reduce (latency) and the per-byte rate of this one.
+print("model-input " + json.dumps({"model": model, "s_per_sample_1thread": 1 / single, "bytes_per_step": nbytes,
+      "allreduce_ms_80B": tiny["ms_median"], "allreduce_ms": gloo["ms_median"], "ratio_2x1_vs_1x2": b / a,
+      "comm_ms_per_step": c}))
 PYEOF
 done
