@@ -34,8 +34,8 @@ int main(int argc, char** argv) {
     double sum = 0;
     for (double d : ms) sum += d;
     if (me.rank == 0)
-      std::printf("{\"bytes\": %lld, \"ms_mean\": %.4f, \"ms_median\": %.4f, \"world_size\": %d}\n", static_cast<long long>(bytes),
-                  sum / ms.size(), ms[ms.size() / 2], me.world);
+      std::printf("{\"bytes\": %lld, \"ms_mean\": %.4f, \"ms_median\": %.4f, \"world_size\": %d}\n",
+                  static_cast<long long>(bytes), sum / ms.size(), ms[ms.size() / 2], me.world);
   }
   comm->close();
   return 0;

@@ -39,9 +39,9 @@ RankInfo rank_info_from_environment();
 bool distributed_available();
 
 struct DistOptions {
-  std::string iface;            // network interface Gloo uses (else GLOO_SOCKET_IFNAME, else the master's route)
-  double join_timeout_s = 60;   // every rank must arrive within this (LATENT_DIST_JOIN_TIMEOUT)
-  double lost_after_s = 10;     // a rank whose heartbeat stops this long is lost (LATENT_DIST_LOST_AFTER)
+  std::string iface;           // network interface Gloo uses (else GLOO_SOCKET_IFNAME, else the master's route)
+  double join_timeout_s = 60;  // every rank must arrive within this (LATENT_DIST_JOIN_TIMEOUT)
+  double lost_after_s = 10;    // a rank whose heartbeat stops this long is lost (LATENT_DIST_LOST_AFTER)
 };
 
 /// Which rows of a batch a rank trains on: rows rank, rank + world, rank + 2 world, ... of the

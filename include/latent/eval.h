@@ -6,8 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <vector>
 
-#include "latent/distributed.h"
 #include "latent/data.h"
+#include "latent/distributed.h"
 #include "latent/model.h"
 #include "latent/precision.h"
 

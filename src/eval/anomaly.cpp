@@ -128,8 +128,8 @@ AnomalyScores anomaly_scores(VaeImpl& model, const at::Tensor& x, const Encoding
     const std::vector<int64_t> part = split_examples(x.size(0), iwae_images_per_batch(o.iwae_k, 1024), world);
     int64_t at = 0;
     for (int r = 0; r < rank; ++r) at += part[r];
-    at::Tensor mine = -iwae_log_likelihood(model, x.narrow(0, at, part[rank]), o.iwae_k, o.seed, 1024, false,
-                                           Precision::kFloat32, nullptr, at);
+    at::Tensor mine =
+        -iwae_log_likelihood(model, x.narrow(0, at, part[rank]), o.iwae_k, o.seed, 1024, false, Precision::kFloat32, nullptr, at);
     out.scores["iwae_nll"] = o.comm ? o.comm->allgather_rows(mine, part) : mine;
   }
   if (o.error_maps) {

@@ -167,9 +167,9 @@ EvalResult evaluate(VaeImpl& model, const Dataset& data, const EvalOptions& opti
         split_examples(data.size(), iwae_images_per_batch(options.iwae_k, options.iwae_rows), world);
     int64_t first = 0;
     for (int i = 0; i < rank; ++i) first += counts[i];
-    at::Tensor ll = iwae_log_likelihood(model, data.x.narrow(0, first, counts[rank]), options.iwae_k, mix_seed(options.seed, 1),
-                                        options.iwae_rows, options.progress && rank == 0, options.iwae_precision,
-                                        &r.iwae_precision, first);
+    at::Tensor ll =
+        iwae_log_likelihood(model, data.x.narrow(0, first, counts[rank]), options.iwae_k, mix_seed(options.seed, 1),
+                            options.iwae_rows, options.progress && rank == 0, options.iwae_precision, &r.iwae_precision, first);
     if (comm) ll = comm->allgather_rows(ll, counts);
     r.iwae_nll = -ll.mean().item<double>();
   }

@@ -117,7 +117,7 @@ struct GradientSync::Impl {
   std::vector<size_t> bucket_of;
   std::vector<std::shared_ptr<torch::autograd::Node>> accumulators;  // kept alive: they carry the hooks
   std::mutex mutex;
-  size_t next = 0;  // buckets launch in order, so every rank's collectives match
+  size_t next = 0;    // buckets launch in order, so every rank's collectives match
   int64_t grads = 0;  // all's numbers that are gradients; then kExtra slots that ride with the last bucket
   double share = 1;
   int64_t bytes = 0;
@@ -163,8 +163,7 @@ GradientSync::GradientSync(Communicator& comm, const std::vector<at::Tensor>& pa
   int64_t bytes_in_group = 0;
   for (size_t i = params.size(); i-- > 0;) {
     const at::Tensor& p = params[i];
-    if (p.scalar_type() != at::kFloat || !p.device().is_cpu())
-      throw Error("distributed training needs float32 CPU parameters");
+    if (p.scalar_type() != at::kFloat || !p.device().is_cpu()) throw Error("distributed training needs float32 CPU parameters");
     if (groups.empty() || bytes_in_group >= bucket_bytes) {
       groups.emplace_back();
       bytes_in_group = 0;
@@ -246,4 +245,3 @@ std::vector<double> GradientSync::finish(const std::vector<double>& extra) {
 int64_t GradientSync::bytes_per_step() const { return impl_->bytes + kExtra * 4; }
 
 }  // namespace latent
-

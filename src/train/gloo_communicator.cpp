@@ -11,10 +11,11 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-#include <unistd.h>
 #if defined(LATENT_QUIET_GLOG) && defined(C10_USE_GLOG)
 #include <glog/logging.h>
 #endif
@@ -41,7 +42,8 @@ double env_seconds(const char* name, double fallback) {
   if (!v || !*v) return fallback;
   char* end = nullptr;
   const double s = std::strtod(v, &end);
-  if (end == v || *end || !(s > 0) || s > 86400) throw Error(std::string(name) + "=" + text_excerpt(v, 30) + ": must be seconds in (0, 86400]");
+  if (end == v || *end || !(s > 0) || s > 86400)
+    throw Error(std::string(name) + "=" + text_excerpt(v, 30) + ": must be seconds in (0, 86400]");
   return s;
 }
 
@@ -109,17 +111,17 @@ class GlooCommunicator : public Communicator {
       hosts_.push_back(theirs.value("host", std::string("?")) + ", pid " + std::to_string(theirs.value("pid", int64_t{0})));
       const std::string d = first_difference(theirs["agreement"], agreement);
       if (!d.empty())
-        throw Error("rank " + std::to_string(r) + " and rank " + std::to_string(me_.rank) +
-                    " disagree on what to train (" + d + "): every rank must run the same model, data and options");
+        throw Error("rank " + std::to_string(r) + " and rank " + std::to_string(me_.rank) + " disagree on what to train (" + d +
+                    "): every rank must run the same model, data and options");
     }
     auto gloo = c10d::ProcessGroupGloo::Options::create(std::chrono::minutes(30));
     std::string iface = options_.iface;
     if (iface.empty())
       if (const char* e = std::getenv("GLOO_SOCKET_IFNAME")) iface = e;
     try {
-      gloo->devices.push_back(iface.empty() ? c10d::ProcessGroupGloo::createDeviceForHostname(
-                                                  route_address(me_.master_addr, me_.master_port))
-                                            : c10d::ProcessGroupGloo::createDeviceForInterface(iface));
+      gloo->devices.push_back(
+          iface.empty() ? c10d::ProcessGroupGloo::createDeviceForHostname(route_address(me_.master_addr, me_.master_port))
+                        : c10d::ProcessGroupGloo::createDeviceForInterface(iface));
       pg_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>("gloo", store_), me_.rank,
                                                         me_.world, gloo);
     } catch (const Error&) {
@@ -216,8 +218,8 @@ class GlooCommunicator : public Communicator {
       return open_store(me_.rank == 0 && !agent_store(), timeout);
     } catch (const std::exception& e) {
       if (me_.rank == 0)
-        throw Error("rank 0: could not open the rendezvous at " + where_ + " (is the port in use? set MASTER_PORT): " +
-                    first_line(e.what()));
+        throw Error("rank 0: could not open the rendezvous at " + where_ +
+                    " (is the port in use? set MASTER_PORT): " + first_line(e.what()));
       throw Error("rank " + std::to_string(me_.rank) + ": rank 0 did not answer at " + where_ + " within " +
                   std::to_string(static_cast<int>(options_.join_timeout_s)) +
                   " s (is it running, with the same MASTER_ADDR and MASTER_PORT?)");
@@ -234,8 +236,8 @@ class GlooCommunicator : public Communicator {
         for (int r = 0; r < me_.world; ++r) (store_->check({keys[r]}) ? present : missing) += (r ? ", " : "") + std::to_string(r);
         auto trim = [](std::string s) { return s.rfind(", ", 0) == 0 ? s.substr(2) : s; };
         throw Error("timed out after " + std::to_string(static_cast<int>(options_.join_timeout_s)) + " s waiting for rank(s) " +
-                    trim(missing) + " of " + std::to_string(me_.world) + " to join at " + where_ + " (arrived: " +
-                    trim(present) + ")");
+                    trim(missing) + " of " + std::to_string(me_.world) + " to join at " + where_ + " (arrived: " + trim(present) +
+                    ")");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
@@ -346,7 +348,8 @@ class GlooCommunicator : public Communicator {
 
 bool distributed_available() { return true; }
 
-std::unique_ptr<Communicator> Communicator::join(const RankInfo& me, const DistOptions& options, const nlohmann::json& agreement) {
+std::unique_ptr<Communicator> Communicator::join(const RankInfo& me, const DistOptions& options,
+                                                 const nlohmann::json& agreement) {
   return std::make_unique<GlooCommunicator>(me, options, agreement);
 }
 

@@ -84,14 +84,14 @@ void join_job(Run& run) {
   if (!run.opt.ranks.distributed()) return;
   nlohmann::json options = run.opt.to_json();
   for (const char* local : {"threads"}) options.erase(local);
-  const nlohmann::json agreement = {
-      {"model", run.info.model.to_json()},
-      {"data", {{"shape", run.info.data_shape},
-                {"train_examples", run.data.train.size()},
-                {"test_examples", run.data.test.size()},
-                {"train_bytes", data_fingerprint(run.data.train.x)}}},
-      {"options", options},
-      {"resumed_at_step", run.info.state.value("global_step", int64_t{0})}};
+  const nlohmann::json agreement = {{"model", run.info.model.to_json()},
+                                    {"data",
+                                     {{"shape", run.info.data_shape},
+                                      {"train_examples", run.data.train.size()},
+                                      {"test_examples", run.data.test.size()},
+                                      {"train_bytes", data_fingerprint(run.data.train.x)}}},
+                                    {"options", options},
+                                    {"resumed_at_step", run.info.state.value("global_step", int64_t{0})}};
   run.comm = Communicator::join(run.opt.ranks, run.opt.dist, agreement);
   at::NoGradGuard no_grad;
   for (auto& p : run.model->parameters()) run.comm->broadcast(p.detach());
@@ -371,25 +371,25 @@ TrainOptions TrainOptions::from_json(const nlohmann::json& j) {
   if (!j.is_object()) throw Error("training options must be a JSON object, got " + json_excerpt(j, 60));
   TrainOptions o;
   try {
-  o.epochs = j.value("epochs", o.epochs);
-  o.batch_size = j.value("batch_size", o.batch_size);
-  o.adam.lr = j.value("lr", o.adam.lr);
-  o.adam.beta1 = j.value("beta1", o.adam.beta1);
-  o.adam.beta2 = j.value("beta2", o.adam.beta2);
-  o.adam.eps = j.value("adam_eps", o.adam.eps);
-  o.seed = j.value("seed", o.seed);
-  o.threads = j.value("threads", o.threads);
-  o.binarize = j.value("binarize", o.binarize);
-  o.beta = j.value("beta", o.beta);
-  o.kl_warmup = j.value("kl_warmup", o.kl_warmup);
-  o.limit = j.value("limit", o.limit);
-  o.fused = j.value("fused", o.fused);
-  o.kl_cycle = j.value("kl_cycle", o.kl_cycle);
-  o.kl_cycle_ratio = j.value("kl_cycle_ratio", o.kl_cycle_ratio);
-  o.free_bits = j.value("free_bits", o.free_bits);
-  o.objective = j.value("objective", o.objective);
-  o.iwae_k = j.value("iwae_k", o.iwae_k);
-  o.precision = j.value("precision", o.precision);
+    o.epochs = j.value("epochs", o.epochs);
+    o.batch_size = j.value("batch_size", o.batch_size);
+    o.adam.lr = j.value("lr", o.adam.lr);
+    o.adam.beta1 = j.value("beta1", o.adam.beta1);
+    o.adam.beta2 = j.value("beta2", o.adam.beta2);
+    o.adam.eps = j.value("adam_eps", o.adam.eps);
+    o.seed = j.value("seed", o.seed);
+    o.threads = j.value("threads", o.threads);
+    o.binarize = j.value("binarize", o.binarize);
+    o.beta = j.value("beta", o.beta);
+    o.kl_warmup = j.value("kl_warmup", o.kl_warmup);
+    o.limit = j.value("limit", o.limit);
+    o.fused = j.value("fused", o.fused);
+    o.kl_cycle = j.value("kl_cycle", o.kl_cycle);
+    o.kl_cycle_ratio = j.value("kl_cycle_ratio", o.kl_cycle_ratio);
+    o.free_bits = j.value("free_bits", o.free_bits);
+    o.objective = j.value("objective", o.objective);
+    o.iwae_k = j.value("iwae_k", o.iwae_k);
+    o.precision = j.value("precision", o.precision);
   } catch (const nlohmann::json::exception& e) {  // found by fuzz_checkpoint: {"lr": "0.001"} escaped as a type_error
     throw Error("training options hold a value of the wrong type (" + text_excerpt(e.what(), 120) + ")");
   }

@@ -86,7 +86,7 @@ check "nothing was written by refused jobs" [ ! -e "$T/mis/model.safetensors" ]
 
 # A rank killed mid-epoch: the others name it and stop within seconds; the checkpoint stays whole;
 # the same command again (--resume auto) continues to the uninterrupted run's numbers.
-LONG=(--data fashion-mnist --limit 12000 --batch-size 100 --epochs 3 --seed 7 --threads 1 --quiet --resume auto)
+LONG=(--data fashion-mnist --limit 8000 --batch-size 100 --epochs 3 --seed 7 --threads 1 --quiet --resume auto)
 "$LATENT" train "${LONG[@]}" --nproc 3 --out "$T/kill" >"$T/kill.out" 2>"$T/kill.err" &
 job=$!
 for _ in $(seq 600); do [ -s "$T/kill/metrics.jsonl" ] && break; sleep 0.05; done  # epoch 1 done

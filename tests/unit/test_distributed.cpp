@@ -1,9 +1,8 @@
 // Where a process stands in a job (torchrun's and Slurm's variables), the rows of a batch each
 // rank takes, and how evaluation splits its examples. The collectives themselves are tested by
 // tests/cli/test_distributed.sh, with real processes.
-#include <gtest/gtest.h>
-
 #include <ATen/ATen.h>
+#include <gtest/gtest.h>
 
 #include <cstdlib>
 #include <map>
@@ -18,9 +17,10 @@ namespace {
 class Environment {
  public:
   explicit Environment(const std::map<std::string, std::string>& vars) {
-    for (const char* name : {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT",
-                             "LATENT_LAUNCHER", "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID",
-                             "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE", "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_NODELIST"}) {
+    for (const char* name :
+         {"WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "LATENT_LAUNCHER",
+          "TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NTASKS_PER_NODE", "SLURM_TASKS_PER_NODE",
+          "SLURM_STEP_ID", "SLURM_STEPID", "SLURM_NODELIST"}) {
       if (const char* v = std::getenv(name)) saved_[name] = v;
       unsetenv(name);
     }
@@ -47,8 +47,13 @@ TEST(RankInfo, OneProcessWithoutALauncher) {
 }
 
 TEST(RankInfo, TorchrunVariables) {
-  Environment env({{"WORLD_SIZE", "4"}, {"RANK", "3"}, {"LOCAL_RANK", "1"}, {"LOCAL_WORLD_SIZE", "2"},
-                   {"MASTER_ADDR", "10.0.0.7"}, {"MASTER_PORT", "29511"}, {"TORCHELASTIC_RUN_ID", "x"}});
+  Environment env({{"WORLD_SIZE", "4"},
+                   {"RANK", "3"},
+                   {"LOCAL_RANK", "1"},
+                   {"LOCAL_WORLD_SIZE", "2"},
+                   {"MASTER_ADDR", "10.0.0.7"},
+                   {"MASTER_PORT", "29511"},
+                   {"TORCHELASTIC_RUN_ID", "x"}});
   const RankInfo r = rank_info_from_environment();
   EXPECT_TRUE(r.distributed());
   EXPECT_EQ(r.rank, 3);
@@ -61,8 +66,12 @@ TEST(RankInfo, TorchrunVariables) {
 }
 
 TEST(RankInfo, SlurmVariablesUnderSrun) {
-  Environment env({{"SLURM_NTASKS", "6"}, {"SLURM_PROCID", "5"}, {"SLURM_LOCALID", "2"}, {"SLURM_TASKS_PER_NODE", "3(x2)"},
-                   {"SLURM_STEP_ID", "0"}, {"SLURM_NODELIST", "node07"}});
+  Environment env({{"SLURM_NTASKS", "6"},
+                   {"SLURM_PROCID", "5"},
+                   {"SLURM_LOCALID", "2"},
+                   {"SLURM_TASKS_PER_NODE", "3(x2)"},
+                   {"SLURM_STEP_ID", "0"},
+                   {"SLURM_NODELIST", "node07"}});
   const RankInfo r = rank_info_from_environment();
   EXPECT_EQ(r.rank, 5);
   EXPECT_EQ(r.world, 6);

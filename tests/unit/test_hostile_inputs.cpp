@@ -2,6 +2,7 @@
 // deep JSON and long NPY fields, values beyond float32, NaN weights, FIFOs, stale temporary files,
 // unbounded options. Each input is the smallest that showed the fault.
 #include <ATen/ATen.h>
+#include <stb_image_write.h>  // declarations: liblatent compiles stb (src/io/image.cpp)
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -252,6 +253,28 @@ TEST(HostileImages, APngWithAnEmptyChunkDecodesOrIsRefused) {
     EXPECT_EQ(x.sizes().vec(), (std::vector<int64_t>{1, 28, 28}));
   } catch (const Error&) {
   }
+}
+
+// Found by fuzz_image: a JPEG (after fill bytes) whose Huffman table declares more than 256 codes;
+// stb wrote past the table's arrays (UBSan: index 257 out of bounds). Refused before stb sees it.
+TEST(HostileImages, AJpegHuffmanTableOfMoreThan256CodesIsRefused) {
+  const std::string jpeg(
+      "\xff\xff\xff\xff\xff\xd8\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xc4\xc3\xcd\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+      "\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\xf0\xf7\xbf\x3c\x06\x00"
+      "\x00\x62\x00\x10\x00\x00\x00\xff",
+      98);
+  EXPECT_ERROR_WITH(image_decode(jpeg, "huffman.jpg", 0, 0, 0),
+                    "huffman.jpg: not a readable JPEG image (a JPEG Huffman table declares");
+  // A real JPEG still decodes: one written by stb_image_write (the standard's Huffman tables).
+  std::string written;
+  std::vector<unsigned char> rgb(8 * 6 * 3);
+  for (size_t i = 0; i < rgb.size(); ++i) rgb[i] = static_cast<unsigned char>(i * 7);
+  ASSERT_TRUE(stbi_write_jpg_to_func(
+      [](void* out, void* data, int size) { static_cast<std::string*>(out)->append(static_cast<char*>(data), size); }, &written,
+      8, 6, 3, rgb.data(), 90));
+  const at::Tensor x = image_decode(written, "x.jpg", 3, 0, 0);
+  EXPECT_EQ(x.sizes().vec(), (std::vector<int64_t>{3, 6, 8}));
 }
 
 // Found by fuzz_idx: an IDX of shape [0, ...] copied its zero bytes from a null pointer (UBSan).

@@ -8,7 +8,6 @@
 #include <set>
 
 #include "common.h"
-#include "launch.h"
 #include "latent/anomaly.h"
 #include "latent/atomic_file.h"
 #include "latent/error.h"
@@ -17,6 +16,7 @@
 #include "latent/npy.h"
 #include "latent/plot.h"
 #include "latent/train.h"
+#include "launch.h"
 
 namespace latent::cli {
 namespace {
@@ -47,12 +47,12 @@ AnomalyScores score_data(LoadedCheckpoint& ck, const ScoreArgs& a, Dataset* data
   Dataset d = checkpoint_data(ck, a.data, split, a.limit);
   if (d.size() == 0) throw Error("no examples to score");
   Dataset train = checkpoint_data(ck, "", "train", 10000);
-  const std::unique_ptr<Communicator> comm = join_job_if_launched(
-      {{"command", "score"},
-       {"model", ck.model->config().to_json()},
-       {"examples", d.size()},
-       {"options", {{"k", a.k}, {"samples", a.samples}, {"seed", a.seed}, {"maps", a.maps}}}},
-      a.threads);
+  const std::unique_ptr<Communicator> comm =
+      join_job_if_launched({{"command", "score"},
+                            {"model", ck.model->config().to_json()},
+                            {"examples", d.size()},
+                            {"options", {{"k", a.k}, {"samples", a.samples}, {"seed", a.seed}, {"maps", a.maps}}}},
+                           a.threads);
   *writer = !comm || comm->rank() == 0;
   const EncodingStats stats = encoding_stats(vae, train.x);
   ScoreOptions o;

@@ -11,9 +11,9 @@
 #include <cstring>
 #include <thread>
 
+#include "common.h"
 #include "latent/error.h"
 #include "latent/train.h"
-#include "common.h"
 
 extern char** environ;
 
@@ -37,8 +37,8 @@ int free_port() {
 }
 
 bool is_launcher_variable(const char* entry) {
-  for (const char* name : {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=",
-                           "LATENT_LAUNCHER="})
+  for (const char* name :
+       {"RANK=", "WORLD_SIZE=", "LOCAL_RANK=", "LOCAL_WORLD_SIZE=", "MASTER_ADDR=", "MASTER_PORT=", "LATENT_LAUNCHER="})
     if (std::strncmp(entry, name, std::strlen(name)) == 0) return true;
   return false;
 }

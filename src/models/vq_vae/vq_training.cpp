@@ -151,7 +151,7 @@ class VqTraining : public TrainingStep {
 
   VqVaeImpl& model_;
   TrainOptions options_;
-  VqForward last_;                             // the batch between run() and after_update()
+  VqForward last_;  // the batch between run() and after_update()
   BatchRows rows_;
   Communicator* comm_ = nullptr;
   std::vector<double> window_, epoch_counts_;  // code usage of the current restart window and of the epoch
