@@ -38,15 +38,19 @@ for i in $(seq "$KILLS"); do
     echo "after kill $i: $(cat "$T/eval.err")"
   fi
 done
-# Five more kills aimed at checkpoint writes: the moment a temporary checkpoint appears.
+# Five more kills aimed at checkpoint writes: the moment a temporary checkpoint appears. Each on a
+# copy of the run given more epochs (the run itself may have finished by now, and then writes nothing).
 for i in $(seq 5); do
-  "$LATENT" train --resume "$T/run/model.safetensors" --quiet >/dev/null 2>&1 &
+  rm -rf "$T/aim"
+  cp -r "$T/run" "$T/aim"
+  rm -f "$T/aim"/.model.safetensors.tmp.*
+  "$LATENT" train --resume "$T/aim/model.safetensors" --epochs 40 --quiet >/dev/null 2>&1 &
   pid=$!
-  while kill -0 $pid 2>/dev/null && ! compgen -G "$T/run/.model.safetensors.tmp.*" >/dev/null; do :; done
+  while kill -0 $pid 2>/dev/null && ! compgen -G "$T/aim/.model.safetensors.tmp.*" >/dev/null; do :; done
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
-  compgen -G "$T/run/.model.safetensors.tmp.*" >/dev/null && during_write=$((during_write + 1))
-  loads "$T/run/model.safetensors" || { bad=$((bad + 1)); echo "after aimed kill $i: $(cat "$T/eval.err")"; }
+  compgen -G "$T/aim/.model.safetensors.tmp.*" >/dev/null && during_write=$((during_write + 1))
+  loads "$T/aim/model.safetensors" || { bad=$((bad + 1)); echo "after aimed kill $i: $(cat "$T/eval.err")"; }
 done
 KILLS=$((KILLS + 5))
 echo "$KILLS kills, $resumed of them of resumed runs; $during_write left a temporary checkpoint (killed while writing one)"
