@@ -28,6 +28,8 @@ for i in $(seq "$KILLS"); do
     "$LATENT" train "${TRAIN[@]}" --out "$T/run" >/dev/null 2>&1 &
   fi
   pid=$!
+  # A busy machine may take seconds to start: the first run lives until its first checkpoint.
+  while [ $resumed -eq 0 ] && kill -0 $pid 2>/dev/null && [ ! -s "$T/run/model.safetensors" ]; do sleep 0.02; done
   sleep "$($PY -c "import random; print(random.Random($i).uniform(0.2, 1.5))")"
   kill -9 $pid 2>/dev/null
   wait $pid 2>/dev/null
