@@ -82,6 +82,10 @@ env WORLD_SIZE=2 RANK=1 MASTER_PORT=$((PORT + 2)) "$LATENT" train "${MLP[@]}" --
 expect_error "disagree on what to train (options.lr: 0.002 vs 0.001)" env WORLD_SIZE=2 RANK=0 MASTER_PORT=$((PORT + 2)) \
   "$LATENT" train "${MLP[@]}" --threads 1 --out "$T/mis"
 wait
+env WORLD_SIZE=2 RANK=1 MASTER_PORT=$((PORT + 6)) "$LATENT" train "${MLP[@]/1000/900}" --threads 1 --out "$T/mis" >/dev/null 2>&1 &
+expect_error "disagree on what to train (data.train_bytes" env WORLD_SIZE=2 RANK=0 MASTER_PORT=$((PORT + 6)) \
+  "$LATENT" train "${MLP[@]}" --threads 1 --out "$T/mis"
+wait
 check "nothing was written by refused jobs" [ ! -e "$T/mis/model.safetensors" ]
 
 # A rank killed mid-epoch: the others name it and stop within seconds; the checkpoint stays whole;
@@ -108,6 +112,19 @@ check "the same command resumes and finishes" grep -q "resuming from" "$T/kill2.
 "$LATENT" train "${LONG[@]}" --nproc 3 --out "$T/nokill" >/dev/null 2>&1
 check "the killed and resumed job ends with the uninterrupted job's numbers, bit for bit" same "$T/nokill/metrics.jsonl" "$T/kill/metrics.jsonl" 0 train_loss test_elbo
 
+# Ctrl-C to a --nproc job reaches each rank once: all stop at the same step, rank 0 saves, 130.
+"$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/nokill2" >/dev/null 2>&1
+"$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/int" >/dev/null 2>"$T/int.err" &
+job=$!
+for _ in $(seq 600); do [ -s "$T/int/metrics.jsonl" ] && break; sleep 0.05; done
+kill -INT $job
+wait $job
+rc=$?
+check "Ctrl-C: the job exits with 130 (rc $rc) after rank 0 saved its checkpoint" \
+  bash -c "[ $rc -eq 130 ] && grep -q 'interrupted: checkpoint saved' '$T/int.err'"
+"$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/int" >/dev/null 2>&1
+check "the interrupted job, run again, ends with the uninterrupted job's numbers, bit for bit" same "$T/nokill2/metrics.jsonl" "$T/int/metrics.jsonl" 0 train_loss test_elbo
+
 # torchrun starts latent like any program, and its --max_restarts restarts the job after a kill.
 # (Debian's python3-torch 1.13 on Python 3.11 cannot parse torchrun's default "--redirects 0":
 # a mapping that names no local rank means the same.)
@@ -115,7 +132,6 @@ if $PY -c "import torch.distributed.run" 2>/dev/null; then
   torchrun() { $PY -m torch.distributed.run --redirects 9:1 --tee 9:1 --nnodes 1 --nproc_per_node 2 "$@"; }
   torchrun --master_port $((PORT + 3)) --no_python "$LATENT" train "${MLP[@]}" --epochs 2 --binarize --threads 1 --out "$T/tr" >/dev/null 2>"$T/tr.err"
   check "torchrun runs a 2-rank job with one process's numbers" same "$T/one/metrics.jsonl" "$T/tr/metrics.jsonl" 1e-5 train_loss test_elbo
-  "$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/nokill2" >/dev/null 2>&1
   torchrun --master_port $((PORT + 4)) --max_restarts 2 --no_python "$LATENT" train "${LONG[@]}" --out "$T/trk" >/dev/null 2>"$T/trk.err" &
   job=$!
   for _ in $(seq 600); do [ -s "$T/trk/metrics.jsonl" ] && break; sleep 0.05; done
