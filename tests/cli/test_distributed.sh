@@ -112,6 +112,19 @@ check "the same command resumes and finishes" grep -q "resuming from" "$T/kill2.
 "$LATENT" train "${LONG[@]}" --nproc 3 --out "$T/nokill" >/dev/null 2>&1
 check "the killed and resumed job ends with the uninterrupted job's numbers, bit for bit" same "$T/nokill/metrics.jsonl" "$T/kill/metrics.jsonl" 0 train_loss test_elbo
 
+# Rank 0 killed: it hosted the rendezvous, whose loss the others see at once.
+"$LATENT" train "${LONG[@]}" --nproc 3 --out "$T/kill0" >/dev/null 2>"$T/kill0.err" &
+job=$!
+for _ in $(seq 600); do [ -s "$T/kill0/metrics.jsonl" ] && break; sleep 0.05; done
+victim=$(pgrep -f "latent train .*--out $T/kill0" | while read -r p; do
+  [ "$(tr '\0' '\n' </proc/$p/environ 2>/dev/null | grep -x RANK=0)" ] && echo "$p"; done | head -1)
+kill -9 "$victim"
+start=$(date +%s.%N)
+wait $job
+took=$($PY -c "print($(date +%s.%N) - $start)")
+check "rank 0 killed: the others name it and stop within 10 s (${took} s)" \
+  bash -c "grep -q 'rank 0 of 3 .*was lost' '$T/kill0.err' && $PY -c 'assert $took < 10'"
+
 # Ctrl-C to a --nproc job reaches each rank once: all stop at the same step, rank 0 saves, 130.
 "$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/nokill2" >/dev/null 2>&1
 "$LATENT" train "${LONG[@]}" --nproc 2 --out "$T/int" >/dev/null 2>"$T/int.err" &
