@@ -8,11 +8,12 @@ packages=(
   libopenblas0-openmp     # fast BLAS behind LibTorch's matrix products (replaces reference BLAS)
   libdnnl-dev             # oneDNN sgemm for the fused MLP training step
   libgloo-dev             # Gloo's headers: distributed training on LibTorch's c10d process group
+  librdkit-dev libboost-dev rdkit-data  # RDKit (C++) and its data: molecules, the SMILES VAE
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
   libgtest-dev            # unit tests
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for the fuzz targets (scripts/fuzz.sh)
   dataset-fashion-mnist   # the default data
-  python3-torch python3-numpy  # PyTorch references for test fixtures and benchmarks
+  python3-torch python3-numpy python3-rdkit  # PyTorch and RDKit references for test fixtures and benchmarks
   chromium                # the browser the explorer's tests drive (headless)
 )
 # Node.js runs the browser tests (playwright-core needs Node >= 20). Machines that already have a

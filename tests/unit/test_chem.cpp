@@ -1,0 +1,168 @@
+// latent's chemistry against RDKit's Python (tests/chem/rdkit_reference.py writes the fixture):
+// canonical SMILES, logP, weight, TPSA, QED and SA score, the pool's filters and split.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "latent/chem.h"
+#include "latent/error.h"
+
+namespace latent {
+namespace {
+
+// Properties are sums of tabulated contributions in double precision on both sides; 1e-5 (absolute)
+// is the issue's bound and leaves room only for summation order.
+constexpr double kTolerance = 1e-5;
+
+struct Row {
+  std::string input, canonical;
+  int split = -1;
+  MoleculeProperties p;
+};
+
+std::vector<std::string> csv_fields(const std::string& line) {
+  std::vector<std::string> out;
+  std::string f;
+  bool quoted = false;
+  for (char c : line) {
+    if (c == '"')
+      quoted = !quoted;
+    else if (c == ',' && !quoted)
+      out.push_back(std::move(f)), f.clear();
+    else
+      f += c;
+  }
+  out.push_back(f);
+  return out;
+}
+
+std::vector<Row> fixture_rows() {
+  std::ifstream in(std::string(LATENT_FIXTURES) + "/chem_properties.csv");
+  std::vector<Row> rows;
+  std::string line;
+  std::getline(in, line);  // provenance
+  std::getline(in, line);  // column names
+  while (std::getline(in, line)) {
+    const auto f = csv_fields(line);
+    EXPECT_EQ(f.size(), 10u) << line;
+    if (f.size() != 10) continue;
+    Row r{f[0], f[1]};
+    if (!r.canonical.empty()) {
+      r.split = std::stoi(f[2]);
+      r.p = {std::stod(f[3]), std::stod(f[4]), std::stod(f[5]), std::stod(f[6]),
+             std::stod(f[7]), std::stoi(f[8]), std::stoi(f[9])};
+    }
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+#define REQUIRE_RDKIT() \
+  if (!chem_available()) GTEST_SKIP() << "this latent was built without RDKit (librdkit-dev)"
+
+TEST(Chem, CanonicalSmilesAndPropertiesMatchRdkitPython) {
+  REQUIRE_RDKIT();
+  const auto rows = fixture_rows();
+  ASSERT_GT(rows.size(), 150u);
+  int molecules = 0;
+  for (const Row& r : rows) {
+    SCOPED_TRACE(r.input);
+    const auto c = canonical_smiles(r.input);
+    if (r.canonical.empty()) {
+      EXPECT_FALSE(c.has_value()) << *c;
+      EXPECT_THROW(molecule_properties(r.input), Error);
+      continue;
+    }
+    ++molecules;
+    ASSERT_TRUE(c.has_value());
+    EXPECT_EQ(*c, r.canonical);
+    EXPECT_EQ(molecule_split(*c), r.split);
+    const MoleculeProperties p = molecule_properties(*c);
+    EXPECT_NEAR(p.logp, r.p.logp, kTolerance);
+    EXPECT_NEAR(p.mw, r.p.mw, kTolerance);
+    EXPECT_NEAR(p.tpsa, r.p.tpsa, kTolerance);
+    EXPECT_NEAR(p.qed, r.p.qed, kTolerance);
+    EXPECT_NEAR(p.sa, r.p.sa, kTolerance);
+    EXPECT_EQ(p.heavy_atoms, r.p.heavy_atoms);
+    EXPECT_EQ(p.rings, r.p.rings);
+  }
+  EXPECT_GT(molecules, 150);
+}
+
+TEST(Chem, RandomizedSmilesIsTheSameMoleculeWrittenAnotherWay) {
+  REQUIRE_RDKIT();
+  int larger = 0, respelled = 0;  // molecules of 10 or more heavy atoms; those given several spellings
+  for (const Row& r : fixture_rows()) {
+    if (r.canonical.empty()) continue;
+    SCOPED_TRACE(r.canonical);
+    std::set<std::string> spellings;
+    for (uint64_t seed = 1; seed <= 8; ++seed) {
+      const std::string s = randomized_smiles(r.canonical, seed);
+      EXPECT_EQ(s, randomized_smiles(r.canonical, seed)) << "not reproducible";
+      EXPECT_EQ(canonical_smiles(s).value_or("(invalid)"), r.canonical);
+      spellings.insert(s);
+    }
+    if (r.p.heavy_atoms >= 10) {
+      ++larger;
+      respelled += spellings.size() > 1 ? 1 : 0;
+    }
+  }
+  // A molecule as symmetric as cyclododecane has one spelling; nearly all others have many.
+  EXPECT_GE(respelled, larger * 95 / 100) << respelled << " of " << larger;
+  EXPECT_THROW(randomized_smiles("C1CC", 1), Error);
+}
+
+TEST(Chem, PoolFiltersKeepTheLargestFragmentOfDrugLikeMolecules) {
+  REQUIRE_RDKIT();
+  PoolFilterCounts counts;
+  const auto kept = filter_molecules({{"C[N+](C)(C)Cc1ccccc1.[Cl-]", "a"},  // salt: the cation stays
+                                      {"c1ccccc1CC(=O)O", "b"},
+                                      {"OC(=O)Cc1ccccc1", "c"},      // the same molecule as b
+                                      {"C1CC", "d"},                 // unreadable
+                                      {"c1ccccc1[Si](C)(C)C", "e"},  // silicon
+                                      {"CCO", "f"},                  // 3 heavy atoms
+                                      {std::string(39, 'C'), "g"},   // 39 heavy atoms
+                                      {"", "h"}},
+                                     &counts);
+  ASSERT_EQ(kept.size(), 2u);
+  EXPECT_EQ(kept[0].smiles, "C[N+](C)(C)Cc1ccccc1");
+  EXPECT_EQ(kept[0].source, "a");
+  EXPECT_EQ(kept[1].smiles, "O=C(O)Cc1ccccc1");
+  EXPECT_EQ(kept[1].source, "b");
+  EXPECT_EQ(counts.duplicates, 1);
+  EXPECT_EQ(counts.unreadable, 2);
+  EXPECT_EQ(counts.elements, 1);
+  EXPECT_EQ(counts.size, 2);
+}
+
+TEST(Chem, PenalizedLogpSubtractsSaAndLargeRings) {
+  REQUIRE_RDKIT();
+  const std::string ring = "C1CCCCCCCCCCC1";  // 12 atoms: 6 beyond six
+  const MoleculeProperties p = molecule_properties(ring);
+  EXPECT_NEAR(penalized_logp(p, ring), p.logp - p.sa - 6.0, 1e-12);
+  const MoleculeProperties b = molecule_properties("c1ccccc1");
+  EXPECT_NEAR(penalized_logp(b, "c1ccccc1"), b.logp - b.sa, 1e-12);
+}
+
+TEST(Chem, TheSplitIsFixedAndNearEightyTenTen) {
+  int counts[3] = {0, 0, 0};
+  for (int i = 0; i < 20000; ++i) ++counts[molecule_split("C" + std::to_string(i))];
+  EXPECT_NEAR(counts[0] / 20000.0, 0.8, 0.02);
+  EXPECT_NEAR(counts[1] / 20000.0, 0.1, 0.01);
+  EXPECT_NEAR(counts[2] / 20000.0, 0.1, 0.01);
+}
+
+TEST(Chem, WithoutRdkitEveryCallSaysSo) {
+  if (chem_available()) GTEST_SKIP() << "this build has RDKit";
+  try {
+    canonical_smiles("CCO");
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("RDKit"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace latent
