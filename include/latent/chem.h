@@ -66,6 +66,20 @@ struct PoolFilterCounts {
 };
 std::vector<Molecule> filter_molecules(const std::vector<Molecule>& raw, PoolFilterCounts* rejected = nullptr);
 
+/// Molecules from a user's file: FILE.smi (a SMILES per line, optionally followed by a name after
+/// whitespace; "#" lines and a first line starting with "smiles" are skipped) or FILE.csv (a header
+/// row; the SMILES in column `smiles_column`, by default the one named "smiles" in any case; every
+/// other column whose values all read as numbers becomes a property). Each SMILES is made canonical;
+/// rows RDKit cannot read are skipped and counted, as are repeats of a molecule (the first stays).
+/// Throws latent::Error naming the file for a missing column, a ragged row or no readable molecule.
+struct MoleculeTable {
+  std::vector<Molecule> molecules;              // source: "FILE:LINE"
+  std::vector<std::string> property_names;      // csv columns that hold numbers
+  std::vector<std::vector<double>> properties;  // [molecule][property]
+  int64_t invalid = 0, duplicates = 0;
+};
+MoleculeTable read_molecule_file(const std::string& path, const std::string& smiles_column = "");
+
 /// The built-in pool "molecules": the SMILES and SDF sets shipped in rdkit-data, filtered as
 /// above, sorted by SMILES. Built at first use and kept in `cache_dir` (molecules.csv, written
 /// atomically with its properties); later calls read that file. The split is fixed by each

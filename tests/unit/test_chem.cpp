@@ -8,6 +8,8 @@
 
 #include "latent/chem.h"
 #include "latent/error.h"
+#include "latent/smiles_tokens.h"
+#include "test_util.h"
 
 namespace latent {
 namespace {
@@ -152,6 +154,86 @@ TEST(Chem, TheSplitIsFixedAndNearEightyTenTen) {
   EXPECT_NEAR(counts[0] / 20000.0, 0.8, 0.02);
   EXPECT_NEAR(counts[1] / 20000.0, 0.1, 0.01);
   EXPECT_NEAR(counts[2] / 20000.0, 0.1, 0.01);
+}
+
+TEST(SmilesTokens, BracketAtomsTwoLetterAtomsAndRingClosuresAreOneToken) {
+  using V = std::vector<std::string>;
+  EXPECT_EQ(smiles_tokens("CC(=O)Nc1ccc(Cl)cc1Br"),
+            (V{"C", "C", "(", "=", "O", ")", "N", "c", "1", "c", "c", "c", "(", "Cl", ")", "c", "c", "1", "Br"}));
+  EXPECT_EQ(smiles_tokens("[nH]1cc[C@@H]%12C[N+](=O)[O-]"),
+            (V{"[nH]", "1", "c", "c", "[C@@H]", "%12", "C", "[N+]", "(", "=", "O", ")", "[O-]"}));
+  EXPECT_EQ(smiles_tokens("C/C=C\\C#N"), (V{"C", "/", "C", "=", "C", "\\", "C", "#", "N"}));
+  EXPECT_TRUE(smiles_tokens("").empty());
+  // Every valid SMILES of the fixture joins back from its tokens.
+  for (const Row& r : fixture_rows()) {
+    if (r.canonical.empty()) continue;
+    std::string joined;
+    for (const auto& t : smiles_tokens(r.input)) joined += t;
+    EXPECT_EQ(joined, r.input);
+    for (const auto& t : smiles_tokens(r.canonical)) joined += t;
+    EXPECT_EQ(joined, r.input + r.canonical);
+  }
+}
+
+TEST(SmilesTokens, CharactersSmilesDoesNotUseAreOneError) {
+  for (const char* bad : {"CC[N+", "C[]C", "C%1", "C%a1", "CC X", "C\xc3\xa9", "CC]"}) {
+    SCOPED_TRACE(bad);
+    try {
+      smiles_tokens(bad);
+      ADD_FAILURE() << "no error";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("position"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(smiles_tokens(std::string("C\0C", 3)), Error);
+}
+
+TEST(SmilesTokens, VocabularyRoundTripsAndKeepsItsIdsThroughJson) {
+  const std::vector<std::string> data = {"CCO", "c1ccccc1Cl", "C[N+](C)(C)C", "OC(=O)Br"};
+  const SmilesVocabulary v = SmilesVocabulary::build(data);
+  EXPECT_EQ(v.token(SmilesVocabulary::kPad), "<pad>");
+  EXPECT_EQ(v.token(SmilesVocabulary::kEos), "<eos>");
+  EXPECT_EQ(v.size(), SmilesVocabulary::kSpecials + 10);  // C O c 1 Cl [N+] ( ) = Br
+  for (const std::string& s : data) {
+    const auto ids = v.encode(s);
+    EXPECT_EQ(ids.front(), SmilesVocabulary::kBos);
+    EXPECT_EQ(ids.back(), SmilesVocabulary::kEos);
+    EXPECT_EQ(v.decode(ids), s);
+  }
+  EXPECT_EQ(v.encode("CS")[2], SmilesVocabulary::kUnk);
+  EXPECT_EQ(v.decode(v.encode("CS")), "C?");
+  const SmilesVocabulary back = SmilesVocabulary::from_json(v.to_json());
+  EXPECT_EQ(back.encode("c1ccccc1Cl"), v.encode("c1ccccc1Cl"));
+  EXPECT_THROW(SmilesVocabulary::from_json(nlohmann::json::array({"<pad>", "<bos>", "<eos>", "<unk>", "CC"})), Error);
+  EXPECT_THROW(SmilesVocabulary::from_json(nlohmann::json::array({"<pad>", "<bos>", "<eos>", "<unk>", "C", "C"})), Error);
+  EXPECT_THROW(SmilesVocabulary::from_json(nlohmann::json::array({"<bos>", "<pad>", "<eos>", "<unk>", "C"})), Error);
+  EXPECT_THROW(SmilesVocabulary::from_json(nlohmann::json{{"a", 1}}), Error);
+}
+
+TEST(Chem, ReadsSmiAndCsvFilesWithPropertiesAndCountsWhatItSkips) {
+  REQUIRE_RDKIT();
+  test::TempDir dir;
+  test::write_bytes(dir / "a.smi", "smiles name\nOCC mol1\nCCO mol2\nC1CC broken\n# note\n\nc1ccccc1\n");
+  const MoleculeTable smi = read_molecule_file(dir / "a.smi");
+  ASSERT_EQ(smi.molecules.size(), 2u);
+  EXPECT_EQ(smi.molecules[0].smiles, "CCO");
+  EXPECT_EQ(smi.molecules[0].source, dir / "a.smi" + ":2");
+  EXPECT_EQ(smi.molecules[1].smiles, "c1ccccc1");
+  EXPECT_EQ(smi.invalid, 1);
+  EXPECT_EQ(smi.duplicates, 1);
+  EXPECT_TRUE(smi.property_names.empty());
+
+  test::write_bytes(dir / "b.csv", "id,SMILES,logP,qed,note\r\nz1,CCO,-0.1,0.4,\"a, b\"\r\nz2,\"c1ccccc1\",1.7,0.44,x\r\n");
+  const MoleculeTable csv = read_molecule_file(dir / "b.csv");
+  ASSERT_EQ(csv.molecules.size(), 2u);
+  EXPECT_EQ(csv.property_names, (std::vector<std::string>{"logP", "qed"}));
+  EXPECT_EQ(csv.properties[1], (std::vector<double>{1.7, 0.44}));
+  EXPECT_THROW(read_molecule_file(dir / "b.csv", "id"), Error);      // ids are no SMILES: nothing readable
+  EXPECT_THROW(read_molecule_file(dir / "b.csv", "smiles"), Error);  // an explicit name matches exactly
+  test::write_bytes(dir / "c.csv", "smiles,x\nCCO,1\nCCN\n");
+  EXPECT_THROW(read_molecule_file(dir / "c.csv"), Error);  // a ragged row
+  test::write_bytes(dir / "d.sdf", "CCO\n");
+  EXPECT_THROW(read_molecule_file(dir / "d.sdf"), Error);
 }
 
 TEST(Chem, WithoutRdkitEveryCallSaysSo) {
