@@ -113,6 +113,11 @@ def main():
     put("request", "sample.json", '{"n": 8, "seed": 3, "temperature": 1}')
     put("request", "interpolate.json", '{"a": [1, 0, 0], "b": [0, 2, 0], "t": [0, 0.5, 1], "method": "slerp"}')
     put("request", "upload.json", json.dumps({"png": base64.b64encode(gray).decode()}))
+    # molecules: the first byte picks the reader (0 .smi, 1 .csv)
+    put("smiles", "drugs.smi", b"\x00smiles name\nCC(=O)Oc1ccccc1C(=O)O aspirin\nCN1C=NC2=C1C(=O)N(C(=O)N2C)C caffeine\n"
+        b"C[C@H](N)C(=O)O\nO=[N+]([O-])c1ccc(Cl)cc1\nC1CC2CCC1C2\n[nH]1cccc1Br\nC%10CCCCC%10\n")
+    put("smiles", "zinc.csv", b"\x01smiles,logP,qed,SAS\n\"CC(C)(C)c1ccc2occ(CC(=O)Nc3ccccc3F)c2c1\",5.05,0.70,2.08\n"
+        b"C[C@@H]1CC(Nc2cncc(-c3nncn3C)c2)C[C@@H](C)C1,3.11,0.92,4.03\nOCC,-0.0,0.4,1.0\n")
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 seconds=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(safetensors npy idx csv image request checkpoint sd_weights)
+[ ${#targets[@]} -gt 0 ] || targets=(safetensors npy idx csv image request checkpoint sd_weights smiles)
 command -v clang++ >/dev/null || { echo "scripts/fuzz.sh: needs clang++ (scripts/setup.sh installs it)"; exit 1; }
 B=build-sanitize
 cmake -S . -B $B -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON -DLATENT_BUILD_BENCH=OFF \
@@ -24,7 +24,7 @@ for t in "${targets[@]}"; do
   mkdir -p "$work"
   log=$B/fuzz_$t.log
   dict=()
-  case "$t" in request | checkpoint | safetensors | sd_weights) dict=(-dict=fuzz/dict/json.dict) ;; esac
+  case "$t" in request | checkpoint | safetensors | sd_weights) dict=(-dict=fuzz/dict/json.dict) ;; smiles) dict=(-dict=fuzz/dict/smiles.dict) ;; esac
   set +e
   $B/fuzz/fuzz_$t "$work" "fuzz/corpus/$t" "${dict[@]}" -max_total_time="$seconds" -timeout=20 \
     -rss_limit_mb=3072 -max_len=65536 -print_final_stats=1 -artifact_prefix="$B/crashes/$t-" >"$log" 2>&1

@@ -1,0 +1,85 @@
+#include "models/smiles_vae/smiles_vae.h"
+
+#include <ATen/ATen.h>
+#include <torch/nn/utils/rnn.h>
+
+#include "latent/smiles_tokens.h"
+
+namespace latent {
+
+SmilesVaeNetImpl::SmilesVaeNetImpl(const SmilesVaeSizes& s) : sizes_(s) {
+  namespace nn = torch::nn;
+  embedding = register_module("embedding",
+                              nn::Embedding(nn::EmbeddingOptions(s.vocabulary, s.embedding).padding_idx(SmilesVocabulary::kPad)));
+  encoder =
+      register_module("encoder", nn::GRU(nn::GRUOptions(s.embedding, s.encoder_hidden).batch_first(true).bidirectional(true)));
+  fc_mu = register_module("fc_mu", nn::Linear(2 * s.encoder_hidden, s.latent));
+  fc_logvar = register_module("fc_logvar", nn::Linear(2 * s.encoder_hidden, s.latent));
+  decoder_init = register_module("decoder_init", nn::Linear(s.latent, s.decoder_layers * s.decoder_hidden));
+  decoder = register_module(
+      "decoder",
+      nn::GRU(nn::GRUOptions(s.embedding + s.latent, s.decoder_hidden).num_layers(s.decoder_layers).batch_first(true)));
+  output = register_module("output", nn::Linear(s.decoder_hidden, s.vocabulary));
+}
+
+std::pair<at::Tensor, at::Tensor> SmilesVaeNetImpl::encode(const at::Tensor& tokens, const at::Tensor& lengths) {
+  const at::Tensor e = embedding->forward(tokens);  // [B, T, E]
+  const auto packed = torch::nn::utils::rnn::pack_padded_sequence(e, lengths.to(at::kLong).cpu(), /*batch_first=*/true,
+                                                                  /*enforce_sorted=*/false);
+  const at::Tensor h = std::get<1>(encoder->forward_with_packed_input(packed));  // [2, B, H_enc]
+  const at::Tensor both = at::cat({h[0], h[1]}, 1);                              // [B, 2 H_enc]
+  return {fc_mu->forward(both), fc_logvar->forward(both)};                       // [B, d] each
+}
+
+at::Tensor SmilesVaeNetImpl::initial_state(const at::Tensor& z) {
+  const int64_t b = z.size(0);
+  return decoder_init
+      ->forward(z)                                              // [B, L H]
+      .view({b, sizes_.decoder_layers, sizes_.decoder_hidden})  // [B, L, H]
+      .transpose(0, 1)
+      .contiguous();  // [L, B, H]
+}
+
+at::Tensor SmilesVaeNetImpl::decode(const at::Tensor& z, const at::Tensor& tokens) {
+  const int64_t b = tokens.size(0), t = tokens.size(1) - 1;
+  const at::Tensor e = embedding->forward(tokens.narrow(1, 0, t));                  // [B, T-1, E]
+  const at::Tensor in = at::cat({e, z.unsqueeze(1).expand({b, t, z.size(1)})}, 2);  // [B, T-1, E + d]
+  const at::Tensor out = std::get<0>(decoder->forward(in, initial_state(z)));       // [B, T-1, H]
+  return output->forward(out);                                                      // [B, T-1, V]
+}
+
+at::Tensor SmilesVaeNetImpl::reconstruction_nll(const at::Tensor& logits, const at::Tensor& tokens) {
+  const int64_t b = logits.size(0), t = logits.size(1), v = logits.size(2);
+  const at::Tensor targets = tokens.narrow(1, 1, t).reshape({b * t});  // [B (T-1)]
+  const at::Tensor ce = at::cross_entropy_loss(logits.reshape({b * t, v}), targets, {}, at::Reduction::None,
+                                               SmilesVocabulary::kPad);  // [B (T-1)]
+  return ce.view({b, t}).sum(1);                                         // [B]
+}
+
+at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen) {
+  const int64_t b = z.size(0);
+  at::Tensor rows = at::full({b, max_length + 1}, SmilesVocabulary::kPad, at::kLong);
+  rows.select(1, 0).fill_(SmilesVocabulary::kBos);
+  at::Tensor token = rows.select(1, 0).clone();  // [B]
+  at::Tensor done = at::zeros({b}, at::kBool);   // [B]
+  at::Tensor h = initial_state(z);               // [L, B, H]
+  for (int64_t step = 1; step <= max_length; ++step) {
+    const at::Tensor in = at::cat({embedding->forward(token), z}, 1).unsqueeze(1);  // [B, 1, E + d]
+    auto [out, next] = decoder->forward(in, h);                                     // [B, 1, H], [L, B, H]
+    h = next;
+    const at::Tensor logits = output->forward(out.squeeze(1));  // [B, V]
+    if (temperature <= 0) {
+      token = logits.argmax(1);
+    } else {
+      const at::Tensor p = at::softmax(logits / temperature, 1);
+      token = at::multinomial(p, 1, false, gen ? c10::optional<at::Generator>(*gen) : c10::nullopt).squeeze(1);
+    }
+    token.masked_fill_(done, SmilesVocabulary::kPad);
+    rows.select(1, step).copy_(token);
+    done = done.logical_or(token == SmilesVocabulary::kEos);
+    if (done.all().item<bool>()) break;
+  }
+  return rows;
+}
+
+}  // namespace latent
