@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test: install what is missing, build, then run CTest in three ways (each names itself):
 #   native    every test (unit, fixture, CLI, server and browser) on this CPU as it is;
-#   avx2      the unit and CLI tests (but the distributed one, whose kernels the others cover) again
+#   avx2      the unit and CLI tests (but the distributed one, whose kernels the others cover, and the
+#             molecule pool's check against RDKit's Python, which runs RDKit's code only) again
 #             with every ISA capped at AVX2, as on a CPU without AVX-512 or bfloat16: latent's
 #             kernels and oneDNN by LATENT_MAX_CPU_ISA, LibTorch's by ATEN_CPU_CAPABILITY and
 #             OPENBLAS_CORETYPE (skipped, saying so, on a CPU without AVX2);
@@ -31,7 +32,7 @@ for phase in "${phases[@]}"; do
     avx2)
       if grep -qw avx2 /proc/cpuinfo 2>/dev/null; then
         (cd build && LATENT_MAX_CPU_ISA=avx2 ATEN_CPU_CAPABILITY=avx2 OPENBLAS_CORETYPE=Haswell \
-          ctest --output-on-failure -j2 -E '^(browser\.|cli\.distributed$)' "$@") || status=1
+          ctest --output-on-failure -j2 -E '^(browser\.|cli\.distributed$|chem\.)' "$@") || status=1
       else
         echo "skipped: this CPU has no AVX2"
       fi ;;
@@ -50,14 +51,14 @@ for phase in "${phases[@]}"; do
       cmake -S . -B build-portable -DCMAKE_BUILD_TYPE=Release -DLATENT_PORTABLE=ON -DLATENT_BUILD_BENCH=OFF >build-portable.log 2>&1 ||
         { cat build-portable.log; exit 1; }
       cmake --build build-portable -j"$(nproc)" --target latent_tests latent_server_tests
-      (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
+      (cd build-portable && ctest --output-on-failure -j2 -E '^(cli|browser|chem)\.' "$@") || status=1 ;;
     sanitize)
       export UBSAN_OPTIONS=print_stacktrace=1
       cmake -S . -B build-sanitize -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ -DLATENT_FUZZ=ON \
         -DLATENT_BUILD_BENCH=OFF >build-sanitize.log 2>&1 || { cat build-sanitize.log; exit 1; }
       cmake --build build-sanitize -j"$(nproc)" --target latent_tests latent_server_tests >>build-sanitize.log 2>&1 ||
         { tail -50 build-sanitize.log; exit 1; }
-      (cd build-sanitize && ctest --output-on-failure -j2 -E '^(cli|browser)\.' "$@") || status=1 ;;
+      (cd build-sanitize && ctest --output-on-failure -j2 -E '^(cli|browser|chem)\.' "$@") || status=1 ;;
     fuzz) scripts/fuzz.sh 20 || status=1 ;;
     *) echo "scripts/test.sh: unknown phase '$phase' (native, avx2, package, portable, sanitize or fuzz)"; exit 2 ;;
   esac
