@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 
+#include <cstdlib>
 #include <memory>
 
 #include "cpu/kernels.h"
@@ -69,8 +70,10 @@ at::Tensor image_decode(const std::string& bytes, const std::string& origin, int
   int w = 0, h = 0, stored = 0;
   if (!stbi_info_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), static_cast<int>(bytes.size()), &w, &h, &stored))
     throw Error(origin + ": not a readable PNG, JPEG or BMP image (" + stbi_failure_reason() + ")");
-  if (static_cast<int64_t>(w) * h > max_pixels)
-    throw Error(origin + ": image of " + std::to_string(w) + "x" + std::to_string(h) + " is too large");
+  // stb's probe gives a top-down BMP's height as stored, negative; its decoder takes |height|.
+  const int64_t true_w = std::llabs(static_cast<int64_t>(w)), true_h = std::llabs(static_cast<int64_t>(h));
+  if (true_w * true_h > max_pixels)
+    throw Error(origin + ": image of " + std::to_string(true_w) + "x" + std::to_string(true_h) + " is too large");
   const int want = channels != 0 ? channels : (stored >= 3 ? 3 : 1);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()),
                                                                          static_cast<int>(bytes.size()), &w, &h, &stored, want),

@@ -239,6 +239,28 @@ TEST(HostileImages, AnImageWithoutPixelsIsRefused) {
   EXPECT_ERROR_WITH(image_decode(bmp, "zero.bmp", 1, 28, 28), "holds no pixels");
 }
 
+// Found by fuzz_image (a 58-byte timeout, then out of memory): a top-down BMP declares its height
+// negative; stb's header probe reports it as it is, so width x height passed the pixel cap as a
+// negative number while the decoder allocated 4 x 16,776,965 pixels. The cap now takes |height|.
+TEST(HostileImages, ATopDownBmpIsCappedByItsTrueHeight) {
+  const std::string found(
+      "\x42\x4d\x3e\x00\x00\x00\x00\x00\x00\x00\x36\x00\x00\x00\x28\x00\x00\x00\x04\x00\x00\x00\xfb\x00\x00\xff"
+      "\x01\x00\x18\x00\x00\x00\x00\x00\x00\x00\x4b\xff\x70\x00\x00\x36\x00\x02\x13\x18\x00\xff\x00\x96\xf6\xff"
+      "\xff\xff\x00\x00\x00\x70",
+      58);
+  EXPECT_ERROR_WITH(image_decode(found, "tall.bmp", 1, 28, 28, int64_t{1} << 22), "is too large");
+  // A genuine top-down BMP (2 x 2, 24 bits, rows padded to 8 bytes) still decodes, top row first.
+  auto le32 = [](int32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); };
+  auto le16 = [](int16_t v) { return std::string(reinterpret_cast<const char*>(&v), 2); };
+  const std::string rows = std::string("\xff\xff\xff\x00\x00\x00\x00\x00", 8) + std::string(8, '\0');
+  const std::string bmp = "BM" + le32(54 + 16) + le32(0) + le32(54) + le32(40) + le32(2) + le32(-2) + le16(1) + le16(24) +
+                          le32(0) + le32(16) + le32(2835) + le32(2835) + le32(0) + le32(0) + rows;
+  const at::Tensor x = image_decode(bmp, "top-down.bmp", 1, 0, 0);
+  ASSERT_EQ(x.sizes().vec(), (std::vector<int64_t>{1, 2, 2}));
+  EXPECT_FLOAT_EQ(x[0][0][0].item<float>(), 1.0f);  // the white pixel is the first of the first row
+  EXPECT_FLOAT_EQ(x[0][1][0].item<float>(), 0.0f);
+}
+
 // Found by fuzz_image: a PNG with an empty chunk, where stb copies zero bytes to a null buffer
 // (UBSan; stb's code, exempted in CMakeLists.txt). It decodes or is refused, nothing else.
 TEST(HostileImages, APngWithAnEmptyChunkDecodesOrIsRefused) {
