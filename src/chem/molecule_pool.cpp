@@ -163,7 +163,15 @@ std::vector<Molecule> filter_molecules(const std::vector<Molecule>& raw, PoolFil
       continue;
     }
     // The largest fragment (the first of equal size), as RDKit's LargestFragmentChooser keeps.
-    const auto fragments = RDKit::MolOps::getMolFrags(*mol, /*sanitizeFrags=*/true);
+    // A fragment RDKit cannot sanitize on its own makes the record unreadable.
+    std::vector<boost::shared_ptr<RDKit::ROMol>> fragments;
+    std::string canonical;
+    try {
+      fragments = RDKit::MolOps::getMolFrags(*mol, /*sanitizeFrags=*/true);
+    } catch (const std::exception&) {
+      ++counts.unreadable;
+      continue;
+    }
     const RDKit::ROMol* largest = fragments.front().get();
     for (const auto& f : fragments) {
       if (f->getNumHeavyAtoms() > largest->getNumHeavyAtoms()) largest = f.get();
@@ -179,7 +187,12 @@ std::vector<Molecule> filter_molecules(const std::vector<Molecule>& raw, PoolFil
       ++counts.size;
       continue;
     }
-    std::string canonical = chem::canonical_of(*largest);
+    try {
+      canonical = chem::canonical_of(*largest);
+    } catch (const std::exception&) {
+      ++counts.unreadable;
+      continue;
+    }
     if (!seen.insert(canonical).second) {
       ++counts.duplicates;
       continue;

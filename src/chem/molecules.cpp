@@ -60,6 +60,19 @@ chem::MolPtr require_molecule(const std::string& smiles) {
   return mol;
 }
 
+// RDKit's own exceptions (a sanitization or kekulization failure deep in a descriptor) become
+// latent::Error naming the molecule; latent's errors pass as they are.
+template <typename F>
+auto rdkit_call(const std::string& smiles, const char* what, F&& f) {
+  try {
+    return f();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(std::string("RDKit could not ") + what + " of '" + smiles + "': " + e.what());
+  }
+}
+
 }  // namespace
 
 bool chem_available() { return true; }
@@ -70,7 +83,11 @@ std::optional<std::string> canonical_smiles(const std::string& smiles) {
   if (smiles.empty()) return std::nullopt;
   chem::MolPtr mol = chem::parse_smiles(smiles);
   if (!mol || mol->getNumAtoms() == 0) return std::nullopt;
-  return chem::canonical_of(*mol);
+  try {
+    return chem::canonical_of(*mol);
+  } catch (const std::exception&) {  // RDKit could not write it: not a molecule latent can use
+    return std::nullopt;
+  }
 }
 
 std::string randomized_smiles(const std::string& smiles, uint64_t seed) {
@@ -79,23 +96,27 @@ std::string randomized_smiles(const std::string& smiles, uint64_t seed) {
   std::iota(order.begin(), order.end(), 0u);
   std::mt19937_64 rng(seed);
   for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);  // Fisher-Yates
-  chem::MolPtr shuffled(RDKit::MolOps::renumberAtoms(*mol, order));
-  return RDKit::MolToSmiles(*shuffled, /*doIsomericSmiles=*/false, /*doKekule=*/false, /*rootedAtAtom=*/-1,
-                            /*canonical=*/false);
+  return rdkit_call(smiles, "write a random spelling", [&] {
+    chem::MolPtr shuffled(RDKit::MolOps::renumberAtoms(*mol, order));
+    return RDKit::MolToSmiles(*shuffled, /*doIsomericSmiles=*/false, /*doKekule=*/false, /*rootedAtAtom=*/-1,
+                              /*canonical=*/false);
+  });
 }
 
 MoleculeProperties molecule_properties(const std::string& smiles) {
   chem::MolPtr mol = require_molecule(smiles);
-  MoleculeProperties p;
-  double mr = 0;
-  RDKit::Descriptors::calcCrippenDescriptors(*mol, p.logp, mr);
-  p.mw = RDKit::Descriptors::calcAMW(*mol);
-  p.tpsa = RDKit::Descriptors::calcTPSA(*mol);
-  p.heavy_atoms = static_cast<int>(mol->getNumHeavyAtoms());
-  p.rings = static_cast<int>(mol->getRingInfo()->numRings());
-  p.qed = chem::qed_score(*mol);
-  p.sa = chem::sa_score(*mol);
-  return p;
+  return rdkit_call(smiles, "compute the properties", [&] {
+    MoleculeProperties p;
+    double mr = 0;
+    RDKit::Descriptors::calcCrippenDescriptors(*mol, p.logp, mr);
+    p.mw = RDKit::Descriptors::calcAMW(*mol);
+    p.tpsa = RDKit::Descriptors::calcTPSA(*mol);
+    p.heavy_atoms = static_cast<int>(mol->getNumHeavyAtoms());
+    p.rings = static_cast<int>(mol->getRingInfo()->numRings());
+    p.qed = chem::qed_score(*mol);
+    p.sa = chem::sa_score(*mol);
+    return p;
+  });
 }
 
 double penalized_logp(const MoleculeProperties& p, const std::string& smiles) {
