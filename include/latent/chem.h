@@ -47,6 +47,20 @@ MoleculeProperties molecule_properties(const std::string& smiles);
 /// six atoms, each counted by how many atoms it has beyond six, largest ring only), unnormalized.
 double penalized_logp(const MoleculeProperties& p, const std::string& smiles);
 
+/// A 2048-bit Morgan fingerprint (radius 2, as RDKit's GetMorganFingerprintAsBitVect(mol, 2, 2048)),
+/// the fingerprint of MOSES's and GuacaMol's similarity metrics.
+struct Fingerprint {
+  static constexpr int kBits = 2048;
+  std::vector<uint64_t> words = std::vector<uint64_t>(kBits / 64, 0);
+};
+/// Throws latent::Error naming the SMILES when it is invalid.
+Fingerprint morgan_fingerprint(const std::string& smiles);
+/// Tanimoto similarity |a & b| / |a | b| (0 for two empty fingerprints).
+double tanimoto(const Fingerprint& a, const Fingerprint& b);
+/// Whether the molecule matches none of RDKit's PAINS (A, B, C) and Brenk structural alerts
+/// (FilterCatalog), the filters of MOSES's "Filters" metric. Throws for an invalid SMILES.
+bool passes_structure_filters(const std::string& smiles);
+
 /// Where RDKit's shared data lives (the SA fragment table, the molecule files of the built-in
 /// pool): $LATENT_RDKIT_DATA, else /usr/share/RDKit (Debian's rdkit-data).
 std::string rdkit_data_dir();

@@ -17,6 +17,15 @@
 ///   code_dim    size D of each code vector                             [64]
 ///   commitment  weight of ||z_e - sg(z_q)||^2                          [0.25]
 ///   decay       of the codebook's exponential moving averages          [0.99]
+/// smiles_vae (include/latent/smiles_vae.h) takes latent [56], beta and:
+///   embedding, encoder_hidden (per direction), decoder_hidden, decoder_layers   [64, 256, 256, 3]
+///   max_length  tokens of the longest SMILES it reads or writes           [120]
+///   vocabulary  its tokens (SmilesVocabulary); filled from the training data when absent
+///   properties  what its property head on z predicts, from logp, qed, sa, plogp, mw, tpsa or a
+///               CSV column (empty: no head)                           [["logp", "qed", "sa"]]
+///   property_weight  weight of the head's squared error (standardized units)  [1.0]
+///   property_mean, property_std  the standardization, filled from the training data
+///   augment     train on randomized SMILES (a new atom order each time)       [true]
 /// Unknown keys, keys that do not belong to the type, and bad values are errors naming the key.
 /// Caps (a checkpoint's config comes from a file): every size from 1 to 65536, at most 32 layers per
 /// list, and a model of at most 2^28 numbers for its data shape (refused before it is allocated).
@@ -29,7 +38,21 @@
 
 namespace latent {
 
-enum class Likelihood { kBernoulli, kGaussian };
+enum class Likelihood { kBernoulli, kGaussian, kCategorical };
+
+/// smiles_vae's keys.
+struct SmilesConfig {
+  int64_t embedding = 64;
+  int64_t encoder_hidden = 256;
+  int64_t decoder_hidden = 256;
+  int64_t decoder_layers = 3;
+  int64_t max_length = 120;
+  std::vector<std::string> vocabulary;
+  std::vector<std::string> properties = {"logp", "qed", "sa"};
+  double property_weight = 1.0;
+  std::vector<double> property_mean, property_std;
+  bool augment = true;
+};
 
 struct ModelConfig {
   std::string type;
@@ -45,6 +68,7 @@ struct ModelConfig {
   int64_t code_dim = 64;     // vq_vae (latent is set to it)
   double commitment = 0.25;  // vq_vae
   double decay = 0.99;       // vq_vae
+  SmilesConfig smiles;       // smiles_vae
 
   /// Validates and converts; throws latent::Error naming the offending key.
   static ModelConfig from_json(const nlohmann::json& j);

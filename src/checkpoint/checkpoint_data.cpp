@@ -4,6 +4,7 @@
 
 #include "latent/data.h"
 #include "latent/error.h"
+#include "models/registry.h"
 
 namespace latent {
 
@@ -24,6 +25,7 @@ Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_ov
       spec.width = static_cast<int>(ck.info.data_shape[2]);
     }
     spec.test_fraction = ck.info.data.test_fraction;
+    spec.smiles_column = ck.info.data.smiles_column;
   }
   // Standardization uses the checkpoint's statistics, never the new data's.
   spec.standardize = false;
@@ -35,6 +37,8 @@ Dataset checkpoint_data(const LoadedCheckpoint& ck, const std::string& source_ov
     d = split == "test" ? data.test : data.train;
   }
   if (d.size() == 0) throw Error("the " + split + " split of " + spec.source + " is empty");
+  ModelConfig config = ck.info.model;
+  prepare_model_data(config, d, /*fit=*/false);
   if (d.example_shape() != ck.info.data_shape)
     throw Error(spec.source + ": examples of shape " + std::to_string(d.example_shape().size()) +
                 "-D do not match the model's data shape");

@@ -5,21 +5,13 @@
 #include <sstream>
 #include <unordered_set>
 
+#include "io/text.h"
 #include "latent/atomic_file.h"
 #include "latent/chem.h"
 #include "latent/error.h"
 
 namespace latent {
 namespace {
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-bool ends_with(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && lower(s.substr(s.size() - tail.size())) == tail;
-}
 
 // One CSV record's fields (RFC 4180 quoting within the line; SMILES never hold a newline).
 std::vector<std::string> csv_fields(const std::string& line) {
@@ -58,8 +50,9 @@ bool parse_number(const std::string& s, double& v) {
 }  // namespace
 
 MoleculeTable read_molecule_file(const std::string& path, const std::string& smiles_column) {
-  const bool csv = ends_with(path, ".csv");
-  if (!csv && !ends_with(path, ".smi") && !ends_with(path, ".smiles") && !ends_with(path, ".txt"))
+  const std::string name = lowercase(path);
+  const bool csv = ends_with(name, ".csv");
+  if (!csv && !ends_with(name, ".smi") && !ends_with(name, ".smiles") && !ends_with(name, ".txt"))
     throw Error(path + ": molecules are read from .smi (a SMILES per line) or .csv (with a SMILES column) files");
   std::istringstream in(read_file(path));
   MoleculeTable table;
@@ -81,7 +74,7 @@ MoleculeTable read_molecule_file(const std::string& path, const std::string& smi
         header = fields;
         const std::string want = smiles_column.empty() ? "smiles" : smiles_column;
         auto it = std::find_if(header.begin(), header.end(),
-                               [&](const std::string& h) { return smiles_column.empty() ? lower(h) == want : h == want; });
+                               [&](const std::string& h) { return smiles_column.empty() ? lowercase(h) == want : h == want; });
         if (it == header.end())
           throw Error(path + ": no column named '" + want + "' (the header has " + std::to_string(header.size()) +
                       " columns; --smiles-column names another)");
@@ -98,7 +91,7 @@ MoleculeTable read_molecule_file(const std::string& path, const std::string& smi
     } else {
       std::istringstream words(line);
       words >> smiles;
-      if (number == 1 && lower(smiles).rfind("smiles", 0) == 0) continue;  // a header line
+      if (number == 1 && lowercase(smiles).rfind("smiles", 0) == 0) continue;  // a header line
     }
     const std::optional<std::string> canonical = canonical_smiles(smiles);
     if (!canonical) {

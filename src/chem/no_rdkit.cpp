@@ -20,5 +20,7 @@ double penalized_logp(const MoleculeProperties&, const std::string&) { no_rdkit(
 std::string rdkit_data_dir() { no_rdkit(); }
 std::vector<Molecule> filter_molecules(const std::vector<Molecule>&, PoolFilterCounts*) { no_rdkit(); }
 MoleculePool builtin_molecule_pool(const std::string&) { no_rdkit(); }
+Fingerprint morgan_fingerprint(const std::string&) { no_rdkit(); }
+bool passes_structure_filters(const std::string&) { no_rdkit(); }
 
 }  // namespace latent

@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "io/text.h"
 #include "latent/data.h"
 #include "latent/error.h"
 #include "latent/npy.h"
@@ -14,17 +15,8 @@ namespace {
 
 constexpr uint64_t kSplitSeed = 0x5eed5eedull;  // the held-out split never depends on the training seed
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
-std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 bool is_idx_name(const std::string& path) {
-  const std::string name = lower(std::filesystem::path(path).filename().string());
+  const std::string name = lowercase(std::filesystem::path(path).filename().string());
   return name.find("idx") != std::string::npos || name.find("ubyte") != std::string::npos;
 }
 
@@ -45,7 +37,7 @@ at::Tensor to_examples(at::Tensor t, const std::string& origin) {
 }
 
 at::Tensor load_labels(const std::string& path, int64_t n) {
-  at::Tensor y = ends_with(lower(path), ".npy") ? npy_load(path) : idx_load(path);
+  at::Tensor y = ends_with(lowercase(path), ".npy") ? npy_load(path) : idx_load(path);
   if (y.dim() != 1) throw Error(path + ": labels must be a 1-D array, got " + std::to_string(y.dim()) + " axes");
   if (at::isFloatingType(y.scalar_type()) || y.scalar_type() == at::kBool) throw Error(path + ": labels must be integers");
   if (y.size(0) != n) throw Error(path + ": has " + std::to_string(y.size(0)) + " labels for " + std::to_string(n) + " examples");
@@ -67,16 +59,20 @@ Dataset Dataset::select(const at::Tensor& indices) const {
   d.x = x.index_select(0, indices);
   if (y.defined()) d.y = y.index_select(0, indices);
   d.classes = classes;
+  d.vocabulary = vocabulary;
+  d.property_names = property_names;
+  if (properties.defined()) d.properties = properties.index_select(0, indices);
+  if (!smiles.empty()) {
+    const at::Tensor idx = indices.to(at::kLong).contiguous();
+    const int64_t* p = idx.data_ptr<int64_t>();
+    for (int64_t i = 0; i < idx.numel(); ++i) d.smiles.push_back(smiles.at(static_cast<size_t>(p[i])));
+  }
   return d;
 }
 
 Dataset Dataset::head(int64_t n) const {
-  Dataset d;
   n = std::min(n, size());
-  d.x = x.narrow(0, 0, n);
-  if (y.defined()) d.y = y.narrow(0, 0, n);
-  d.classes = classes;
-  return d;
+  return select(at::arange(n, at::kLong));
 }
 
 std::string fashion_mnist_dir() {
@@ -94,14 +90,18 @@ Dataset load_source(const std::string& source, const std::string& labels, const 
   namespace fs = std::filesystem;
   Dataset d;
   std::error_code ec;
+  if (is_molecule_source(source, options.smiles_column)) {
+    if (!labels.empty()) throw Error("labels files apply to IDX and NPY data, not to molecules");
+    return molecule_load(source, options.smiles_column);
+  }
   if (fs::is_directory(source, ec)) {
     if (!labels.empty()) throw Error("labels files apply to IDX and NPY data; an image folder takes labels from sub-folders");
     d = image_folder_load(source, options.channels, options.height, options.width);
     return d;
   }
   if (!fs::exists(source, ec))
-    throw Error(source + ": no such file or folder (expected fashion-mnist, a folder, .npy, .csv or IDX data)");
-  const std::string name = lower(source);
+    throw Error(source + ": no such file or folder (expected fashion-mnist, molecules, a folder, .npy, .csv, .smi or IDX data)");
+  const std::string name = lowercase(source);
   if (ends_with(name, ".npy")) {
     d.x = to_examples(npy_load(source), source);
   } else if (ends_with(name, ".csv")) {
@@ -121,7 +121,8 @@ DataSplit load_data(const DataSpec& spec, bool test_only) {
   if (spec.source.empty()) throw Error("no data source given");
   if (!(spec.test_fraction >= 0.0 && spec.test_fraction < 1.0)) throw Error("test fraction must be in [0, 1)");
   DataSplit split;
-  const bool with_train = !test_only || spec.standardize || (spec.source != "fashion-mnist" && spec.test_source.empty());
+  const bool own_split = spec.source == "fashion-mnist" || spec.source == "molecules";
+  const bool with_train = !test_only || spec.standardize || (!own_split && spec.test_source.empty());
   if (spec.source == "fashion-mnist") {
     const std::string dir = fashion_mnist_dir();
     const std::string probe = dir + "/train-images-idx3-ubyte.gz";
@@ -130,6 +131,9 @@ DataSplit load_data(const DataSpec& spec, bool test_only) {
     if (with_train) split.train = load_source(probe, dir + "/train-labels-idx1-ubyte.gz", spec);
     split.test = load_source(dir + "/t10k-images-idx3-ubyte.gz", dir + "/t10k-labels-idx1-ubyte.gz", spec);
     split.train.classes = split.test.classes = fashion_mnist_classes();
+  } else if (spec.source == "molecules") {  // the pool's own fixed split (its valid part is not used here)
+    if (with_train) split.train = molecule_load(spec.source, "", 0);
+    split.test = molecule_load(spec.source, "", 2);
   } else if (!spec.test_source.empty()) {
     if (with_train) split.train = load_source(spec.source, spec.labels, spec);
     split.test = load_source(spec.test_source, spec.test_labels, spec);
@@ -142,6 +146,10 @@ DataSplit load_data(const DataSpec& spec, bool test_only) {
     at::Tensor perm = at::randperm(n, gen, at::TensorOptions().dtype(at::kLong));
     split.test = all.select(perm.narrow(0, 0, n_test));
     split.train = all.select(perm.narrow(0, n_test, n - n_test));
+  }
+  if (!split.test.smiles.empty() || !split.train.smiles.empty()) {
+    if (spec.standardize) throw Error("--standardize applies to numeric data, not to molecules");
+    share_vocabulary(split.train, split.test);
   }
   if (with_train && split.test.size() > 0 && split.test.example_shape() != split.train.example_shape())
     throw Error("the test data's example shape differs from the training data's");
@@ -175,7 +183,8 @@ nlohmann::json DataSpec::to_json() const {
           {"height", height},
           {"width", width},
           {"standardize", standardize},
-          {"classes", classes}};
+          {"classes", classes},
+          {"smiles_column", smiles_column}};
 }
 
 DataSpec DataSpec::from_json(const nlohmann::json& j) {
@@ -190,6 +199,7 @@ DataSpec DataSpec::from_json(const nlohmann::json& j) {
   s.width = j.value("width", 0);
   s.standardize = j.value("standardize", false);
   s.classes = j.value("classes", std::vector<int64_t>{});
+  s.smiles_column = j.value("smiles_column", "");
   return s;
 }
 

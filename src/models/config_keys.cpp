@@ -58,6 +58,8 @@ std::vector<int64_t> conv_channels(const nlohmann::json& j, const std::string& t
   return c;
 }
 
-const char* likelihood_name(Likelihood l) { return l == Likelihood::kGaussian ? "gaussian" : "bernoulli"; }
+const char* likelihood_name(Likelihood l) {
+  return l == Likelihood::kGaussian ? "gaussian" : l == Likelihood::kCategorical ? "categorical" : "bernoulli";
+}
 
 }  // namespace latent

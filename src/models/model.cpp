@@ -25,11 +25,17 @@ int64_t ModelImpl::data_dim() const {
 
 at::Tensor ModelImpl::log_likelihood(const at::Tensor& params, const at::Tensor& x) const {
   if (config_.likelihood == Likelihood::kBernoulli) return log_bernoulli(params, x);
+  if (config_.likelihood == Likelihood::kCategorical) {  // logits [B, T-1, V] of tokens x[:, 1:] ([B, T], 0 is padding)
+    const at::Tensor target = x.narrow(1, 1, params.size(1)).to(at::kLong);
+    const at::Tensor logp = at::log_softmax(params, 2).gather(2, target.unsqueeze(2)).squeeze(2);  // [B, T-1]
+    return logp.masked_fill(target == 0, 0).sum(1);
+  }
   if (config_.learned_variance) return log_gaussian(params, decoder_logvar_.expand_as(params), x);
   return log_gaussian(params, at::full_like(params, 2.0 * std::log(config_.sigma)), x);
 }
 
 at::Tensor ModelImpl::likelihood_mean(const at::Tensor& params) const {
+  if (config_.likelihood == Likelihood::kCategorical) return params.argmax(-1).to(at::kFloat);  // the most likely tokens
   return config_.likelihood == Likelihood::kBernoulli ? at::sigmoid(params) : params;
 }
 

@@ -9,6 +9,7 @@ const std::vector<Family>& families() {
       mlp_vae_family(),
       conv_vae_family(),
       vq_vae_family(),
+      smiles_vae_family(),
   };
   return list;
 }
@@ -20,6 +21,12 @@ const Family& family(const std::string& type) {
     names += (names.empty() ? "" : ", ") + f.type;
   }
   throw Error("model config: 'type' must be one of " + names + ", got \"" + type + "\"");
+}
+
+void prepare_model_data(ModelConfig& c, Dataset& d, bool fit) {
+  const Family& f = family(c.type);
+  if (f.prepare_data) return f.prepare_data(c, d, fit);
+  if (!d.smiles.empty()) throw Error("molecules are read by a smiles_vae model; a " + c.type + " reads arrays and images");
 }
 
 std::string families_with_gaussian_latent() {

@@ -25,7 +25,14 @@ struct Family {
   /// make_model can refuse one past kMaxModelNumbers (a checkpoint's config comes from a file). An
   /// estimate within a few percent is enough.
   double (*numbers)(const ModelConfig& c, const std::vector<int64_t>& data_shape);
+  /// For a family that reads data other than plain arrays (smiles_vae: molecules), or null: rewrites
+  /// d's examples as its models read them, per the config; with `fit`, first fills the config's
+  /// data-dependent keys from d (the training split of a new run).
+  void (*prepare_data)(ModelConfig& c, Dataset& d, bool fit) = nullptr;
 };
+
+/// Family::prepare_data where the family has one; refuses molecule data for the others.
+void prepare_model_data(ModelConfig& c, Dataset& d, bool fit);
 
 /// 2^28 numbers (1 GB of float32, twice that with Adam's state): more is refused before allocation.
 constexpr double kMaxModelNumbers = 268435456.0;
@@ -39,5 +46,6 @@ std::string families_with_gaussian_latent();
 Family mlp_vae_family();
 Family conv_vae_family();
 Family vq_vae_family();
+Family smiles_vae_family();
 
 }  // namespace latent

@@ -33,12 +33,18 @@ class TrainingStep {
   virtual int64_t first_examples() const { return 0; }
   virtual void begin(const at::Tensor& /*first*/, bool /*progress*/) {}
 
+  /// Once, before training: the training split the loop's batches come from (the SMILES VAE
+  /// reads each example's properties and SMILES there by index).
+  virtual void set_training_data(const Dataset& /*train*/) {}
+
   /// Forward and backward on x [n, D...], the rows `rows` names of a batch (all of it in one
-  /// process; in a job of several ranks, this rank's rows): leaves every parameter's gradient of
+  /// process; in a job of several ranks, this rank's rows), which are the training split's examples
+  /// `index` (int64 [n]): leaves every parameter's gradient of
   /// the mean loss over x. Noise comes from `gen`, drawn for the whole batch and taken with
   /// rows.take(), so every rank's rows see the noise one process would give them. `kl_weight` is
   /// the schedule's weight of the KL term at this step (VAEs).
-  virtual BatchLoss run(const at::Tensor& x, const BatchRows& rows, at::Generator& gen, double kl_weight) = 0;
+  virtual BatchLoss run(const at::Tensor& x, const at::Tensor& index, const BatchRows& rows, at::Generator& gen,
+                        double kl_weight) = 0;
   /// After the optimizer's update; `steps_done` counts the run's steps including this one.
   virtual void after_update(int64_t /*steps_done*/) {}
   /// In a job of several ranks, before the first step: what after_update() may use to see the

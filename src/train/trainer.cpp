@@ -20,6 +20,7 @@
 #include "latent/objective.h"
 #include "latent/progress.h"
 #include "latent/train.h"
+#include "models/registry.h"
 #include "models/training_step.h"
 
 namespace latent {
@@ -183,6 +184,7 @@ TrainResult run_loop(Run& run) {
     comm->set_loss_hint("the last checkpoint is " + run.checkpoint_path + "; run the same command again to resume from it");
   }
   std::unique_ptr<TrainingStep> step = model.training_step(opt);
+  step->set_training_data(train);
   if (comm) step->distribute(comm);
 
   Dataset test = run.data.test;
@@ -248,13 +250,14 @@ TrainResult run_loop(Run& run) {
       const at::Tensor index = perm.narrow(0, start, len);
       at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(mix_seed(opt.seed, static_cast<uint64_t>(global_step)));
       // Binarization draws for the whole batch, so every rank's rows get one process's draws.
+      const at::Tensor mine = rows.take(index);
       at::Tensor x = opt.binarize ? rows.take(at::bernoulli(train.x.index_select(0, index), gen)).contiguous()
-                                  : train.x.index_select(0, rows.take(index));
+                                  : train.x.index_select(0, mine);
       const double beta_t = kl_weight(beta, static_cast<double>(epoch) + static_cast<double>(b) / static_cast<double>(batches),
                                       opt.kl_warmup, opt.kl_cycle, opt.kl_cycle_ratio);
       const double share = static_cast<double>(rows.count()) / static_cast<double>(len);
       if (sync) sync->begin(share);
-      BatchLoss l = step->run(x, rows, gen, beta_t);
+      BatchLoss l = step->run(x, mine, rows, gen, beta_t);
       bool stop = g_stop.load();
       if (sync) stop = finish_step(*sync, l, share, stop);
       if (!std::isfinite(l.loss)) throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
@@ -405,6 +408,8 @@ TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOpt
   run.data = load_data(data);
   if (options.limit > 0) run.data.train = run.data.train.head(options.limit);
   run.info.model = model;
+  prepare_model_data(run.info.model, run.data.train, /*fit=*/true);
+  prepare_model_data(run.info.model, run.data.test, /*fit=*/false);
   run.info.data = data;
   run.info.data_shape = run.data.train.example_shape();
   run.info.classes = run.data.train.classes;
@@ -414,7 +419,7 @@ TrainResult train(const ModelConfig& model, const DataSpec& data, const TrainOpt
   check_data_fits(run);
   at::manual_seed(options.seed);  // parameter initialization
   run.checkpoint_path = options.out + "/model.safetensors";
-  run.model = make_model(model, run.info.data_shape);
+  run.model = make_model(run.info.model, run.info.data_shape);
   run.adam = std::make_unique<Adam>(named_parameters(*run.model), options.adam);
   join_job(run);
   return run_loop(run);
@@ -447,6 +452,8 @@ TrainResult train_resume(const std::string& checkpoint, int64_t epochs, const st
   set_num_threads(threads_for(run.opt));
   run.data = load_data(run.info.data);
   if (run.opt.limit > 0) run.data.train = run.data.train.head(run.opt.limit);
+  prepare_model_data(run.info.model, run.data.train, /*fit=*/false);
+  prepare_model_data(run.info.model, run.data.test, /*fit=*/false);
   if (run.data.train.example_shape() != run.info.data_shape)
     throw Error(checkpoint + ": the data's example shape no longer matches the checkpoint's");
   check_data_fits(run);

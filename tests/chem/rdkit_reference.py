@@ -5,6 +5,11 @@
                                        canonical SMILES and properties of a spread of pool molecules
                                        and hand-picked hard cases (stereo, spiro, bridgeheads,
                                        macrocycles, charges, salts, invalid strings)
+  rdkit_reference.py metrics OUT.json  writes tests/fixtures/chem_metrics.json: Morgan fingerprints
+                                       (radius 2, 2048 bits) and PAINS/Brenk verdicts of the fixture's
+                                       molecules, and MOSES's metrics (validity, uniqueness, novelty,
+                                       internal diversity, nearest-neighbour similarity, filters,
+                                       Wasserstein-1 of logP) of a small hand-made sample
   rdkit_reference.py check POOL.csv    compares latent's built-in pool (the molecules.csv latent
                                        caches) with the same pool built here: the same molecules,
                                        the same split, and every property within 1e-5 (absolute)
@@ -151,6 +156,57 @@ def write_fixture(out):
     print(f'{out}: {len(chosen)} molecules, {len(INVALID)} invalid strings; pool {len(molecules)}')
 
 
+def filter_catalog():
+    from rdkit.Chem import FilterCatalog
+    params = FilterCatalog.FilterCatalogParams()
+    params.AddCatalog(FilterCatalog.FilterCatalogParams.FilterCatalogs.PAINS)
+    params.AddCatalog(FilterCatalog.FilterCatalogParams.FilterCatalogs.BRENK)
+    return FilterCatalog.FilterCatalog(params)
+
+
+def wasserstein(a, b):
+    a, b = sorted(a), sorted(b)
+    grid = sorted(a + b)
+    w = 0.0
+    for k in range(len(grid) - 1):
+        fa = sum(1 for x in a if x <= grid[k]) / len(a)
+        fb = sum(1 for x in b if x <= grid[k]) / len(b)
+        w += abs(fa - fb) * (grid[k + 1] - grid[k])
+    return w
+
+
+def write_metrics(out):
+    import json
+    from rdkit import DataStructs
+    from rdkit.Chem import AllChem
+    catalog = filter_catalog()
+    fp = lambda s: AllChem.GetMorganFingerprintAsBitVect(Chem.MolFromSmiles(s), 2, 2048)
+    molecules = [canonical(s) for s in pool()[::331] + HARD_CASES]
+    fingerprints = [{'smiles': s, 'on_bits': list(fp(s).GetOnBits()),
+                     'filters': not catalog.HasMatch(Chem.MolFromSmiles(s))} for s in molecules]
+    # A "generated" sample: valid and invalid strings, repeats, molecules of the training set.
+    train = molecules[:20]
+    test = molecules[20:40]
+    samples = molecules[10:30] + molecules[15:25] + INVALID + ['OCC', 'c1ccccc1O', 'c1ccccc1O', 'C1=CC=CC=C1O']
+    valid = [canonical(s) for s in samples if s and canonical(s)]
+    distinct = list(dict.fromkeys(valid))
+    fps = [fp(s) for s in distinct]
+    pairs = [DataStructs.TanimotoSimilarity(fps[i], fps[j]) for i in range(len(fps)) for j in range(i + 1, len(fps))]
+    test_fps = [fp(s) for s in test]
+    nn = [max(DataStructs.BulkTanimotoSimilarity(fp(s), test_fps)) for s in valid]
+    metrics = {'samples': samples, 'train': train, 'test': test,
+               'validity': len(valid) / len(samples), 'uniqueness': len(distinct) / len(valid),
+               'novelty': sum(1 for s in distinct if s not in set(train)) / len(distinct),
+               'internal_diversity': 1 - sum(pairs) / len(pairs), 'nn_similarity': sum(nn) / len(nn),
+               'filters': sum(1 for s in valid if not catalog.HasMatch(Chem.MolFromSmiles(s))) / len(valid),
+               'logp_wasserstein': wasserstein([Crippen.MolLogP(Chem.MolFromSmiles(s)) for s in distinct],
+                                               [Crippen.MolLogP(Chem.MolFromSmiles(s)) for s in test])}
+    with open(out, 'w') as f:
+        json.dump({'rdkit': rdBase.rdkitVersion, 'script': 'tests/chem/rdkit_reference.py metrics',
+                   'fingerprints': fingerprints, 'metrics': metrics}, f, indent=1)
+    print(f'{out}: {len(fingerprints)} fingerprints, {sum(not x["filters"] for x in fingerprints)} caught by the filters')
+
+
 def check(path):
     with open(path) as f:
         lines = [l for l in f.read().split('\n') if l and not l.startswith('#')]
@@ -188,6 +244,8 @@ def check(path):
 if __name__ == '__main__':
     if len(sys.argv) == 3 and sys.argv[1] == 'fixture':
         write_fixture(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == 'metrics':
+        write_metrics(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == 'check':
         sys.exit(check(sys.argv[2]))
     else:

@@ -5,6 +5,8 @@
 #include "common.h"
 #include "latent/cpu.h"
 #include "latent/eval.h"
+#include "latent/molecule_eval.h"
+#include "latent/smiles_vae.h"
 #include "latent/train.h"
 #include "launch.h"
 
@@ -13,7 +15,7 @@ namespace {
 
 struct EvalArgs {
   std::string checkpoint, data, split = "test";
-  int64_t limit = 0, iwae_k = 5000, batch_size = 500;
+  int64_t limit = 0, iwae_k = 5000, batch_size = 500, samples = 10000;
   uint64_t seed = 1;
   std::string precision = "auto";
   int threads = 0, nproc = 0;
@@ -42,7 +44,38 @@ void print_metrics(const nlohmann::json& j, const ModelImpl& model) {
     for (double k : j["kl_per_dim"]) std::printf(" %.2f", k);
     std::printf("\n");
   }
+  if (j.contains("token_accuracy")) number("token_accuracy", "token accuracy", "");
+  if (j.contains("reconstruction")) {
+    const auto& r = j["reconstruction"];
+    std::printf("  reconstructed %10.3f greedy, %.3f from z ~ q(z|x) (%lld molecules)\n", r["greedy"].get<double>(),
+                r["sampled"].get<double>(), r["molecules"].get<long long>());
+  }
+  if (j.contains("prior")) {
+    const auto& p = j["prior"];
+    std::printf("  prior samples %10lld\n", p["samples"].get<long long>());
+    for (const char* key : {"validity", "uniqueness", "novelty", "internal_diversity", "nn_similarity", "filters"})
+      if (p.contains(key)) std::printf("    %-19s %7.3f\n", key, p[key].get<double>());
+    if (p.contains("properties"))
+      for (auto it = p["properties"].begin(); it != p["properties"].end(); ++it)
+        std::printf("    %-5s samples %8.3f +- %-7.3f test %8.3f +- %-7.3f W1 %.3f\n", it.key().c_str(),
+                    it.value()["samples"]["mean"].get<double>(), it.value()["samples"]["std"].get<double>(),
+                    it.value()["test"]["mean"].get<double>(), it.value()["test"]["std"].get<double>(),
+                    it.value()["wasserstein"].get<double>());
+  }
   number("seconds", "time", " s");
+}
+
+// A molecule model: its held-out ELBO terms and token accuracy, reconstruction of the split, and
+// MOSES's metrics of `samples` molecules from the prior.
+nlohmann::json molecule_eval(LoadedCheckpoint& ck, const Dataset& d, const EvalArgs& a) {
+  SmilesVaeImpl& model = require_smiles_vae(*ck.model, "molecule evaluation");
+  nlohmann::json j = model.evaluate(d, a.seed, a.batch_size);
+  j["reconstruction"] = reconstruction_metrics(model, d, 0, a.seed);
+  if (a.samples > 0) {
+    const Dataset train = checkpoint_data(ck, a.data, "train", 0);
+    j["prior"] = generation_metrics(sample_molecules(model, a.samples, a.seed), train.smiles, d.smiles);
+  }
+  return j;
 }
 
 void run_eval(const EvalArgs& a) {
@@ -77,7 +110,7 @@ void run_eval(const EvalArgs& a) {
     }
   } else {  // the family's own metrics (a vq_vae: reconstruction, commitment and code statistics)
     const auto t0 = std::chrono::steady_clock::now();
-    j = ck.model->evaluate(d, a.seed, a.batch_size);
+    j = ck.model->config().type == "smiles_vae" ? molecule_eval(ck, d, a) : ck.model->evaluate(d, a.seed, a.batch_size);
     j["cpu"] = cpu_info();
     j["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   }
@@ -113,6 +146,9 @@ void add_eval(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::IsMember({"auto", "fp32", "bf16x3", "bf16"}));
   cmd->add_option("--batch-size", a->batch_size, "examples per batch")->capture_default_str()->check(positive());
+  cmd->add_option("--samples", a->samples, "molecule models: prior samples for validity, uniqueness, novelty, ... (0: skip)")
+      ->capture_default_str()
+      ->check(CLI::Range(int64_t{0}, int64_t{1000000}));
   cmd->add_option("--seed", a->seed, "noise seed")->capture_default_str();
   cmd->add_option("--threads", a->threads, "CPU threads (0: every core)")->check(non_negative());
   cmd->add_flag("--json", a->json, "print JSON");
@@ -122,6 +158,7 @@ void add_eval(CLI::App& app) {
       ->check(CLI::Range(1, 256));
   cmd->footer(
       "Example:\n  latent eval runs/fmnist/model.safetensors --iwae-k 5000 --limit 1000 --json\n"
+      "  latent eval runs/molecules/model.safetensors --samples 10000 --json\n"
       "  LATENT_MAX_CPU_ISA=avx2 latent eval runs/fmnist/model.safetensors   (as on a CPU without AVX-512)");
   cmd->callback([a]() { run_eval(*a); });
 }

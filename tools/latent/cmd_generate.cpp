@@ -5,10 +5,14 @@
 #include <cstdio>
 
 #include "common.h"
+#include "latent/atomic_file.h"
+#include "latent/chem.h"
 #include "latent/error.h"
 #include "latent/image.h"
 #include "latent/interpolate.h"
+#include "latent/molecule_eval.h"
 #include "latent/npy.h"
+#include "latent/smiles_vae.h"
 
 namespace latent::cli {
 namespace {
@@ -17,7 +21,7 @@ struct Args {
   std::string checkpoint, out, npy, data, split = "test", from, to, method = "linear", z_file;
   std::vector<std::string> inputs;
   int64_t n = 64, columns = 8, steps = 10, start = 0, limit = 0;
-  double temperature = 1.0;
+  double temperature = 1.0, token_temperature = 0.0;
   uint64_t seed = 0;
 };
 
@@ -48,8 +52,24 @@ void add_common(CLI::App* cmd, Args& a) {
   cmd->add_option("checkpoint", a.checkpoint, "checkpoint written by latent train")->required()->check(CLI::ExistingFile);
 }
 
+// A molecule model's samples: SMILES per line (.smi), and how many RDKit reads and how many differ.
+void sample_smiles(ModelImpl& model, const Args& a) {
+  SmilesVaeImpl& m = require_smiles_vae(model, "sampling molecules");
+  if (!a.npy.empty()) throw Error("a molecule model's samples are SMILES: write them with -o FILE.smi");
+  if (a.out.empty()) throw Error("give -o FILE.smi");
+  const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature);
+  std::string text;
+  for (const auto& s : smiles) text += s + "\n";
+  atomic_write(a.out, text);
+  const nlohmann::json g = generation_metrics(smiles, {}, {});
+  std::printf("wrote %s: %lld SMILES, %lld valid (%.1f%%), %.1f%% of them distinct\n", a.out.c_str(),
+              static_cast<long long>(smiles.size()), g["valid"].get<long long>(), 100 * g["validity"].get<double>(),
+              100 * g["uniqueness"].get<double>());
+}
+
 void run_sample(Args& a) {
   LoadedCheckpoint ck = load(a);
+  if (ck.model->config().type == "smiles_vae") return sample_smiles(*ck.model, a);
   at::NoGradGuard ng;
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(a.seed);
   write_outputs(ck, ck.model->sample(a.n, gen, a.temperature), a.out, a.npy, a.columns);
@@ -130,9 +150,15 @@ void add_generate(CLI::App& app) {
   s->add_option("--seed", a->seed, "seed")->capture_default_str();
   s->add_option("--temperature", a->temperature, "scale of z (1: the prior)")->capture_default_str()->check(non_negative());
   s->add_option("--columns", a->columns, "grid columns")->capture_default_str()->check(CLI::Range(1, 1000));
-  s->footer("Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy");
+  s->add_option("--token-temperature", a->token_temperature,
+                "molecule models: 0 writes the most likely token at each step; above 0 draws tokens at that temperature")
+      ->capture_default_str()
+      ->check(non_negative());
+  s->footer(
+      "Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy\n"
+      "  latent sample runs/molecules/model.safetensors -n 10000 -o samples.smi");
   s->callback([a]() {
-    if (a->out.empty() && a->npy.empty()) throw Error("give -o FILE.png and/or --npy FILE.npy");
+    if (a->out.empty() && a->npy.empty()) throw Error("give -o FILE.png (FILE.smi for molecules) and/or --npy FILE.npy");
     run_sample(*a);
   });
 

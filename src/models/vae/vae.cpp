@@ -59,7 +59,8 @@ class VaeTraining : public TrainingStep {
   VaeTraining(VaeImpl& model, std::unique_ptr<VaeStep> step, const TrainOptions& o)
       : model_(model), step_(std::move(step)), options_(o) {}
 
-  BatchLoss run(const at::Tensor& x, const BatchRows& rows, at::Generator& gen, double kl_weight) override {
+  BatchLoss run(const at::Tensor& x, const at::Tensor& /*index*/, const BatchRows& rows, at::Generator& gen,
+                double kl_weight) override {
     const int64_t len = rows.rows, d = model_.latent_dim();
     at::Tensor eps = options_.objective == "iwae" ? rows.take(at::randn({options_.iwae_k, len, d}, gen, x.options()), 1)
                                                   : rows.take(at::randn({len, d}, gen, x.options()));

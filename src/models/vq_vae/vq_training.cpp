@@ -59,7 +59,8 @@ class VqTraining : public TrainingStep {
 
   void distribute(Communicator* comm) override { comm_ = comm; }
 
-  BatchLoss run(const at::Tensor& x, const BatchRows& rows, at::Generator& /*gen*/, double /*kl_weight*/) override {
+  BatchLoss run(const at::Tensor& x, const at::Tensor& /*index*/, const BatchRows& rows, at::Generator& /*gen*/,
+                double /*kl_weight*/) override {
     rows_ = rows;
     for (auto& p : model_.parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();

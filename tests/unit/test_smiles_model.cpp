@@ -1,0 +1,252 @@
+// The smiles_vae family end to end (config, molecule data, training, checkpoints, the property
+// head) and the molecule metrics against RDKit's Python (tests/chem/rdkit_reference.py metrics).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "latent/checkpoint.h"
+#include "latent/checkpoint_data.h"
+#include "latent/chem.h"
+#include "latent/data.h"
+#include "latent/error.h"
+#include "latent/molecule_eval.h"
+#include "latent/smiles_vae.h"
+#include "latent/train.h"
+#include "test_util.h"
+
+namespace latent {
+namespace {
+
+#define REQUIRE_RDKIT() \
+  if (!chem_available()) GTEST_SKIP() << "this latent was built without RDKit (librdkit-dev)"
+
+// The canonical molecules of the chemistry fixture (a spread of the built-in pool and hard cases).
+std::vector<std::string> fixture_molecules() {
+  std::ifstream in(std::string(LATENT_FIXTURES) + "/chem_properties.csv");
+  std::vector<std::string> out;
+  std::string line;
+  std::getline(in, line);
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    const size_t a = line.find(',');
+    const size_t b = line.find(',', a + 1);
+    const std::string canonical = line.substr(a + 1, b - a - 1);
+    if (!canonical.empty() && canonical.find('"') == std::string::npos) out.push_back(canonical);
+  }
+  return out;
+}
+
+std::string write_smi(const test::TempDir& dir, const std::vector<std::string>& molecules) {
+  std::string text;
+  for (size_t i = 0; i < molecules.size(); ++i) text += molecules[i] + " mol" + std::to_string(i) + "\n";
+  const std::string path = dir / "mols.smi";
+  test::write_bytes(path, text);
+  return path;
+}
+
+ModelConfig tiny_config(const std::string& extra = "") {
+  return ModelConfig::from_text_or_file(
+      R"({"type": "smiles_vae", "latent": 8, "embedding": 16, "encoder_hidden": 24, "decoder_hidden": 32, "decoder_layers": 2,
+          "max_length": 80)" +
+      extra + "}");
+}
+
+TEST(SmilesModel, ConfigKeysDefaultsAndErrors) {
+  const ModelConfig c = ModelConfig::from_text_or_file(R"({"type": "smiles_vae"})");
+  EXPECT_EQ(c.latent, 56);
+  EXPECT_EQ(c.likelihood, Likelihood::kCategorical);
+  EXPECT_EQ(c.smiles.properties, (std::vector<std::string>{"logp", "qed", "sa"}));
+  EXPECT_TRUE(c.smiles.augment);
+  EXPECT_EQ(ModelConfig::from_json(c.to_json()).to_json(), c.to_json());
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "hidden": [3]})"), "unknown key 'hidden'");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "properties": ["qed", "qed"]})"), "twice");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "augment": 1})"), "'augment'");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "vocabulary": ["C"]})"), "vocabulary");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "property_mean": [1, 2]})"), "one number per");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "max_length": 0})"), "'max_length'");
+}
+
+TEST(SmilesModel, ReadsSmiAndCsvFilesAsMolecules) {
+  REQUIRE_RDKIT();
+  test::TempDir dir;
+  const std::string smi = write_smi(dir, {"OCC", "c1ccccc1O", "CCO", "not a molecule", "CC(=O)O"});
+  EXPECT_TRUE(is_molecule_source(smi, ""));
+  Dataset d = molecule_load(smi, "");
+  EXPECT_EQ(d.smiles,
+            (std::vector<std::string>{"CCO", "Oc1ccccc1", "CC(=O)O"}));  // canonical, the repeat and the invalid one dropped
+  ASSERT_EQ(d.x.sizes(), (std::vector<int64_t>{3, 11}));                 // kBos, the 9 tokens of Oc1ccccc1, kEos
+  EXPECT_EQ(d.x[0][0].item<float>(), SmilesVocabulary::kBos);
+  EXPECT_EQ(d.x[0][4].item<float>(), SmilesVocabulary::kEos);
+  EXPECT_EQ(d.x[0][5].item<float>(), SmilesVocabulary::kPad);
+
+  const std::string csv = dir / "mols.csv";
+  test::write_bytes(csv, "name,SMILES,activity\na,CCN,1.5\nb,c1ccncc1,-2\nc,CCCl,0.25\n");
+  EXPECT_TRUE(is_molecule_source(csv, ""));
+  const std::string numbers = dir / "numbers.csv";
+  test::write_bytes(numbers, "a,b\n1,2\n");
+  EXPECT_FALSE(is_molecule_source(numbers, ""));
+  Dataset c = molecule_load(csv, "");
+  EXPECT_EQ(c.property_names, (std::vector<std::string>{"activity"}));
+  ASSERT_TRUE(c.properties.defined());
+  EXPECT_DOUBLE_EQ(c.properties[1][0].item<double>(), -2.0);
+  EXPECT_ERROR_WITH(molecule_load(csv, "smiles_text"), "no column named 'smiles_text'");
+
+  // The split shares one vocabulary and width; --standardize is refused.
+  DataSpec spec;
+  spec.source = write_smi(dir, fixture_molecules());
+  spec.test_fraction = 0.2;
+  const DataSplit split = load_data(spec);
+  EXPECT_EQ(split.train.vocabulary, split.test.vocabulary);
+  EXPECT_EQ(split.train.x.size(1), split.test.x.size(1));
+  EXPECT_EQ(split.train.size() + split.test.size(), static_cast<int64_t>(fixture_molecules().size()));
+  const std::set<std::string> train(split.train.smiles.begin(), split.train.smiles.end());
+  for (const auto& s : split.test.smiles) EXPECT_EQ(train.count(s), 0u) << s;
+  spec.standardize = true;
+  EXPECT_ERROR_WITH(load_data(spec), "--standardize applies to numeric data");
+}
+
+TEST(SmilesModel, TrainsResumesAndReloadsToTheSameNumbers) {
+  REQUIRE_RDKIT();
+  test::TempDir dir;
+  DataSpec spec;
+  spec.source = write_smi(dir, fixture_molecules());
+  TrainOptions o;
+  o.epochs = 3;
+  o.batch_size = 32;
+  o.adam.lr = 3e-3;
+  o.threads = 1;
+  o.progress = false;
+  o.free_bits = 0.1;
+  o.out = dir / "run";
+  const TrainResult r = train(tiny_config(), spec, o);
+  const nlohmann::json& m = r.last_metrics;
+  for (const char* key : {"test_elbo", "test_recon", "test_kl", "test_token_accuracy", "active_units", "test_reconstruction",
+                          "prior_validity", "train_property", "test_property_rmse"})
+    EXPECT_TRUE(m.contains(key)) << key;
+  std::ifstream metrics(dir / "run/metrics.jsonl");
+  std::string first_line;
+  std::getline(metrics, first_line);
+  const nlohmann::json first = nlohmann::json::parse(first_line);
+  EXPECT_LT(m["train_recon"].get<double>(), first["train_recon"].get<double>()) << "training did not lower the token NLL";
+  EXPECT_GT(m["test_token_accuracy"].get<double>(), 0.2);
+
+  // The checkpoint is self-describing: vocabulary and property standardization are in its config.
+  LoadedCheckpoint ck = checkpoint_load(r.checkpoint);
+  EXPECT_FALSE(ck.info.model.smiles.vocabulary.empty());
+  EXPECT_EQ(ck.info.model.smiles.property_mean.size(), 3u);
+  const Dataset test = checkpoint_data(ck, "", "test", 0);
+  const nlohmann::json ev = ck.model->evaluate(test, 7, 500);
+  // The KL (closed form) and the token accuracy (from z = mu) involve no noise.
+  EXPECT_NEAR(ev["kl"].get<double>(), m["test_kl"].get<double>(), 1e-9) << "reloaded model evaluates differently";
+  EXPECT_DOUBLE_EQ(ev["token_accuracy"].get<double>(), m["test_token_accuracy"].get<double>());
+
+  // Resuming to 4 epochs continues the run.
+  const TrainResult more = train_resume(r.checkpoint, 4, "", false);
+  EXPECT_EQ(more.last_metrics["epoch"].get<int64_t>(), 4);
+
+  // Molecules in, SMILES out.
+  SmilesVaeImpl& model = require_smiles_vae(*ck.model, "test");
+  const at::Tensor rows = model.tokens_of({"CCO", "c1ccccc1"});
+  EXPECT_EQ(model.smiles_of(rows), (std::vector<std::string>{"CCO", "c1ccccc1"}));
+  EXPECT_ERROR_WITH(model.tokens_of({std::string(100, 'C')}), "more than the model's max_length of 80");
+  const auto samples = sample_molecules(model, 20, 3);
+  EXPECT_EQ(samples.size(), 20u);
+  EXPECT_EQ(samples, sample_molecules(model, 20, 3)) << "the same seed gives the same molecules";
+}
+
+TEST(SmilesModel, FamiliesRefuseDataTheyCannotRead) {
+  REQUIRE_RDKIT();
+  test::TempDir dir;
+  DataSpec molecules;
+  molecules.source = write_smi(dir, fixture_molecules());
+  TrainOptions o;
+  o.epochs = 1;
+  o.progress = false;
+  o.out = dir / "run";
+  EXPECT_ERROR_WITH(train(ModelConfig::from_text_or_file(R"({"type": "mlp_vae", "hidden": [8], "latent": 2})"), molecules, o),
+                    "molecules are read by a smiles_vae");
+  const std::string numbers = dir / "numbers.csv";
+  test::write_bytes(numbers, "a,b\n0.1,0.2\n0.3,0.4\n0.5,0.6\n");
+  DataSpec table;
+  table.source = numbers;
+  EXPECT_ERROR_WITH(train(tiny_config(), table, o), "a smiles_vae reads molecules");
+  o.binarize = true;
+  EXPECT_ERROR_WITH(train(tiny_config(), molecules, o), "--binarize applies to images");
+}
+
+TEST(SmilesModel, PropertyHeadGradientMatchesFiniteDifferences) {
+  REQUIRE_RDKIT();
+  ModelConfig c = tiny_config(R"(, "property_mean": [1, 0.5, 3], "property_std": [2, 0.2, 1])");
+  c.smiles.vocabulary = SmilesVocabulary::build({"CCO", "c1ccccc1"}).to_json().get<std::vector<std::string>>();
+  at::manual_seed(0);
+  Model m = make_model(c, {82});
+  SmilesVaeImpl& model = require_smiles_vae(*m, "test");
+  at::Tensor z = at::randn({1, 8}, at::kDouble);
+  m->to(at::kDouble);
+  at::Tensor zg = z.clone().requires_grad_(true);
+  model.predict_properties(zg).select(1, 1).sum().backward();  // d qed / dz
+  const double h = 1e-6;
+  for (int64_t i = 0; i < 8; ++i) {
+    at::Tensor up = z.clone(), down = z.clone();
+    up[0][i] += h;
+    down[0][i] -= h;
+    const double fd =
+        (model.predict_properties(up)[0][1].item<double>() - model.predict_properties(down)[0][1].item<double>()) / (2 * h);
+    EXPECT_NEAR(zg.grad()[0][i].item<double>(), fd, 1e-6) << "dimension " << i;
+  }
+  ModelConfig no_head = c;
+  no_head.smiles.properties.clear();
+  no_head.smiles.property_mean.clear();
+  no_head.smiles.property_std.clear();
+  Model bare = make_model(no_head, {82});
+  EXPECT_ERROR_WITH(require_smiles_vae(*bare, "test").predict_properties(at::zeros({1, 8})), "no property head");
+}
+
+// ---- metrics against RDKit's Python -------------------------------------------------------------
+
+nlohmann::json metrics_fixture() {
+  std::ifstream in(std::string(LATENT_FIXTURES) + "/chem_metrics.json");
+  return nlohmann::json::parse(in);
+}
+
+TEST(MoleculeMetrics, FingerprintsAndFiltersMatchRdkitPython) {
+  REQUIRE_RDKIT();
+  const nlohmann::json f = metrics_fixture();
+  ASSERT_GT(f["fingerprints"].size(), 50u);
+  int caught = 0;
+  for (const auto& row : f["fingerprints"]) {
+    const std::string smiles = row["smiles"];
+    SCOPED_TRACE(smiles);
+    Fingerprint want;
+    for (int b : row["on_bits"]) want.words[static_cast<size_t>(b / 64)] |= uint64_t{1} << (b % 64);
+    EXPECT_EQ(morgan_fingerprint(smiles).words, want.words);
+    EXPECT_EQ(passes_structure_filters(smiles), row["filters"].get<bool>());
+    caught += !row["filters"].get<bool>();
+  }
+  EXPECT_GT(caught, 5) << "the fixture should hold molecules the filters catch";
+  EXPECT_ERROR_WITH(morgan_fingerprint("C1CC"), "not a valid molecule");
+}
+
+TEST(MoleculeMetrics, GenerationMetricsMatchRdkitPython) {
+  REQUIRE_RDKIT();
+  const nlohmann::json f = metrics_fixture()["metrics"];
+  const nlohmann::json g = generation_metrics(f["samples"], f["train"], f["test"]);
+  // Ratios of counts are exact; means of Tanimoto similarities and the Wasserstein distance differ
+  // only by summation order.
+  for (const char* key : {"validity", "uniqueness", "novelty", "filters"})
+    EXPECT_DOUBLE_EQ(g[key].get<double>(), f[key].get<double>()) << key;
+  EXPECT_NEAR(g["internal_diversity"].get<double>(), f["internal_diversity"].get<double>(), 1e-12);
+  EXPECT_NEAR(g["nn_similarity"].get<double>(), f["nn_similarity"].get<double>(), 1e-12);
+  EXPECT_NEAR(g["properties"]["logp"]["wasserstein"].get<double>(), f["logp_wasserstein"].get<double>(), 1e-9);
+}
+
+TEST(MoleculeMetrics, WassersteinOfShiftedSamples) {
+  EXPECT_DOUBLE_EQ(wasserstein_1d({0, 1}, {0.5, 1.5}), 0.5);
+  EXPECT_DOUBLE_EQ(wasserstein_1d({3, 1, 2}, {1, 2, 3}), 0.0);
+  EXPECT_DOUBLE_EQ(wasserstein_1d({0}, {0, 2}), 1.0);
+}
+
+}  // namespace
+}  // namespace latent
