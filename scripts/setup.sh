@@ -8,7 +8,7 @@ packages=(
   libopenblas0-openmp     # fast BLAS behind LibTorch's matrix products (replaces reference BLAS)
   libdnnl-dev             # oneDNN sgemm for the fused MLP training step
   libgloo-dev             # Gloo's headers: distributed training on LibTorch's c10d process group
-  librdkit-dev libboost-dev rdkit-data  # RDKit (C++) and its data: molecules, the SMILES VAE
+  librdkit-dev libboost-dev rdkit-data libcairo2-dev  # RDKit (C++) and its data: molecules, the SMILES VAE; cairo: its drawings
   libcli11-dev nlohmann-json3-dev libcpp-httplib-dev libstb-dev zlib1g-dev
   libgtest-dev            # unit tests
   clang libclang-rt-14-dev  # libFuzzer and the sanitizers' runtimes for the fuzz targets (scripts/fuzz.sh)

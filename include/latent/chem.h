@@ -61,6 +61,15 @@ double tanimoto(const Fingerprint& a, const Fingerprint& b);
 /// (FilterCatalog), the filters of MOSES's "Filters" metric. Throws for an invalid SMILES.
 bool passes_structure_filters(const std::string& smiles);
 
+/// A PNG of molecules in a grid of `columns` (RDKit's 2D depictions drawn with cairo), each cell
+/// `cell` pixels square with its legend under it; a SMILES RDKit cannot read leaves its cell empty
+/// but for its legend (the caller says "invalid" there). Throws latent::Error where this build's
+/// RDKit has no cairo drawing.
+std::string molecule_grid_png(const std::vector<std::string>& smiles, const std::vector<std::string>& legends, int columns,
+                              int cell = 250);
+/// An SVG of one molecule (RDKit's depiction), or an empty string when the SMILES is invalid.
+std::string molecule_svg(const std::string& smiles, int width = 250, int height = 200);
+
 /// Where RDKit's shared data lives (the SA fragment table, the molecule files of the built-in
 /// pool): $LATENT_RDKIT_DATA, else /usr/share/RDKit (Debian's rdkit-data).
 std::string rdkit_data_dir();

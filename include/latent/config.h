@@ -22,7 +22,7 @@
 ///   max_length  tokens of the longest SMILES it reads or writes           [120]
 ///   vocabulary  its tokens (SmilesVocabulary); filled from the training data when absent
 ///   properties  what its property head on z predicts, from logp, qed, sa, plogp, mw, tpsa or a
-///               CSV column (empty: no head)                           [["logp", "qed", "sa"]]
+///               CSV column (empty: no head)                  [["logp", "qed", "sa", "plogp"]]
 ///   property_weight  weight of the head's squared error (standardized units)  [1.0]
 ///   property_mean, property_std  the standardization, filled from the training data
 ///   augment     train on randomized SMILES (a new atom order each time)       [true]
@@ -48,7 +48,7 @@ struct SmilesConfig {
   int64_t decoder_layers = 3;
   int64_t max_length = 120;
   std::vector<std::string> vocabulary;
-  std::vector<std::string> properties = {"logp", "qed", "sa"};
+  std::vector<std::string> properties = {"logp", "qed", "sa", "plogp"};
   double property_weight = 1.0;
   std::vector<double> property_mean, property_std;
   bool augment = true;

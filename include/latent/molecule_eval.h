@@ -38,6 +38,42 @@ nlohmann::json generation_metrics(const std::vector<std::string>& samples, const
 /// "sampled" from one z ~ q(z | x) (both with the most likely tokens).
 nlohmann::json reconstruction_metrics(SmilesVaeImpl& model, const Dataset& data, int64_t limit, uint64_t seed);
 
+/// The value of a property RDKit computes: logp, mw, tpsa, qed, sa or plogp (penalized logP);
+/// throws latent::Error for another name or an invalid SMILES.
+double molecule_property(const std::string& smiles, const std::string& property);
+
+/// Property optimization in latent space (Gomez-Bombarelli et al. 2018; the protocol of JT-VAE's
+/// constrained optimization): from each seed's mu, `steps` steps of gradient ascent (descent with
+/// `minimize`) on the property head's standardized prediction; after every step z is decoded
+/// (greedy), and each distinct valid molecule is scored with RDKit's real property and its Tanimoto
+/// similarity to the seed. The best is the highest-scoring (lowest with `minimize`) molecule other
+/// than the seed with similarity >= `similarity`.
+struct OptimizeOptions {
+  std::string property = "qed";
+  bool minimize = false;
+  int64_t steps = 80;
+  double step_size = 0.1;  // per step, in z's units, along the gradient of the standardized prediction
+  double similarity = 0.4;
+};
+struct OptimizeStep {
+  int64_t step = 0;
+  std::string smiles;  // decoded at this step ("" when nothing valid)
+  bool valid = false;
+  double value = 0, similarity = 0, predicted = 0;
+};
+struct OptimizeResult {
+  std::string seed;
+  double seed_value = 0;
+  std::string best;  // "" when no candidate met the similarity bound and improved on the seed
+  double best_value = 0, best_similarity = 0;
+  int64_t candidates = 0;          // distinct valid molecules decoded along the way
+  std::vector<OptimizeStep> path;  // every step's decoding
+  bool improved() const { return !best.empty(); }
+  double improvement() const { return best.empty() ? 0.0 : best_value - seed_value; }
+};
+std::vector<OptimizeResult> optimize_molecules(SmilesVaeImpl& model, const std::vector<std::string>& seeds,
+                                               const OptimizeOptions& options, bool progress = false);
+
 /// The 1-D Wasserstein-1 distance between two samples' empirical distributions.
 double wasserstein_1d(std::vector<double> a, std::vector<double> b);
 

@@ -22,5 +22,7 @@ std::vector<Molecule> filter_molecules(const std::vector<Molecule>&, PoolFilterC
 MoleculePool builtin_molecule_pool(const std::string&) { no_rdkit(); }
 Fingerprint morgan_fingerprint(const std::string&) { no_rdkit(); }
 bool passes_structure_filters(const std::string&) { no_rdkit(); }
+std::string molecule_grid_png(const std::vector<std::string>&, const std::vector<std::string>&, int, int) { no_rdkit(); }
+std::string molecule_svg(const std::string&, int, int) { no_rdkit(); }
 
 }  // namespace latent

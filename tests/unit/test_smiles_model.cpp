@@ -11,6 +11,7 @@
 #include "latent/chem.h"
 #include "latent/data.h"
 #include "latent/error.h"
+#include "latent/image.h"
 #include "latent/molecule_eval.h"
 #include "latent/smiles_vae.h"
 #include "latent/train.h"
@@ -57,7 +58,7 @@ TEST(SmilesModel, ConfigKeysDefaultsAndErrors) {
   const ModelConfig c = ModelConfig::from_text_or_file(R"({"type": "smiles_vae"})");
   EXPECT_EQ(c.latent, 56);
   EXPECT_EQ(c.likelihood, Likelihood::kCategorical);
-  EXPECT_EQ(c.smiles.properties, (std::vector<std::string>{"logp", "qed", "sa"}));
+  EXPECT_EQ(c.smiles.properties, (std::vector<std::string>{"logp", "qed", "sa", "plogp"}));
   EXPECT_TRUE(c.smiles.augment);
   EXPECT_EQ(ModelConfig::from_json(c.to_json()).to_json(), c.to_json());
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "hidden": [3]})"), "unknown key 'hidden'");
@@ -135,7 +136,7 @@ TEST(SmilesModel, TrainsResumesAndReloadsToTheSameNumbers) {
   // The checkpoint is self-describing: vocabulary and property standardization are in its config.
   LoadedCheckpoint ck = checkpoint_load(r.checkpoint);
   EXPECT_FALSE(ck.info.model.smiles.vocabulary.empty());
-  EXPECT_EQ(ck.info.model.smiles.property_mean.size(), 3u);
+  EXPECT_EQ(ck.info.model.smiles.property_mean.size(), 4u);
   const Dataset test = checkpoint_data(ck, "", "test", 0);
   const nlohmann::json ev = ck.model->evaluate(test, 7, 500);
   // The KL (closed form) and the token accuracy (from z = mu) involve no noise.
@@ -154,6 +155,38 @@ TEST(SmilesModel, TrainsResumesAndReloadsToTheSameNumbers) {
   const auto samples = sample_molecules(model, 20, 3);
   EXPECT_EQ(samples.size(), 20u);
   EXPECT_EQ(samples, sample_molecules(model, 20, 3)) << "the same seed gives the same molecules";
+
+  // Optimization: every step decoded and scored; the best (if any) is valid, similar enough and better.
+  OptimizeOptions opt;
+  opt.property = "qed";
+  opt.steps = 6;
+  opt.similarity = 0.0;
+  const auto results = optimize_molecules(model, {"CCOc1ccccc1", "CC(=O)Nc1ccc(O)cc1"}, opt);
+  ASSERT_EQ(results.size(), 2u);
+  for (const auto& res : results) {
+    EXPECT_EQ(res.path.size(), 6u);
+    EXPECT_NEAR(res.seed_value, molecule_property(res.seed, "qed"), 1e-12);
+    if (res.improved()) {
+      EXPECT_GT(res.best_value, res.seed_value);
+      EXPECT_NEAR(res.best_value, molecule_property(res.best, "qed"), 1e-12);
+    }
+  }
+  opt.property = "tpsa";
+  EXPECT_ERROR_WITH(optimize_molecules(model, {"CCO"}, opt), "predicts logp, qed, sa, plogp, not 'tpsa'");
+  opt.property = "qed";
+  EXPECT_ERROR_WITH(optimize_molecules(model, {"C1CC"}, opt), "seed 1 is not a valid molecule");
+}
+
+TEST(MoleculeMetrics, DrawsGridsOfMolecules) {
+  REQUIRE_RDKIT();
+  const std::string png = molecule_grid_png({"CCO", "c1ccccc1", "not valid", "CC(=O)O"}, {"a", "b", "c: invalid", "d"}, 3, 120);
+  ASSERT_GT(png.size(), 8u);
+  EXPECT_EQ(png.substr(1, 3), "PNG");
+  const at::Tensor image = image_decode(png, "grid");  // [C, H, W]
+  EXPECT_EQ(image.size(2), 3 * 120);
+  EXPECT_EQ(image.size(1), 2 * 120);
+  EXPECT_NE(molecule_svg("c1ccccc1O").find("<svg"), std::string::npos);
+  EXPECT_EQ(molecule_svg("C1CC"), "");
 }
 
 TEST(SmilesModel, FamiliesRefuseDataTheyCannotRead) {
@@ -178,7 +211,7 @@ TEST(SmilesModel, FamiliesRefuseDataTheyCannotRead) {
 
 TEST(SmilesModel, PropertyHeadGradientMatchesFiniteDifferences) {
   REQUIRE_RDKIT();
-  ModelConfig c = tiny_config(R"(, "property_mean": [1, 0.5, 3], "property_std": [2, 0.2, 1])");
+  ModelConfig c = tiny_config(R"(, "property_mean": [1, 0.5, 3, -1], "property_std": [2, 0.2, 1, 2])");
   c.smiles.vocabulary = SmilesVocabulary::build({"CCO", "c1ccccc1"}).to_json().get<std::vector<std::string>>();
   at::manual_seed(0);
   Model m = make_model(c, {82});

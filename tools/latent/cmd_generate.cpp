@@ -2,6 +2,7 @@
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
 
+#include <algorithm>
 #include <cstdio>
 
 #include "common.h"
@@ -16,6 +17,10 @@
 
 namespace latent::cli {
 namespace {
+
+bool ends_with_text(const std::string& s, const std::string& tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
 
 struct Args {
   std::string checkpoint, out, npy, data, split = "test", from, to, method = "linear", z_file;
@@ -95,8 +100,46 @@ void run_reconstruct(Args& a) {
   if (!a.npy.empty()) write_outputs(ck, recon, "", a.npy, a.columns);
 }
 
+// A molecule model's walk: the SMILES decoded along the path, printed, and drawn (PNG) or listed (.smi).
+void interpolate_smiles(LoadedCheckpoint& ck, const Args& a) {
+  SmilesVaeImpl& m = require_smiles_vae(*ck.model, "interpolating molecules");
+  auto molecule = [&](const std::string& text) -> std::string {
+    if (std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; }) && !text.empty()) {
+      const Dataset d = checkpoint_data(ck, a.data, a.split, 0);
+      const size_t i = std::stoul(text);
+      if (i >= d.smiles.size())
+        throw Error("index " + text + " is past the " + a.split + " split's " + std::to_string(d.smiles.size()) + " molecules");
+      return d.smiles[i];
+    }
+    const std::optional<std::string> c = canonical_smiles(text);
+    if (!c) throw Error("'" + text + "' is not a molecule RDKit can read");
+    return *c;
+  };
+  const std::string from = molecule(a.from), to = molecule(a.to);
+  at::NoGradGuard ng;
+  m.eval();
+  const at::Tensor z0 = m.encode(m.tokens_of({from})).mu[0], z1 = m.encode(m.tokens_of({to})).mu[0];
+  const std::vector<std::string> walk = m.decode_smiles(interpolate_latents(z0, z1, a.steps, a.method));
+  std::vector<std::string> legends;
+  std::string text;
+  for (size_t i = 0; i < walk.size(); ++i) {
+    const bool valid = !walk[i].empty() && canonical_smiles(walk[i]).has_value();
+    legends.push_back(std::to_string(i) + (valid ? "" : ": invalid"));
+    std::printf("%2zu  %-7s %s\n", i, valid ? "valid" : "invalid", walk[i].c_str());
+    text += walk[i] + "\n";
+  }
+  if (ends_with_text(a.out, ".smi")) {
+    atomic_write(a.out, text);
+  } else if (!a.out.empty()) {
+    atomic_write(a.out, molecule_grid_png(walk, legends, static_cast<int>(std::min<int64_t>(a.steps, 5))));
+  }
+  if (!a.out.empty()) std::printf("wrote %s (from %s to %s)\n", a.out.c_str(), from.c_str(), to.c_str());
+}
+
 void run_interpolate(Args& a) {
   LoadedCheckpoint ck = load(a);
+  if (ck.model->config().type == "smiles_vae") return interpolate_smiles(ck, a);
+  if (a.out.empty() && a.npy.empty()) throw Error("give -o FILE.png and/or --npy FILE.npy");
   VaeImpl& vae = ck.vae("latent interpolate");
   at::NoGradGuard ng;
   at::Tensor x0 = load_one_input(ck, a.from, a.data), x1 = load_one_input(ck, a.to, a.data);
@@ -180,21 +223,20 @@ void add_generate(CLI::App& app) {
 
   CLI::App* i = app.add_subcommand("interpolate", "Decode the latent path between two inputs (PNG strip)");
   add_common(i, *a);
-  i->add_option("--from", a->from, "test-set index or image/.npy file")->required();
-  i->add_option("--to", a->to, "test-set index or image/.npy file")->required();
+  i->add_option("--from", a->from, "test-set index or image/.npy file (a SMILES for molecule models)")->required();
+  i->add_option("--to", a->to, "test-set index or image/.npy file (a SMILES for molecule models)")->required();
   i->add_option("--steps", a->steps, "images in the strip, endpoints included")
       ->capture_default_str()
       ->check(CLI::Range(2, 1000));
   i->add_option("--method", a->method, "linear or slerp")->capture_default_str()->check(CLI::IsMember({"linear", "slerp"}));
   i->add_option("--data", a->data, "data for indices (default: the checkpoint's)");
-  i->add_option("-o,--out", a->out, "PNG strip");
+  i->add_option("-o,--out", a->out, "PNG strip (molecules: PNG of the structures, or .smi)");
   i->add_option("--npy", a->npy, "NPY of the decoded path");
   i->footer(
-      "Example:\n  latent interpolate runs/fmnist/model.safetensors --from 0 --to 1 --steps 10 --method slerp -o strip.png");
-  i->callback([a]() {
-    if (a->out.empty() && a->npy.empty()) throw Error("give -o FILE.png and/or --npy FILE.npy");
-    run_interpolate(*a);
-  });
+      "Example:\n  latent interpolate runs/fmnist/model.safetensors --from 0 --to 1 --steps 10 --method slerp -o strip.png\n"
+      "  latent interpolate runs/molecules/model.safetensors --from 'CCOc1ccccc1' --to 'c1ccc2ccccc2c1' --steps 10 -o "
+      "walk.png");
+  i->callback([a]() { run_interpolate(*a); });
 
   CLI::App* e = app.add_subcommand("encode", "Encode inputs to q(z|x): NPY [N, 2, d] of mu and logvar");
   add_common(e, *a);

@@ -18,6 +18,7 @@ void add_serve(CLI::App& app);
 void add_score(CLI::App& app);  // calibrate, score
 void add_sd(CLI::App& app);     // sd encode, sd decode, sd roundtrip
 void add_info(CLI::App& app);
+void add_molecules(CLI::App& app);  // optimize
 
 /// Trains the default model (mlp_vae 784-400-20, Bernoulli, Fashion-MNIST, 10 epochs) into `out`
 /// with a progress bar; returns the checkpoint's path, or "" when Ctrl-C interrupted it.

@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
   latent::cli::add_score(app);
   latent::cli::add_sd(app);
   latent::cli::add_info(app);
+  latent::cli::add_molecules(app);
   try {
     latent::cpu_info();  // a bad LATENT_MAX_CPU_ISA is one line here, before any command starts threads
     app.parse(argc, argv);

@@ -389,31 +389,60 @@ double smiles_numbers(const ModelConfig& c, const std::vector<int64_t>& /*shape*
          (d + 1 + static_cast<double>(s.properties.size())) * kPropertyHidden;
 }
 
-// Properties by name: a column the data has, or one RDKit computes.
-at::Tensor property_column(const Dataset& d, const std::string& name) {
-  for (size_t k = 0; k < d.property_names.size(); ++k)
-    if (d.property_names[k] == name) return d.properties.select(1, static_cast<int64_t>(k));
-  if (!kComputedProperties.count(name)) {
-    std::string have;
-    for (const auto& p : d.property_names) have += (have.empty() ? "" : ", ") + p;
-    throw Error("model config: property '" + name +
-                "' is neither computed (logp, mw, tpsa, qed, sa, plogp) nor a column of the data" +
-                (have.empty() ? std::string() : " (" + have + ")"));
+// Properties by name: a column the data has, or one RDKit computes (each molecule's properties are
+// computed once, and plogp takes logp and sa from the data's columns where it has them).
+class PropertyColumns {
+ public:
+  explicit PropertyColumns(const Dataset& d) : d_(d) {}
+
+  at::Tensor operator()(const std::string& name) {
+    if (const at::Tensor c = column(name); c.defined()) return c;
+    if (!kComputedProperties.count(name)) {
+      std::string have;
+      for (const auto& p : d_.property_names) have += (have.empty() ? "" : ", ") + p;
+      throw Error("model config: property '" + name +
+                  "' is neither computed (logp, mw, tpsa, qed, sa, plogp) nor a column of the data" +
+                  (have.empty() ? std::string() : " (" + have + ")"));
+    }
+    const at::Tensor logp = column("logp"), sa = column("sa");
+    at::Tensor out = at::empty({d_.size()}, at::kDouble);
+    for (int64_t i = 0; i < d_.size(); ++i) {
+      const std::string& smiles = d_.smiles[static_cast<size_t>(i)];
+      double v = 0;
+      if (name == "plogp" && logp.defined() && sa.defined()) {
+        MoleculeProperties p;
+        p.logp = logp[i].item<double>();
+        p.sa = sa[i].item<double>();
+        v = penalized_logp(p, smiles);
+      } else {
+        const MoleculeProperties& p = computed(i);
+        v = name == "logp"   ? p.logp
+            : name == "mw"   ? p.mw
+            : name == "tpsa" ? p.tpsa
+            : name == "qed"  ? p.qed
+            : name == "sa"   ? p.sa
+                             : penalized_logp(p, smiles);
+      }
+      out[i] = v;
+    }
+    return out;
   }
-  at::Tensor col = at::empty({d.size()}, at::kDouble);
-  double* out = col.data_ptr<double>();
-  for (int64_t i = 0; i < d.size(); ++i) {
-    const std::string& smiles = d.smiles[static_cast<size_t>(i)];
-    const MoleculeProperties p = molecule_properties(smiles);
-    out[i] = name == "logp"   ? p.logp
-             : name == "mw"   ? p.mw
-             : name == "tpsa" ? p.tpsa
-             : name == "qed"  ? p.qed
-             : name == "sa"   ? p.sa
-                              : penalized_logp(p, smiles);
+
+ private:
+  at::Tensor column(const std::string& name) const {
+    for (size_t k = 0; k < d_.property_names.size(); ++k)
+      if (d_.property_names[k] == name) return d_.properties.select(1, static_cast<int64_t>(k));
+    return {};
   }
-  return col;
-}
+  const MoleculeProperties& computed(int64_t i) {
+    if (computed_.empty())
+      for (const auto& s : d_.smiles) computed_.push_back(molecule_properties(s));
+    return computed_[static_cast<size_t>(i)];
+  }
+
+  const Dataset& d_;
+  std::vector<MoleculeProperties> computed_;
+};
 
 void prepare_smiles_data(ModelConfig& c, Dataset& d, bool fit) {
   if (d.size() == 0) return;
@@ -424,7 +453,8 @@ void prepare_smiles_data(ModelConfig& c, Dataset& d, bool fit) {
   encode_molecules(d, s.vocabulary, token_width(c));
   if (!s.properties.empty()) {
     std::vector<at::Tensor> cols;
-    for (const auto& name : s.properties) cols.push_back(property_column(d, name));
+    PropertyColumns columns(d);
+    for (const auto& name : s.properties) cols.push_back(columns(name));
     d.properties = at::stack(cols, 1);
     d.property_names = s.properties;
     if (fit && s.property_mean.empty()) {
