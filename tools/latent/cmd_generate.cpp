@@ -61,7 +61,8 @@ void add_common(CLI::App* cmd, Args& a) {
 void sample_smiles(ModelImpl& model, const Args& a) {
   SmilesVaeImpl& m = require_smiles_vae(model, "sampling molecules");
   if (!a.npy.empty()) throw Error("a molecule model's samples are SMILES: write them with -o FILE.smi");
-  if (a.out.empty()) throw Error("give -o FILE.smi");
+  if (a.out.empty() || !(ends_with_text(a.out, ".smi") || ends_with_text(a.out, ".txt")))
+    throw Error("a molecule model's samples are SMILES: give -o FILE.smi");
   const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature);
   std::string text;
   for (const auto& s : smiles) text += s + "\n";

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "common.h"
+#include "latent/chem.h"
 #include "latent/cpu.h"
 #include "latent/version.h"
 
@@ -21,13 +22,18 @@ void add_info(CLI::App& app) {
       "(AVX512-BF16 or AMX) available to --precision bf16; cap: LATENT_MAX_CPU_ISA or oneDNN's own cap.");
   cmd->callback([json] {
     const unsigned cores = std::max(1u, std::thread::hardware_concurrency());  // the commands' default thread count
-    nlohmann::json j = {{"version", kVersion}, {"libtorch", TORCH_VERSION}, {"cores", cores}, {"cpu", cpu_info()}};
+    nlohmann::json j = {{"version", kVersion},
+                        {"libtorch", TORCH_VERSION},
+                        {"cores", cores},
+                        {"cpu", cpu_info()},
+                        {"rdkit", chem_available() ? chem_rdkit_version() : "no"}};
     if (*json) {
       std::printf("%s\n", j.dump(2).c_str());
       return;
     }
     std::printf("latent %s (LibTorch %s), %u cores\n%s\n", kVersion, TORCH_VERSION, cores, cpu_summary().c_str());
     std::printf("kernels built: %s\n", j["cpu"]["built"].dump().c_str());
+    std::printf("rdkit: %s\n", j["rdkit"].get<std::string>().c_str());
   });
 }
 

@@ -46,8 +46,9 @@ std::string resume_path(const TrainArgs& a) {
 
 // Options the command line left alone, set as a molecule model trains best: longer, with the KL
 // warmed up and floored per dimension so that the decoder cannot ignore z (posterior collapse).
-void molecule_defaults(TrainArgs& a, const CLI::App& cmd) {
-  if (!a.resume.empty() || ModelConfig::from_text_or_file(a.config).type != "smiles_vae") return;
+// Returns what it set ("--epochs 40 ..."), for the closing line.
+std::string molecule_defaults(TrainArgs& a, const CLI::App& cmd) {
+  if (!a.resume.empty() || ModelConfig::from_text_or_file(a.config).type != "smiles_vae") return "";
   std::string said;
   auto set = [&](const char* flag, auto& value, auto v) {
     if (cmd.count(flag) > 0) return;
@@ -59,10 +60,10 @@ void molecule_defaults(TrainArgs& a, const CLI::App& cmd) {
   set("--epochs", a.opt.epochs, int64_t{40});
   if (cmd.count("--kl-cycle") == 0) set("--kl-warmup", a.opt.kl_warmup, 5.0);
   set("--free-bits", a.opt.free_bits, 0.2);
-  if (!said.empty() && !a.quiet) std::fprintf(stderr, "smiles_vae defaults: %s\n", said.c_str());
+  return said;
 }
 
-std::string run_train(const TrainArgs& a, bool epochs_given) {
+std::string run_train(const TrainArgs& a, bool epochs_given, const std::string& defaults_set = "") {
   set_graceful_stop(true);  // the first Ctrl-C saves a checkpoint; a second one exits at once
   if (a.nproc > 0) {
     run_as_workers(a.nproc);
@@ -110,6 +111,7 @@ std::string run_train(const TrainArgs& a, bool epochs_given) {
                   r.last_metrics["samples_per_s"].get<double>());
     summary += buf;
   }
+  if (!defaults_set.empty()) summary += "; smiles_vae defaults: " + defaults_set;
   std::printf("%s\n", summary.c_str());
   return r.checkpoint;
 }
@@ -200,8 +202,8 @@ void add_train(CLI::App& app) {
       "  torchrun --no-python --nproc_per_node 2 latent train --resume auto --out runs/ddp   (MASTER_ADDR, MASTER_PORT, "
       "RANK, WORLD_SIZE and LOCAL_RANK as torchrun sets them; Slurm's srun works the same way)");
   cmd->callback([args, cmd]() {
-    molecule_defaults(*args, *cmd);
-    run_train(*args, cmd->count("--epochs") > 0);
+    const std::string set = molecule_defaults(*args, *cmd);
+    run_train(*args, cmd->count("--epochs") > 0, set);
   });
 }
 
