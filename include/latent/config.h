@@ -25,7 +25,8 @@
 ///               CSV column (empty: no head)                  [["logp", "qed", "sa", "plogp"]]
 ///   property_weight  weight of the head's squared error (standardized units)  [1.0]
 ///   property_mean, property_std  the standardization, filled from the training data
-///   augment     train on randomized SMILES (a new atom order each time)       [true]
+///   augment     the encoder reads randomized SMILES (a new atom order each time), the decoder
+///               writes the canonical one                                        [true]
 /// Unknown keys, keys that do not belong to the type, and bad values are errors naming the key.
 /// Caps (a checkpoint's config comes from a file): every size from 1 to 65536, at most 32 layers per
 /// list, and a model of at most 2^28 numbers for its data shape (refused before it is allocated).

@@ -16,10 +16,11 @@
 namespace latent {
 
 /// n SMILES decoded from z ~ N(0, temperature^2 I): the most likely token at each step when
-/// `token_temperature` is 0, else drawn at that temperature. Seeded: the same seed gives the same
+/// `token_temperature` is 0, else drawn at that temperature; `constrained` decodes with the syntax
+/// and valence mask (SmilesVaeImpl::generate). Seeded: the same seed gives the same
 /// molecules.
 std::vector<std::string> sample_molecules(SmilesVaeImpl& model, int64_t n, uint64_t seed, double temperature = 1.0,
-                                          double token_temperature = 0.0);
+                                          double token_temperature = 0.0, bool constrained = false);
 
 /// Metrics of generated SMILES `samples` against the training and test molecules (canonical):
 ///   samples, valid (count), validity            share RDKit reads as a molecule

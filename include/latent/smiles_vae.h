@@ -40,7 +40,9 @@ class SmilesVaeImpl : public ModelImpl {
   virtual Posterior encode(const at::Tensor& tokens) = 0;
   /// Token rows [N, max_length + 1] decoded from z [N, d], in batches: the most likely token at each
   /// step when `temperature` is 0, else drawn from softmax(logits / temperature) with `gen`.
-  virtual at::Tensor generate(const at::Tensor& z, double temperature, at::Generator* gen) = 0;
+  /// `constrained`: each step chooses only among tokens that keep the SMILES syntactically whole and
+  /// every atom's valence legal, with room left to close what is open (aromaticity is not checked).
+  virtual at::Tensor generate(const at::Tensor& z, double temperature, at::Generator* gen, bool constrained = false) = 0;
   /// -log p(tokens | z) per molecule [N] in nats (teacher forcing), tokens [N, T].
   virtual at::Tensor token_nll(const at::Tensor& z, const at::Tensor& tokens) = 0;
   /// The property head's predictions [N, P] for z [N, d], in each property's own units;
@@ -48,7 +50,8 @@ class SmilesVaeImpl : public ModelImpl {
   virtual at::Tensor predict_properties(const at::Tensor& z) = 0;
 
   /// SMILES decoded from z (generate() then smiles_of()).
-  std::vector<std::string> decode_smiles(const at::Tensor& z, double temperature = 0, at::Generator* gen = nullptr);
+  std::vector<std::string> decode_smiles(const at::Tensor& z, double temperature = 0, at::Generator* gen = nullptr,
+                                         bool constrained = false);
 };
 
 /// The model as a SMILES VAE, or latent::Error saying that `what` needs one.

@@ -35,12 +35,12 @@ std::vector<std::vector<double>> property_table(const std::vector<std::string>& 
 }  // namespace
 
 std::vector<std::string> sample_molecules(SmilesVaeImpl& model, int64_t n, uint64_t seed, double temperature,
-                                          double token_temperature) {
+                                          double token_temperature, bool constrained) {
   at::NoGradGuard no_grad;
   model.eval();
   at::Generator gen = at::make_generator<at::CPUGeneratorImpl>(seed);
   const at::Tensor z = at::randn({n, model.latent_dim()}, gen, at::kFloat) * temperature;
-  return model.decode_smiles(z, token_temperature, &gen);
+  return model.decode_smiles(z, token_temperature, &gen, constrained);
 }
 
 double wasserstein_1d(std::vector<double> a, std::vector<double> b) {

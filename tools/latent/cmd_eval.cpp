@@ -50,9 +50,11 @@ void print_metrics(const nlohmann::json& j, const ModelImpl& model) {
     std::printf("  reconstructed %10.3f greedy, %.3f from z ~ q(z|x) (%lld molecules)\n", r["greedy"].get<double>(),
                 r["sampled"].get<double>(), r["molecules"].get<long long>());
   }
-  if (j.contains("prior")) {
-    const auto& p = j["prior"];
-    std::printf("  prior samples %10lld\n", p["samples"].get<long long>());
+  for (const char* which : {"prior", "prior_constrained"}) {
+    if (!j.contains(which)) continue;
+    const auto& p = j[which];
+    std::printf("  %s samples %lld%s\n", which == std::string("prior") ? "prior" : "prior, constrained decoding,",
+                p["samples"].get<long long>(), which == std::string("prior") ? "" : " (the same z)");
     for (const char* key : {"validity", "uniqueness", "novelty", "internal_diversity", "nn_similarity", "filters"})
       if (p.contains(key)) std::printf("    %-19s %7.3f\n", key, p[key].get<double>());
     if (p.contains("properties"))
@@ -74,6 +76,8 @@ nlohmann::json molecule_eval(LoadedCheckpoint& ck, const Dataset& d, const EvalA
   if (a.samples > 0) {
     const Dataset train = checkpoint_data(ck, a.data, "train", 0);
     j["prior"] = generation_metrics(sample_molecules(model, a.samples, a.seed), train.smiles, d.smiles);
+    j["prior_constrained"] =
+        generation_metrics(sample_molecules(model, a.samples, a.seed, 1.0, 0.0, /*constrained=*/true), train.smiles, d.smiles);
   }
   return j;
 }

@@ -27,6 +27,7 @@ struct Args {
   std::vector<std::string> inputs;
   int64_t n = 64, columns = 8, steps = 10, start = 0, limit = 0;
   double temperature = 1.0, token_temperature = 0.0;
+  bool constrained = false;
   uint64_t seed = 0;
 };
 
@@ -63,7 +64,7 @@ void sample_smiles(ModelImpl& model, const Args& a) {
   if (!a.npy.empty()) throw Error("a molecule model's samples are SMILES: write them with -o FILE.smi");
   if (a.out.empty() || !(ends_with_text(a.out, ".smi") || ends_with_text(a.out, ".txt")))
     throw Error("a molecule model's samples are SMILES: give -o FILE.smi");
-  const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature);
+  const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature, a.constrained);
   std::string text;
   for (const auto& s : smiles) text += s + "\n";
   atomic_write(a.out, text);
@@ -198,9 +199,11 @@ void add_generate(CLI::App& app) {
                 "molecule models: 0 writes the most likely token at each step; above 0 draws tokens at that temperature")
       ->capture_default_str()
       ->check(non_negative());
+  s->add_flag("--constrained", a->constrained,
+              "molecule models: decode only tokens that keep the SMILES whole and every valence legal");
   s->footer(
       "Example:\n  latent sample runs/fmnist/model.safetensors -n 64 -o samples.png --npy samples.npy\n"
-      "  latent sample runs/molecules/model.safetensors -n 10000 -o samples.smi");
+      "  latent sample runs/molecules/model.safetensors -n 10000 -o samples.smi [--constrained]");
   s->callback([a]() {
     if (a->out.empty() && a->npy.empty()) throw Error("give -o FILE.png (FILE.smi for molecules) and/or --npy FILE.npy");
     run_sample(*a);

@@ -40,7 +40,7 @@ at::Tensor trimmed(const at::Tensor& tokens) {
 class SmilesVaeModel : public SmilesVaeImpl {
  public:
   SmilesVaeModel(const ModelConfig& c, const std::vector<int64_t>& shape)
-      : SmilesVaeImpl(c, shape), vocabulary_(SmilesVocabulary::from_json(c.smiles.vocabulary)) {
+      : SmilesVaeImpl(c, shape), vocabulary_(SmilesVocabulary::from_json(c.smiles.vocabulary)), grammar_(c.smiles.vocabulary) {
     if (shape.size() != 1 || shape[0] != token_width(c))
       throw Error("a smiles_vae with max_length " + std::to_string(c.smiles.max_length) + " reads token rows of " +
                   std::to_string(token_width(c)) + ", got data of shape " + shape_text(shape));
@@ -73,12 +73,13 @@ class SmilesVaeModel : public SmilesVaeImpl {
     return {mu, logvar};
   }
 
-  at::Tensor generate(const at::Tensor& z, double temperature, at::Generator* gen) override {
+  at::Tensor generate(const at::Tensor& z, double temperature, at::Generator* gen, bool constrained) override {
     at::NoGradGuard no_grad;
+    const SmilesGrammar* grammar = constrained ? &grammar_ : nullptr;
     std::vector<at::Tensor> parts;
     for (int64_t first = 0; first < z.size(0); first += kDecodeBatch)
       parts.push_back(
-          net_->generate(z.narrow(0, first, std::min(kDecodeBatch, z.size(0) - first)), max_length(), temperature, gen));
+          net_->generate(z.narrow(0, first, std::min(kDecodeBatch, z.size(0) - first)), max_length(), temperature, gen, grammar));
     if (parts.empty()) return at::zeros({0, max_length() + 1}, at::kLong);
     return at::cat(parts);
   }
@@ -102,11 +103,11 @@ class SmilesVaeModel : public SmilesVaeImpl {
   // ModelImpl: token rows as float, like the data.
   at::Tensor reconstruct(const at::Tensor& x) override {
     at::NoGradGuard no_grad;
-    return as_data(generate(encode(x).mu, 0, nullptr));
+    return as_data(generate(encode(x).mu, 0, nullptr, false));
   }
   at::Tensor sample(int64_t n, at::Generator& gen, double temperature) override {
     at::NoGradGuard no_grad;
-    return as_data(generate(at::randn({n, latent_dim()}, gen, at::kFloat) * temperature, 0, nullptr));
+    return as_data(generate(at::randn({n, latent_dim()}, gen, at::kFloat) * temperature, 0, nullptr, false));
   }
   nlohmann::json evaluate(const Dataset& data, uint64_t seed, int64_t batch_size) override;
   std::unique_ptr<TrainingStep> training_step(const TrainOptions& options) override;
@@ -117,7 +118,7 @@ class SmilesVaeModel : public SmilesVaeImpl {
     eval();
     const int64_t n = std::min(limit, data.size());
     if (n == 0) return 0;
-    const std::vector<std::string> out = smiles_of(generate(encode(data.x.narrow(0, 0, n)).mu, 0, nullptr));
+    const std::vector<std::string> out = smiles_of(generate(encode(data.x.narrow(0, 0, n)).mu, 0, nullptr, false));
     int64_t same = 0;
     for (int64_t i = 0; i < n; ++i) {
       const std::optional<std::string> c = canonical_smiles(out[static_cast<size_t>(i)]);
@@ -143,6 +144,7 @@ class SmilesVaeModel : public SmilesVaeImpl {
   }
 
   SmilesVocabulary vocabulary_;
+  SmilesGrammar grammar_;
   SmilesVaeNet net_{nullptr};
   torch::nn::Sequential head_{nullptr};
   at::Tensor mean_, std_;  // [P]: the head's standardization, from the config
@@ -162,12 +164,13 @@ class SmilesTraining : public TrainingStep {
     // Noise for the whole batch, taken by rows: every rank's rows see one process's draws.
     const at::Tensor eps = rows.take(at::randn({rows.rows, d}, gen, at::kFloat));
     const at::Tensor seeds = rows.take(at::randint(int64_t{1} << 62, {rows.rows}, gen, at::kLong));
-    at::Tensor tokens = x.to(at::kLong);
-    if (model_.config().smiles.augment) tokens = randomized(tokens, index, seeds);
-    tokens = trimmed(tokens);
+    // The encoder reads the molecule from a random atom order (augmented), the decoder writes its
+    // canonical SMILES: z learns the molecule, not one way of writing it.
+    const at::Tensor tokens = trimmed(x.to(at::kLong));
+    const at::Tensor read = model_.config().smiles.augment ? trimmed(randomized(x.to(at::kLong), index, seeds)) : tokens;
     for (auto& p : model_.parameters())
       if (p.grad().defined()) p.mutable_grad().zero_();
-    const Posterior q = model_.encode(tokens);
+    const Posterior q = model_.encode(read);
     const at::Tensor z = reparameterize(q.mu, q.logvar, eps);
     const at::Tensor recon = model_.token_nll(z, tokens).mean();
     const at::Tensor kl = kl_standard_normal(q.mu, q.logvar).mean();
@@ -492,8 +495,9 @@ std::vector<std::string> SmilesVaeImpl::smiles_of(const at::Tensor& rows) const 
   return out;
 }
 
-std::vector<std::string> SmilesVaeImpl::decode_smiles(const at::Tensor& z, double temperature, at::Generator* gen) {
-  return smiles_of(generate(z, temperature, gen));
+std::vector<std::string> SmilesVaeImpl::decode_smiles(const at::Tensor& z, double temperature, at::Generator* gen,
+                                                      bool constrained) {
+  return smiles_of(generate(z, temperature, gen, constrained));
 }
 
 SmilesVaeImpl& require_smiles_vae(ModelImpl& model, const std::string& what) {

@@ -3,6 +3,9 @@
 #include <ATen/ATen.h>
 #include <torch/nn/utils/rnn.h>
 
+#include <algorithm>
+#include <limits>
+
 #include "latent/smiles_tokens.h"
 
 namespace latent {
@@ -56,8 +59,11 @@ at::Tensor SmilesVaeNetImpl::reconstruction_nll(const at::Tensor& logits, const 
   return ce.view({b, t}).sum(1);                                         // [B]
 }
 
-at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen) {
-  const int64_t b = z.size(0);
+at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen,
+                                      const SmilesGrammar* grammar) {
+  const int64_t b = z.size(0), v = sizes_.vocabulary;
+  std::vector<SmilesGrammar::State> states(grammar ? static_cast<size_t>(b) : 0);
+  at::Tensor mask = grammar ? at::empty({b, v}, at::kByte) : at::Tensor();
   at::Tensor rows = at::full({b, max_length + 1}, SmilesVocabulary::kPad, at::kLong);
   rows.select(1, 0).fill_(SmilesVocabulary::kBos);
   at::Tensor token = rows.select(1, 0).clone();  // [B]
@@ -67,7 +73,16 @@ at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, d
     const at::Tensor in = at::cat({embedding->forward(token), z}, 1).unsqueeze(1);  // [B, 1, E + d]
     auto [out, next] = decoder->forward(in, h);                                     // [B, 1, H], [L, B, H]
     h = next;
-    const at::Tensor logits = output->forward(out.squeeze(1));  // [B, V]
+    at::Tensor logits = output->forward(out.squeeze(1));  // [B, V]
+    if (grammar) {  // only the tokens that keep each row a SMILES that can still be finished
+      uint8_t* m = mask.data_ptr<uint8_t>();
+      for (int64_t i = 0; i < b; ++i) {
+        uint8_t* row = m + i * v;
+        grammar->allowed(states[static_cast<size_t>(i)], max_length - step + 1, row);
+        if (std::find(row, row + v, uint8_t{1}) == row + v) row[SmilesVocabulary::kEos] = 1;  // nothing fits: the row ends
+      }
+      logits = logits.masked_fill(mask.eq(0), -std::numeric_limits<float>::infinity());
+    }
     if (temperature <= 0) {
       token = logits.argmax(1);
     } else {
@@ -76,6 +91,12 @@ at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, d
     }
     token.masked_fill_(done, SmilesVocabulary::kPad);
     rows.select(1, step).copy_(token);
+    if (grammar) {
+      const at::Tensor chosen = token.contiguous();
+      const int64_t* t = chosen.data_ptr<int64_t>();
+      for (int64_t i = 0; i < b; ++i)
+        if (t[i] != SmilesVocabulary::kPad) grammar->advance(states[static_cast<size_t>(i)], t[i]);
+    }
     done = done.logical_or(token == SmilesVocabulary::kEos);
     if (done.all().item<bool>()) break;
   }

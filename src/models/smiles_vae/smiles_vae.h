@@ -17,6 +17,8 @@
 
 #include <utility>
 
+#include "models/smiles_vae/smiles_grammar.h"
+
 namespace latent {
 
 struct SmilesVaeSizes {
@@ -41,8 +43,10 @@ class SmilesVaeNetImpl : public torch::nn::Module {
   static at::Tensor reconstruction_nll(const at::Tensor& logits, const at::Tensor& tokens);
   /// Token rows [B, max_length + 1] decoded from z [B, d], starting with kBos: argmax tokens when
   /// `temperature` is 0, else drawn from softmax(logits / temperature) with `gen`. A row is kPad
-  /// after its kEos; a row that reaches max_length tokens without kEos is cut there.
-  at::Tensor generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen);
+  /// after its kEos; a row that reaches max_length tokens without kEos is cut there. With `grammar`,
+  /// each step chooses only among the tokens it allows (a row with none left ends there).
+  at::Tensor generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen,
+                      const SmilesGrammar* grammar = nullptr);
 
   const SmilesVaeSizes& sizes() const { return sizes_; }
 

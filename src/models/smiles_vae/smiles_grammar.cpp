@@ -1,0 +1,289 @@
+#include "models/smiles_vae/smiles_grammar.h"
+
+#include <algorithm>
+#include <cctype>
+
+#include "latent/smiles_tokens.h"
+
+namespace latent {
+namespace {
+
+// The most bonds an element takes when neutral (RDKit's largest allowed valence for the organic
+// subset and common elements; 4 for anything else).
+int base_valence(const std::string& element) {
+  static const std::vector<std::pair<std::string, int>> table = {{"H", 1},  {"B", 3},  {"C", 4}, {"N", 3},  {"O", 2},  {"F", 1},
+                                                                 {"Si", 4}, {"P", 5},  {"S", 6}, {"Cl", 1}, {"Se", 6}, {"Br", 1},
+                                                                 {"I", 5},  {"Na", 1}, {"K", 1}, {"Li", 1}};
+  for (const auto& [e, v] : table)
+    if (e == element) return v;
+  return 4;
+}
+
+// How a charge changes the bonds an element can take: N+ and O+ gain one per charge (isoelectronic
+// with C and N), anions of N, O, S and halogens lose one, C takes 3 either way, B- takes 4.
+int charged_valence(const std::string& element, int charge) {
+  const int v = base_valence(element);
+  if (charge == 0) return v;
+  if (element == "C") return 3;
+  if (element == "B") return charge < 0 ? 4 : 2;
+  if (element == "N" || element == "O" || element == "P" || element == "S" || element == "Se")
+    return element == "S" || element == "Se" ? (charge > 0 ? 3 : 1) : std::max(0, v + charge);
+  return std::max(0, v + charge);
+}
+
+// The bonds a bracket atom ("[nH]", "[N+]", "[C@@H]", "[13CH3]", "[O-]") can take besides its
+// hydrogens, or -1 when it does not read as one.
+int bracket_capacity(const std::string& t) {
+  size_t i = 1;
+  while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;  // isotope
+  if (i >= t.size()) return -1;
+  std::string element;
+  if (std::isupper(static_cast<unsigned char>(t[i]))) {
+    element = t.substr(i, 1);
+    ++i;
+    if (i < t.size() && std::islower(static_cast<unsigned char>(t[i])) && t[i] != 'H' &&
+        base_valence(element + t[i]) != 4) {  // a two-letter element of the table (Cl, Br, Si, Se, Na, Li)
+      element += t[i];
+      ++i;
+    }
+  } else if (std::islower(static_cast<unsigned char>(t[i]))) {
+    if (t.compare(i, 2, "se") == 0) {
+      element = "Se";
+      i += 2;
+    } else {
+      element = std::string(1, static_cast<char>(std::toupper(static_cast<unsigned char>(t[i]))));
+      ++i;
+    }
+  } else {
+    return -1;
+  }
+  while (i < t.size() && t[i] == '@') ++i;  // chirality (@, @@; @TH1 and friends are rare enough to ignore)
+  int hydrogens = 0;
+  if (i < t.size() && t[i] == 'H') {
+    ++i;
+    hydrogens = 1;
+    if (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) hydrogens = t[i++] - '0';
+  }
+  int charge = 0;
+  while (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+    const int sign = t[i] == '+' ? 1 : -1;
+    ++i;
+    if (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i])))
+      charge += sign * (t[i++] - '0');
+    else
+      charge += sign;
+  }
+  int capacity = charged_valence(element, charge) - hydrogens;
+  return std::max(0, capacity);
+}
+
+}  // namespace
+
+SmilesGrammar::SmilesGrammar(const std::vector<std::string>& tokens) : tokens_(tokens.size()) {
+  static const std::vector<std::pair<std::string, int>> organic = {{"B", 3}, {"C", 4},  {"N", 3},  {"O", 2}, {"P", 5}, {"S", 6},
+                                                                   {"F", 1}, {"Cl", 1}, {"Br", 1}, {"I", 1}, {"b", 3}, {"c", 4},
+                                                                   {"n", 3}, {"o", 2},  {"p", 3},  {"s", 4}};
+  static const std::vector<std::pair<std::string, int>> bonds = {{"-", 1}, {"=", 2}, {"#", 3}, {"$", 4},
+                                                                 {":", 1}, {"/", 1}, {"\\", 1}};
+  for (size_t id = 0; id < tokens.size(); ++id) {
+    const std::string& t = tokens[id];
+    Token& k = tokens_[id];
+    if (static_cast<int64_t>(id) == SmilesVocabulary::kEos) {
+      k.kind = kEos;
+      continue;
+    }
+    if (static_cast<int64_t>(id) < SmilesVocabulary::kSpecials) continue;  // pad, bos, unk: never written
+    for (const auto& [s, v] : organic)
+      if (t == s) k = {kAtom, v};
+    for (const auto& [s, v] : bonds)
+      if (t == s) k = {kBond, v};
+    if (t == "(") k = {kOpen, 0};
+    if (t == ")") k = {kClose, 0};
+    if (t.size() == 1 && std::isdigit(static_cast<unsigned char>(t[0]))) k = {kRing, t[0] - '0'};
+    if (t.size() == 3 && t[0] == '%') k = {kRing, std::stoi(t.substr(1))};
+    if (t.size() > 2 && t.front() == '[' && t.back() == ']') {
+      const int c = bracket_capacity(t);
+      if (c >= 0) k = {kAtom, c};
+    }
+  }
+}
+
+int64_t SmilesGrammar::finish_cost(State::Stage stage, size_t depth, size_t rings, int atoms) {
+  const int64_t atom = stage == State::kStart || stage == State::kAfterBond || stage == State::kAfterOpen ? 1 : 0;
+  // Open rings: a digit each, after the atoms needed to host them (past the one the stage needs).
+  return atom + (rings > 0 ? static_cast<int64_t>(rings) + atoms : 0) + static_cast<int64_t>(depth) + 1;
+}
+
+void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) const {
+  const size_t depth = s.branches.size(), rings = s.rings.size();
+  const int prev_cap = s.prev >= 0 ? s.capacity[static_cast<size_t>(s.prev)] : 0;
+  const bool after_atom = s.stage == State::kAfterAtom;
+  auto fits = [&](State::Stage next, size_t d, size_t r, int atoms = 1) {
+    return finish_cost(next, d, r, atoms) <= remaining - 1;
+  };
+  auto bonded = [&](int a, int b) {
+    const auto& n = s.neighbors[static_cast<size_t>(a)];
+    return std::find(n.begin(), n.end(), b) != n.end();
+  };
+  // The atoms to write before every open ring but `skip` can close: none when atom `a` (holding `cap`
+  // bonds; -1: a new atom bonded to prev) can close them all, two when `a` opened one (a ring needs
+  // three atoms), else one. `also_bonded`: an atom `a` is about to bond to.
+  auto atoms_needed = [&](int a, int cap, int skip, int also_bonded = -2) {
+    int orders = 0, shared = 0;
+    bool host = true, opener = false;
+    std::vector<int> openers;  // one atom cannot close two rings of the same opener (two bonds between them)
+    for (const auto& r : s.rings) {
+      if (r.label == skip) continue;
+      if (std::find(openers.begin(), openers.end(), r.atom) != openers.end()) host = false, ++shared;
+      openers.push_back(r.atom);
+      orders += r.order;
+      if (r.atom == a) opener = true;
+      if (r.atom == a || r.atom == also_bonded || (a >= 0 ? bonded(a, r.atom) : r.atom == s.prev)) host = false;
+    }
+    if (host && cap >= orders) return 0;
+    return (opener ? 2 : 1) + shared;  // each ring sharing an opener needs a host of its own
+  };
+  // Whether one of the outermost `levels` open branch points (prev's bonds less `used`) can take a bond.
+  auto branch_can = [&](size_t levels, int used) {
+    for (size_t k = 0; k < levels && k < depth; ++k) {
+      const int b = s.branches[k];
+      if (s.capacity[static_cast<size_t>(b)] - (b == s.prev ? used : 0) >= 1) return true;
+    }
+    return false;
+  };
+  // With rings open, the string must be able to go on: from the atom it is at (holding `cap` bonds)
+  // or from a branch point it can return to.
+  auto can_go_on = [&](size_t open_rings, int cap, size_t levels, int used) {
+    return open_rings == 0 || cap >= 1 || branch_can(levels, used);
+  };
+  for (size_t id = 0; id < tokens_.size(); ++id) {
+    const Token& t = tokens_[id];
+    bool ok = false;
+    switch (t.kind) {
+      case kAtom: {
+        if (s.stage == State::kDone) break;
+        const int order = s.bond > 0 ? s.bond : 1;
+        if (s.stage == State::kStart)
+          ok = can_go_on(rings, t.value, 0, 0);
+        else
+          ok = prev_cap >= order && t.value >= order && can_go_on(rings, t.value - order, depth, order);
+        const int cap = s.stage == State::kStart ? t.value : t.value - order;
+        ok = ok && fits(State::kAfterAtom, depth, rings, atoms_needed(-1, cap, -1));
+        break;
+      }
+      case kBond:
+        ok = (after_atom || s.stage == State::kAfterOpen || s.stage == State::kAfterClose) && prev_cap >= t.value &&
+             fits(State::kAfterBond, depth, rings, atoms_needed(-1, 1000, -1));
+        break;
+      case kOpen:
+        ok = (after_atom || s.stage == State::kAfterClose) && prev_cap >= 1 &&
+             fits(State::kAfterOpen, depth + 1, rings, atoms_needed(-1, 1000, -1));
+        break;
+      case kClose: {
+        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0) break;
+        const int b = s.branches.back(), cap = s.capacity[static_cast<size_t>(b)];
+        // A ring digit cannot follow ')': the branch point's rings close at a later atom.
+        ok = fits(State::kAfterClose, depth - 1, rings, std::max(1, atoms_needed(b, cap, -1))) &&
+             can_go_on(rings, cap, depth - 1, 0);
+        break;
+      }
+      case kRing: {
+        if (!after_atom && !(s.stage == State::kAfterBond && !s.branch_bond)) break;  // "C(=1" is not SMILES
+        const auto open = std::find_if(s.rings.begin(), s.rings.end(), [&](const State::Ring& r) { return r.label == t.value; });
+        if (open != s.rings.end()) {  // closes it: a bond between two atoms that can take it
+          const int order = s.bond > 0 ? s.bond : open->order;
+          const bool clash = s.bond > 0 && open->written && s.bond != open->order;  // "C#1...=1"
+          const int opener_cap = s.capacity[static_cast<size_t>(open->atom)] + open->order;
+          const bool taken = open->atom == s.prev || bonded(s.prev, open->atom);  // a second bond between two atoms
+          ok = !taken && !clash && prev_cap >= order && opener_cap >= order &&
+               fits(State::kAfterAtom, depth, rings - 1, atoms_needed(s.prev, prev_cap - order, t.value, open->atom)) &&
+               can_go_on(rings - 1, prev_cap - order, depth, order);
+        } else {  // opens it, reserving the bond at this atom
+          const int order = s.bond > 0 ? s.bond : 1;
+          ok = prev_cap >= order && fits(State::kAfterAtom, depth, rings + 1, 2) &&
+               can_go_on(rings + 1, prev_cap - order, depth, order);
+        }
+        break;
+      }
+      case kEos:
+        ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1;
+        break;
+      case kOther:
+        break;
+    }
+    out[id] = ok ? 1 : 0;
+  }
+}
+
+void SmilesGrammar::advance(State& s, int64_t id) const {
+  const Token& t = tokens_.at(static_cast<size_t>(id));
+  switch (t.kind) {
+    case kAtom: {
+      const int order = s.bond > 0 ? s.bond : 1;
+      int cap = t.value;
+      if (s.prev >= 0 && s.stage != State::kStart) {
+        s.capacity[static_cast<size_t>(s.prev)] -= order;
+        cap -= order;
+      }
+      const int atom = static_cast<int>(s.capacity.size());
+      s.capacity.push_back(cap);
+      s.neighbors.emplace_back();
+      if (s.stage != State::kStart) {
+        s.neighbors.back().push_back(s.prev);
+        s.neighbors[static_cast<size_t>(s.prev)].push_back(atom);
+      }
+      s.prev = atom;
+      s.bond = 0;
+      s.stage = State::kAfterAtom;
+      break;
+    }
+    case kBond:
+      s.bond = t.value;
+      s.branch_bond = s.stage == State::kAfterOpen;
+      s.stage = State::kAfterBond;
+      break;
+    case kOpen:
+      s.branches.push_back(s.prev);
+      s.stage = State::kAfterOpen;
+      break;
+    case kClose:
+      s.prev = s.branches.back();
+      s.branches.pop_back();
+      s.stage = State::kAfterClose;
+      break;
+    case kRing: {
+      const auto open = std::find_if(s.rings.begin(), s.rings.end(), [&](const State::Ring& r) { return r.label == t.value; });
+      if (open != s.rings.end()) {
+        const int order = s.bond > 0 ? s.bond : open->order;
+        s.capacity[static_cast<size_t>(open->atom)] -= order - open->order;
+        s.capacity[static_cast<size_t>(s.prev)] -= order;
+        s.neighbors[static_cast<size_t>(s.prev)].push_back(open->atom);
+        s.neighbors[static_cast<size_t>(open->atom)].push_back(s.prev);
+        s.rings.erase(open);
+      } else {
+        const int order = s.bond > 0 ? s.bond : 1;
+        s.capacity[static_cast<size_t>(s.prev)] -= order;
+        s.rings.push_back({t.value, s.prev, order, s.bond > 0});
+      }
+      s.bond = 0;
+      s.stage = State::kAfterAtom;
+      break;
+    }
+    case kEos:
+    case kOther:
+      s.stage = State::kDone;
+      break;
+  }
+}
+
+std::string SmilesGrammar::kind(int64_t id) const {
+  static const char* names[] = {"other", "atom", "bond", "open", "close", "ring", "eos"};
+  return names[tokens_.at(static_cast<size_t>(id)).kind];
+}
+
+int SmilesGrammar::atom_capacity(int64_t id) const {
+  const Token& t = tokens_.at(static_cast<size_t>(id));
+  return t.kind == kAtom ? t.value : -1;
+}
+
+}  // namespace latent
