@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <unordered_set>
 
 #include "common.h"
 #include "latent/atomic_file.h"
@@ -68,10 +69,13 @@ void sample_smiles(ModelImpl& model, const Args& a) {
   std::string text;
   for (const auto& s : smiles) text += s + "\n";
   atomic_write(a.out, text);
-  const nlohmann::json g = generation_metrics(smiles, {}, {});
-  std::printf("wrote %s: %lld SMILES, %lld valid (%.1f%%), %.1f%% of them distinct\n", a.out.c_str(),
-              static_cast<long long>(smiles.size()), g["valid"].get<long long>(), 100 * g["validity"].get<double>(),
-              100 * g["uniqueness"].get<double>());
+  int64_t valid = 0;
+  std::unordered_set<std::string> distinct;
+  for (const auto& s : smiles)
+    if (const auto c = s.empty() ? std::nullopt : canonical_smiles(s)) ++valid, distinct.insert(*c);
+  std::printf("wrote %s: %zu SMILES, %lld valid (%.1f%%), %zu distinct valid molecules\n", a.out.c_str(), smiles.size(),
+              static_cast<long long>(valid), 100.0 * static_cast<double>(valid) / static_cast<double>(smiles.size()),
+              distinct.size());
 }
 
 void run_sample(Args& a) {

@@ -185,6 +185,8 @@ class SmilesTraining : public TrainingStep {
       prop = err.item<double>();
     }
     loss.backward();
+    tokens_ += (tokens.narrow(1, 1, tokens.size(1) - 1) != SmilesVocabulary::kPad).sum().item<double>();
+    molecules_ += static_cast<double>(tokens.size(0));
     out.loss = loss.item<double>();
     out.terms = {{"recon", recon.item<double>()}, {"kl", kl.item<double>()}};
     if (model_.has_head()) out.terms.emplace_back("property", prop);
@@ -194,6 +196,9 @@ class SmilesTraining : public TrainingStep {
   void end_epoch(nlohmann::json& m, const Dataset& test, uint64_t eval_seed, bool /*last*/, const DataSplit& /*data*/,
                  bool progress) override {
     m["beta"] = options_.beta >= 0 ? options_.beta : model_.config().beta;
+    // Tokens the decoder predicted per second (each molecule's tokens and its end), at the loop's rate.
+    if (molecules_ > 0) m["tokens_per_s"] = m["samples_per_s"].get<double>() * tokens_ / molecules_;
+    tokens_ = molecules_ = 0;
     m["train_elbo"] = -(m["train_recon"].get<double>() + m["train_kl"].get<double>());
     if (test.size() == 0) return;
     const nlohmann::json ev = model_.evaluate(test, eval_seed, 500);
@@ -234,6 +239,7 @@ class SmilesTraining : public TrainingStep {
   SmilesVaeModel& model_;
   TrainOptions options_;
   const Dataset* train_ = nullptr;
+  double tokens_ = 0, molecules_ = 0;  // this epoch's, on this rank
 };
 
 std::unique_ptr<TrainingStep> SmilesVaeModel::training_step(const TrainOptions& o) {

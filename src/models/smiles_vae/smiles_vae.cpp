@@ -63,23 +63,27 @@ at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, d
                                       const SmilesGrammar* grammar) {
   const int64_t b = z.size(0), v = sizes_.vocabulary;
   std::vector<SmilesGrammar::State> states(grammar ? static_cast<size_t>(b) : 0);
-  at::Tensor mask = grammar ? at::empty({b, v}, at::kByte) : at::Tensor();
   at::Tensor rows = at::full({b, max_length + 1}, SmilesVocabulary::kPad, at::kLong);
   rows.select(1, 0).fill_(SmilesVocabulary::kBos);
-  at::Tensor token = rows.select(1, 0).clone();  // [B]
-  at::Tensor done = at::zeros({b}, at::kBool);   // [B]
-  at::Tensor h = initial_state(z);               // [L, B, H]
-  for (int64_t step = 1; step <= max_length; ++step) {
-    const at::Tensor in = at::cat({embedding->forward(token), z}, 1).unsqueeze(1);  // [B, 1, E + d]
-    auto [out, next] = decoder->forward(in, h);                                     // [B, 1, H], [L, B, H]
+  // Only the rows still being written go through the decoder: a finished row leaves the batch.
+  at::Tensor active = at::arange(b, at::kLong);                         // [A] rows of `rows`
+  at::Tensor zs = z, h = initial_state(z);                              // [A, d], [L, A, H]
+  at::Tensor token = at::full({b}, SmilesVocabulary::kBos, at::kLong);  // [A]
+  for (int64_t step = 1; step <= max_length && active.size(0) > 0; ++step) {
+    const int64_t a = active.size(0);
+    const at::Tensor in = at::cat({embedding->forward(token), zs}, 1).unsqueeze(1);  // [A, 1, E + d]
+    auto [out, next] = decoder->forward(in, h);                                      // [A, 1, H], [L, A, H]
     h = next;
-    at::Tensor logits = output->forward(out.squeeze(1));  // [B, V]
+    at::Tensor logits = output->forward(out.squeeze(1));  // [A, V]
+    const int64_t* row_of = active.data_ptr<int64_t>();
     if (grammar) {  // only the tokens that keep each row a SMILES that can still be finished
+      at::Tensor mask = at::empty({a, v}, at::kByte);
       uint8_t* m = mask.data_ptr<uint8_t>();
-      for (int64_t i = 0; i < b; ++i) {
-        uint8_t* row = m + i * v;
-        grammar->allowed(states[static_cast<size_t>(i)], max_length - step + 1, row);
-        if (std::find(row, row + v, uint8_t{1}) == row + v) row[SmilesVocabulary::kEos] = 1;  // nothing fits: the row ends
+      for (int64_t i = 0; i < a; ++i) {
+        uint8_t* allowed = m + i * v;
+        grammar->allowed(states[static_cast<size_t>(row_of[i])], max_length - step + 1, allowed);
+        if (std::find(allowed, allowed + v, uint8_t{1}) == allowed + v)
+          allowed[SmilesVocabulary::kEos] = 1;  // nothing fits: it ends
       }
       logits = logits.masked_fill(mask.eq(0), -std::numeric_limits<float>::infinity());
     }
@@ -89,16 +93,20 @@ at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, d
       const at::Tensor p = at::softmax(logits / temperature, 1);
       token = at::multinomial(p, 1, false, gen ? c10::optional<at::Generator>(*gen) : c10::nullopt).squeeze(1);
     }
-    token.masked_fill_(done, SmilesVocabulary::kPad);
-    rows.select(1, step).copy_(token);
+    token = token.contiguous();
+    rows.select(1, step).index_copy_(0, active, token);
     if (grammar) {
-      const at::Tensor chosen = token.contiguous();
-      const int64_t* t = chosen.data_ptr<int64_t>();
-      for (int64_t i = 0; i < b; ++i)
-        if (t[i] != SmilesVocabulary::kPad) grammar->advance(states[static_cast<size_t>(i)], t[i]);
+      const int64_t* t = token.data_ptr<int64_t>();
+      for (int64_t i = 0; i < a; ++i) grammar->advance(states[static_cast<size_t>(row_of[i])], t[i]);
     }
-    done = done.logical_or(token == SmilesVocabulary::kEos);
-    if (done.all().item<bool>()) break;
+    const at::Tensor going = token != SmilesVocabulary::kEos;  // [A]
+    if (!going.all().item<bool>()) {
+      const at::Tensor keep = going.nonzero().squeeze(1);
+      active = active.index_select(0, keep);
+      zs = zs.index_select(0, keep);
+      h = h.index_select(1, keep);
+      token = token.index_select(0, keep);
+    }
   }
   return rows;
 }

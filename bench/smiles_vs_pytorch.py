@@ -1,0 +1,153 @@
+#!/usr/bin/python3
+"""latent's SMILES VAE against the same model in PyTorch, side by side on one machine.
+
+  bench/smiles_vs_pytorch.py LATENT_BINARY [--molecules 2048] [--threads 2] [--samples 10000]
+
+Both sides train the same network (tests/smiles_vae_reference.py's module, latent's default sizes:
+embedding 64, bidirectional GRU 256, latent 56, GRU decoder 3 x 256) for one epoch on the same
+molecules of the built-in pool (canonical SMILES, batch 128, Adam 1e-3, no augmentation, no
+property head), and report decoder tokens per second (each molecule's tokens and its end) and
+the held-out token NLL after the epoch (the same molecules held out on both sides). Then each
+samples `--samples` molecules from N(0, I) with greedy decoding in batches of 500 (max_length 120)
+and reports the time. PyTorch is Debian's python3-torch; the ratio is latent / PyTorch.
+"""
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from smiles_vae_reference import SmilesVae  # noqa: E402
+
+PAD, BOS, EOS, UNK = 0, 1, 2, 3
+TOKEN = re.compile(r"(\[[^\]]+]|Br?|Cl?|N|O|S|P|F|I|b|c|n|o|s|p|\(|\)|\.|=|#|-|\+|\\|\/|:|~|@|\?|>|\*|\$|%[0-9]{2}|[0-9])")
+SIZES = dict(latent=56, embedding=64, encoder_hidden=256, decoder_hidden=256, decoder_layers=3)
+MAX_LENGTH = 120
+
+
+def pool_molecules(n):
+    cache = os.environ.get("LATENT_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "latent")
+    rows = [l.split(",") for l in open(os.path.join(cache, "molecules.csv")) if l and not l.startswith("#")]
+    return [r[0] for r in rows[1:] if r[1] == "0"][:n]  # the training split, in the pool's order
+
+
+def vocabulary(smiles):
+    tokens = sorted({t for s in smiles for t in TOKEN.findall(s)})
+    return ["<pad>", "<bos>", "<eos>", "<unk>"] + tokens
+
+
+def encode(smiles, vocab):
+    index = {t: i for i, t in enumerate(vocab)}
+    rows = [[BOS] + [index.get(t, UNK) for t in TOKEN.findall(s)] + [EOS] for s in smiles]
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [PAD] * (width - len(r)) for r in rows])
+
+
+def token_nll(model, tokens):
+    lengths = (tokens != PAD).sum(1)
+    mu, logvar = model.encode(tokens, lengths)
+    z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+    logits = model.decode(z, tokens)
+    b, t, v = logits.shape
+    nll = torch.nn.functional.cross_entropy(logits.reshape(b * t, v), tokens[:, 1:].reshape(b * t), reduction="none",
+                                            ignore_index=PAD).view(b, t).sum(1)
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+    return nll, kl
+
+
+def pytorch_train(train, test, vocab):
+    torch.manual_seed(0)
+    model = SmilesVae(len(vocab), **SIZES)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    perm = torch.randperm(len(train))
+    tokens_seen = 0
+    t0 = time.perf_counter()
+    for start in range(0, len(train), 128):
+        batch = encode([train[i] for i in perm[start:start + 128]], vocab)
+        nll, kl = token_nll(model, batch)
+        loss = (nll + kl).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        tokens_seen += int((batch[:, 1:] != PAD).sum())
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        nll, _ = token_nll(model, encode(test, vocab))
+    return tokens_seen / seconds, float(nll.mean()), model
+
+
+def pytorch_sample(model, n):
+    """Greedy decoding from z ~ N(0, I) in batches of 500, until every row has ended."""
+    torch.manual_seed(1)
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for start in range(0, n, 500):
+            z = torch.randn(min(500, n - start), SIZES["latent"])
+            b = z.shape[0]
+            h = model.decoder_init(z).view(b, model.layers, model.hidden).transpose(0, 1).contiguous()
+            token = torch.full((b,), BOS, dtype=torch.long)
+            done = torch.zeros(b, dtype=torch.bool)
+            for _ in range(MAX_LENGTH):
+                out, h = model.decoder(torch.cat([model.embedding(token), z], 1).unsqueeze(1), h)
+                token = model.output(out.squeeze(1)).argmax(1)
+                token[done] = PAD
+                done |= token == EOS
+                if bool(done.all()):
+                    break
+    return time.perf_counter() - t0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("latent")
+    ap.add_argument("--molecules", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--samples", type=int, default=10000)
+    a = ap.parse_args()
+    torch.set_num_threads(a.threads)
+    molecules = pool_molecules(a.molecules)
+    cpu = subprocess.run([a.latent, "info"], capture_output=True, text=True).stdout.splitlines()[1]
+    print(f"CPU: {cpu}; {a.threads} threads; {len(molecules)} molecules of the pool's training split; "
+          f"PyTorch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    with tempfile.TemporaryDirectory() as work:
+        data = os.path.join(work, "molecules.smi")
+        with open(data, "w") as f:
+            f.write("\n".join(molecules) + "\n")
+        config = dict(type="smiles_vae", augment=False, properties=[], max_length=MAX_LENGTH, **SIZES)
+        run = os.path.join(work, "run")
+        subprocess.run([a.latent, "train", "--data", data, "--config", json.dumps(config), "--epochs", "1",
+                        "--batch-size", "128", "--lr", "1e-3", "--kl-warmup", "0", "--free-bits", "0",
+                        "--threads", str(a.threads), "--quiet", "--out", run], check=True, capture_output=True)
+        m = json.loads(open(os.path.join(run, "metrics.jsonl")).read().splitlines()[-1])
+        ours_tokens, ours_nll = m["tokens_per_s"], m["test_recon"]
+        t0 = time.perf_counter()
+        subprocess.run([a.latent, "sample", os.path.join(run, "model.safetensors"), "-n", str(a.samples), "-o",
+                        os.path.join(work, "s.smi")], check=True, capture_output=True,
+                       env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
+        ours_sample = time.perf_counter() - t0
+    # latent's held-out split of a file: the first 10% of a permutation drawn with its split seed
+    # (LibTorch's and PyTorch's randperm share the generator), so both sides hold out the same molecules.
+    n_test = round(0.1 * len(molecules))
+    g = torch.Generator().manual_seed(0x5EED5EED)
+    perm = torch.randperm(len(molecules), generator=g).tolist()
+    train = [molecules[i] for i in perm[n_test:]]
+    test = [molecules[i] for i in perm[:n_test]]
+    vocab = vocabulary(molecules)
+    theirs_tokens, theirs_nll, model = pytorch_train(train, test, vocab)
+    theirs_sample = pytorch_sample(model, a.samples)
+    print(f"training: latent {ours_tokens:,.0f} tokens/s, PyTorch {theirs_tokens:,.0f} tokens/s: "
+          f"{ours_tokens / theirs_tokens:.2f}x; held-out token NLL after one epoch: latent {ours_nll:.2f}, "
+          f"PyTorch {theirs_nll:.2f} nats per molecule")
+    print(f"sampling {a.samples} molecules (greedy, batches of 500): latent {ours_sample:.1f} s (the whole command, "
+          f"loading included), PyTorch {theirs_sample:.1f} s: {theirs_sample / ours_sample:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
