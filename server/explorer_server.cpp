@@ -21,6 +21,7 @@
 
 #include "latent/error.h"
 #include "latent/json.h"
+#include "molecule_api.h"
 #include "web_assets.h"
 
 namespace latent::server {
@@ -199,7 +200,9 @@ class GrowingPool : public httplib::TaskQueue {
 }  // namespace
 
 struct ExplorerServer::Impl {
-  ExplorerApi api;
+  // One of the two: an image VAE's API, or a SMILES VAE's (the Molecules view).
+  std::unique_ptr<ExplorerApi> images;
+  std::unique_ptr<MoleculeApi> molecules;
   httplib::Server http;
   std::string host;
   int port = 0;
@@ -213,8 +216,20 @@ struct ExplorerServer::Impl {
   // wrote its socket): at 50 clients p99 3.6 against 3.9 ms ungated, bench/RESULTS.md.
   FifoGate gate{static_cast<int>(2 * std::max(1u, std::thread::hardware_concurrency()))};
 
-  Impl(LoadedCheckpoint ck, const std::string& path, const ServeOptions& opt)
-      : api(std::move(ck), path, opt.limits, opt.precision), host(opt.host) {}
+  Impl(LoadedCheckpoint ck, const std::string& path, const ServeOptions& opt) : host(opt.host) {
+    if (ck.info.model.type == "smiles_vae")
+      molecules = std::make_unique<MoleculeApi>(std::move(ck), path);
+    else
+      images = std::make_unique<ExplorerApi>(std::move(ck), path, opt.limits, opt.precision);
+  }
+  ExplorerApi& image_api() {
+    if (!images) throw ApiError(404, "this explorer shows a molecule model: its routes are /api/molecules/...");
+    return *images;
+  }
+  MoleculeApi& molecule_api() {
+    if (!molecules) throw ApiError(404, "this explorer shows an image model, not molecules");
+    return *molecules;
+  }
 
   // Every handler answers JSON; whatever a request does, the worst it gets is a 4xx/5xx reply.
   httplib::Server::Handler route(std::function<json(const httplib::Request&)> fn) {
@@ -236,23 +251,34 @@ struct ExplorerServer::Impl {
   }
 
   void mount(const ServeOptions& opt) {
-    http.Get("/api/info", route([this](const auto&) { return api.info(); }));
-    http.Get("/api/metrics", route([this](const auto&) { return api.metrics(); }));
-    http.Get("/api/anomaly", route([this](const auto& req) {
-               return api.anomaly(req.has_param("score") ? req.get_param_value("score") : std::string("neg_elbo"));
+    http.Get("/api/info", route([this](const auto&) { return molecules ? molecules->info() : image_api().info(); }));
+    http.Get("/api/molecules/plane", route([this](const auto& req) {
+               return molecule_api().plane(req.has_param("property") ? req.get_param_value("property") : std::string("qed"),
+                                           query_int(req, "limit", 2000));
              }));
-    http.Get("/api/items",
-             route([this](const auto& req) { return api.items(query_int(req, "offset", 0), query_int(req, "limit", 32)); }));
+    http.Post("/api/molecules/encode", route([this](const auto& req) { return molecule_api().encode(body_json(req)); }));
+    http.Post("/api/molecules/decode", route([this](const auto& req) { return molecule_api().decode(body_json(req)); }));
+    http.Post("/api/molecules/sample", route([this](const auto& req) { return molecule_api().sample(body_json(req)); }));
+    http.Post("/api/molecules/walk", route([this](const auto& req) { return molecule_api().walk(body_json(req)); }));
+    http.Post("/api/molecules/optimize", route([this](const auto& req) { return molecule_api().optimize(body_json(req)); }));
+    http.Get("/api/metrics", route([this](const auto&) { return image_api().metrics(); }));
+    http.Get("/api/anomaly", route([this](const auto& req) {
+               return image_api().anomaly(req.has_param("score") ? req.get_param_value("score") : std::string("neg_elbo"));
+             }));
+    http.Get("/api/items", route([this](const auto& req) {
+               return image_api().items(query_int(req, "offset", 0), query_int(req, "limit", 32));
+             }));
     const int64_t scatter = opt.limits.scatter;
-    http.Get("/api/scatter", route([this, scatter](const auto& req) { return api.scatter(query_int(req, "limit", scatter)); }));
-    http.Post("/api/encode", route([this](const auto& req) { return api.encode(body_json(req)); }));
-    http.Post("/api/decode", [this, general = route([this](const auto& req) { return api.decode(body_json(req)); })](
+    http.Get("/api/scatter",
+             route([this, scatter](const auto& req) { return image_api().scatter(query_int(req, "limit", scatter)); }));
+    http.Post("/api/encode", route([this](const auto& req) { return image_api().encode(body_json(req)); }));
+    http.Post("/api/decode", [this, general = route([this](const auto& req) { return image_api().decode(body_json(req)); })](
                                  const httplib::Request& req, httplib::Response& res) {
       init_request_thread();
       std::optional<std::string> text;
       gate.enter();
       try {
-        text = api.decode_text(req.body);
+        text = image_api().decode_text(req.body);
       } catch (const std::exception&) {  // the general path answers with the same error in JSON
       }
       gate.leave();
@@ -261,9 +287,9 @@ struct ExplorerServer::Impl {
       res.set_header("Content-Type", "application/json");
       res.set_header("Cache-Control", "no-store");
     });
-    http.Post("/api/sample", route([this](const auto& req) { return api.sample(body_json(req)); }));
-    http.Post("/api/kl_steps", route([this](const auto& req) { return api.kl_steps(body_json(req)); }));
-    http.Post("/api/interpolate", route([this](const auto& req) { return api.interpolate(body_json(req)); }));
+    http.Post("/api/sample", route([this](const auto& req) { return image_api().sample(body_json(req)); }));
+    http.Post("/api/kl_steps", route([this](const auto& req) { return image_api().kl_steps(body_json(req)); }));
+    http.Post("/api/interpolate", route([this](const auto& req) { return image_api().interpolate(body_json(req)); }));
     auto sd = [sd = opt.sd]() -> SdApi& {
       if (!sd) throw ApiError(404, "no Stable Diffusion autoencoder here: start latent serve with --vae FILE or --taesd FILE");
       return *sd;
@@ -338,7 +364,9 @@ ExplorerServer::~ExplorerServer() { stop(); }
 
 int ExplorerServer::port() const { return impl_->port; }
 
-const ExplorerApi& ExplorerServer::api() const { return impl_->api; }
+const ExplorerApi& ExplorerServer::api() const { return impl_->image_api(); }
+
+bool ExplorerServer::shows_molecules() const { return impl_->molecules != nullptr; }
 
 std::string ExplorerServer::address() const {
   const std::string host = impl_->host.find(':') != std::string::npos ? "[" + impl_->host + "]" : impl_->host;

@@ -4,8 +4,9 @@
 /// POST /api/encode, /api/decode, /api/sample, /api/kl_steps, /api/interpolate (JSON bodies);
 /// with an SD autoencoder (ServeOptions::sd): GET /api/sd/info, POST /api/sd/encode, /api/sd/decode,
 /// /api/sd/interpolate (SdApi; without one they answer 404 saying so);
-/// GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The page's files
-/// are looked up by exact name in a table compiled into the binary: nothing is read from disk.
+/// with a SMILES VAE checkpoint, /api/info and the Molecules view's /api/molecules/... routes
+/// (MoleculeApi) instead of the image routes; GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The
+/// page's files are looked up by exact name in a table compiled into the binary: nothing is read from disk.
 #pragma once
 
 #include <cstddef>
@@ -37,7 +38,9 @@ class ExplorerServer {
   ExplorerServer& operator=(const ExplorerServer&) = delete;
 
   int port() const;
+  /// The image model's API; throws ApiError(404) when the server shows a molecule model.
   const ExplorerApi& api() const;
+  bool shows_molecules() const;
   /// "http://HOST:PORT/"
   std::string address() const;
   /// Serves until stop() is called from another thread.

@@ -28,3 +28,27 @@ url="$(grep -o 'http://[^ ]*' "$log" | head -1)"
 LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" LATENT_UPLOAD_PNG="$work/run/samples.png" \
   LATENT_UPLOAD_PNG_B="$work/run/reconstructions.png" \
   node --test --test-reporter=spec "$here/explorer.test.mjs"
+kill $server 2>/dev/null || true
+
+# The Molecules view on a small SMILES VAE trained on the chemistry fixture's molecules (needs RDKit).
+if "$latent" info | grep -q "rdkit: no"; then
+  echo "skipped: the Molecules view (this latent was built without RDKit)"
+  exit 0
+fi
+if [ ! -f "$work/molecules/model.safetensors" ]; then
+  tail -n +3 "$here/../fixtures/chem_properties.csv" | cut -d, -f2 | grep -v '^$' | grep -v '"' | grep -v '\.' >"$work/molecules.smi"
+  "$latent" train --data "$work/molecules.smi" --config \
+    '{"type": "smiles_vae", "latent": 8, "embedding": 16, "encoder_hidden": 32, "decoder_hidden": 64, "decoder_layers": 2}' \
+    --epochs 4 --batch-size 16 --quiet --out "$work/molecules" >/dev/null
+fi
+mlog="$work/serve-molecules.log"
+"$latent" serve "$work/molecules/model.safetensors" --port 0 >"$mlog" 2>&1 &
+server=$!
+for _ in $(seq 100); do
+  grep -q "latent explorer: http" "$mlog" && break
+  kill -0 $server 2>/dev/null || { cat "$mlog"; exit 1; }
+  sleep 0.1
+done
+url="$(grep -o 'http://[^ ]*' "$mlog" | head -1)"
+LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" \
+  node --test --test-reporter=spec "$here/molecules.test.mjs"

@@ -40,8 +40,8 @@ void run_serve(const ServeArgs& a) {
   // One thread per request: concurrent requests run side by side instead of contending for a pool.
   set_num_threads(1);
   server::ExplorerServer server(checkpoint_load(path), path, args.opt);
-  std::printf("latent explorer: %s  (model %s, %s decoding on %s%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
-              server.api().precision().c_str(), cpu_summary().c_str(),
+  std::printf("latent explorer: %s  (model %s, %s on %s%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
+              server.shows_molecules() ? "molecules" : (server.api().precision() + " decoding").c_str(), cpu_summary().c_str(),
               args.opt.sd ? ("; SD latents from " + args.opt.sd->info()["file"].get<std::string>()).c_str() : "");
   std::fflush(stdout);
   server.run();

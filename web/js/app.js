@@ -5,11 +5,12 @@ import { el, fmt } from './draw.js';
 import { state, setInput } from './state.js';
 import { views } from './views/index.js';
 
-// One {view, tab, panel} per view; the first is shown until the address names another.
-function buildTabs() {
+// One {view, tab, panel} per view of the model's kind (views/index.js: images, or molecules); the
+// first is shown until the address names another.
+function buildTabs(kind) {
   const nav = document.querySelector('nav.tabs');
   const main = document.querySelector('main');
-  const entries = views.map((view) => {
+  const entries = views.filter((view) => (view.kind || 'images') === kind).map((view) => {
     const tab = el('button', { role: 'tab', id: `tab-${view.id}`, 'aria-controls': `view-${view.id}` }, nav, view.title);
     const panel = el('section', { id: `view-${view.id}`, role: 'tabpanel', 'aria-labelledby': tab.id, class: 'view' }, main);
     tab.hidden = Boolean(view.optional);
@@ -47,6 +48,11 @@ function buildTabs() {
 
 function summary(info) {
   const m = info.model;
+  if (info.kind === 'molecules') {
+    const last = info.last_epoch;
+    const elbo = last && typeof last.test_elbo === 'number' ? ` · test ELBO ${fmt(last.test_elbo)} nats after ${info.epochs} epoch${info.epochs === 1 ? '' : 's'}` : '';
+    return `${m.type}, latent ${info.latent}, GRU ${m.decoder_layers}×${m.decoder_hidden} · molecules (${info.test_size} test molecules)${elbo}`;
+  }
   const arch = m.type === 'mlp_vae' ? `${info.data_shape.reduce((a, b) => a * b, 1)}-${(m.hidden || []).join('-')}-${info.latent}` : `${info.data_shape.join('×')} → ${info.latent}`;
   const data = info.data.source === 'fashion-mnist' ? 'Fashion-MNIST' : info.data.source;
   const last = info.last_epoch;
@@ -57,13 +63,14 @@ function summary(info) {
 async function main() {
   document.getElementById('error-close').addEventListener('click', clearError);
   const hash = location.hash;
-  const tabs = buildTabs();
   const info = await guarded(() => get('/api/info'));
   if (!info) {
     document.getElementById('model-summary').textContent = 'the model could not be loaded';
     return;
   }
   state.info = info;
+  const kind = info.kind || 'images';
+  const tabs = buildTabs(kind);
   document.getElementById('model-summary').textContent = summary(info);
   // Every view mounts at once (their data loads in parallel with the first input's encoding).
   const mounts = tabs.entries.map(async (entry) => {
@@ -75,7 +82,7 @@ async function main() {
     }
     if (tabs.current() === entry) entry.view.show();
   });
-  await Promise.all([...mounts, setInput({ index: 0 })]);
+  await Promise.all(kind === 'images' ? [...mounts, setInput({ index: 0 })] : mounts);
   document.body.dataset.ready = 'true';
 }
 
