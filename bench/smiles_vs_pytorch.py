@@ -38,6 +38,14 @@ def pool_molecules(n):
     return [r[0] for r in rows[1:] if r[1] == "0"][:n]  # the training split, in the pool's order
 
 
+def vocabulary_of(checkpoint):
+    """The vocabulary size of a latent checkpoint (its config in the safetensors metadata)."""
+    with open(checkpoint, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        meta = json.loads(f.read(size))["__metadata__"]
+    return json.loads(meta["model"])["vocabulary"]
+
+
 def vocabulary(smiles):
     tokens = sorted({t for s in smiles for t in TOKEN.findall(s)})
     return ["<pad>", "<bos>", "<eos>", "<unk>"] + tokens
@@ -81,6 +89,23 @@ def pytorch_train(train, test, vocab):
     with torch.no_grad():
         nll, _ = token_nll(model, encode(test, vocab))
     return tokens_seen / seconds, float(nll.mean()), model
+
+
+def load_latent_weights(model, path):
+    """latent's checkpoint into the PyTorch module: its tensors carry the module's state-dict names."""
+    import numpy
+    with open(path, "rb") as f:
+        size = int.from_bytes(f.read(8), "little")
+        header = json.loads(f.read(size))
+        data = f.read()
+    state = {}
+    wanted = set(model.state_dict())
+    for name, t in header.items():
+        if name not in wanted:  # the metadata, Adam's moments
+            continue
+        a, b = t["data_offsets"]
+        state[name] = torch.from_numpy(numpy.frombuffer(data[a:b], dtype=numpy.float32).reshape(t["shape"]).copy())
+    model.load_state_dict(state)
 
 
 def pytorch_sample(model, n):
@@ -132,6 +157,8 @@ def main():
                         os.path.join(work, "s.smi")], check=True, capture_output=True,
                        env=dict(os.environ, OMP_NUM_THREADS=str(a.threads)))
         ours_sample = time.perf_counter() - t0
+        trained = SmilesVae(len(vocabulary_of(os.path.join(run, "model.safetensors"))), **SIZES)
+        load_latent_weights(trained, os.path.join(run, "model.safetensors"))
     # latent's held-out split of a file: the first 10% of a permutation drawn with its split seed
     # (LibTorch's and PyTorch's randperm share the generator), so both sides hold out the same molecules.
     n_test = round(0.1 * len(molecules))
@@ -141,7 +168,7 @@ def main():
     test = [molecules[i] for i in perm[:n_test]]
     vocab = vocabulary(molecules)
     theirs_tokens, theirs_nll, model = pytorch_train(train, test, vocab)
-    theirs_sample = pytorch_sample(model, a.samples)
+    theirs_sample = pytorch_sample(trained, a.samples)  # the same weights latent sampled from
     print(f"training: latent {ours_tokens:,.0f} tokens/s, PyTorch {theirs_tokens:,.0f} tokens/s: "
           f"{ours_tokens / theirs_tokens:.2f}x; held-out token NLL after one epoch: latent {ours_nll:.2f}, "
           f"PyTorch {theirs_nll:.2f} nats per molecule")
