@@ -12,19 +12,26 @@ mkdir -p "$work"
 if [ ! -f "$work/run/model.safetensors" ]; then
   "$latent" train --data fashion-mnist --limit 6000 --epochs 3 --quiet --out "$work/run"
 fi
-log="$work/serve.log"
+# serve LOG ARGS...: starts `latent serve ARGS --port 0` in the background, waits for its address,
+# and sets $server (its pid) and $url.
+server=""
+trap 'kill $server 2>/dev/null || true' EXIT
+serve() {
+  local log="$1"
+  shift
+  "$latent" serve "$@" --port 0 >"$log" 2>&1 &
+  server=$!
+  for _ in $(seq 100); do
+    grep -q "latent explorer: http" "$log" && break
+    kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
+    sleep 0.1
+  done
+  url="$(grep -o 'http://[^ ]*' "$log" | head -1)"
+}
+
 # With the small SD autoencoder of the unit tests' fixtures (channels [32, 64], factor 2) for the SD
 # latents view: 64x64 images encode and decode in milliseconds.
-"$latent" serve "$work/run/model.safetensors" --port 0 --vae "$here/../fixtures/sd/diffusers_f32.safetensors" --sd-size 64 \
-  > "$log" 2>&1 &
-server=$!
-trap 'kill $server 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  grep -q "latent explorer: http" "$log" && break
-  kill -0 $server 2>/dev/null || { cat "$log"; exit 1; }
-  sleep 0.1
-done
-url="$(grep -o 'http://[^ ]*' "$log" | head -1)"
+serve "$work/serve.log" "$work/run/model.safetensors" --vae "$here/../fixtures/sd/diffusers_f32.safetensors" --sd-size 64
 LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" LATENT_UPLOAD_PNG="$work/run/samples.png" \
   LATENT_UPLOAD_PNG_B="$work/run/reconstructions.png" \
   node --test --test-reporter=spec "$here/explorer.test.mjs"
@@ -41,14 +48,6 @@ if [ ! -f "$work/molecules/model.safetensors" ]; then
     '{"type": "smiles_vae", "latent": 8, "embedding": 16, "encoder_hidden": 32, "decoder_hidden": 64, "decoder_layers": 2}' \
     --epochs 4 --batch-size 16 --quiet --out "$work/molecules" >/dev/null
 fi
-mlog="$work/serve-molecules.log"
-"$latent" serve "$work/molecules/model.safetensors" --port 0 >"$mlog" 2>&1 &
-server=$!
-for _ in $(seq 100); do
-  grep -q "latent explorer: http" "$mlog" && break
-  kill -0 $server 2>/dev/null || { cat "$mlog"; exit 1; }
-  sleep 0.1
-done
-url="$(grep -o 'http://[^ ]*' "$mlog" | head -1)"
+serve "$work/serve-molecules.log" "$work/molecules/model.safetensors"
 LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" \
   node --test --test-reporter=spec "$here/molecules.test.mjs"
