@@ -3,6 +3,7 @@
 #include <ATen/CPUGeneratorImpl.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <unordered_set>
 
@@ -65,7 +66,9 @@ void sample_smiles(ModelImpl& model, const Args& a) {
   if (!a.npy.empty()) throw Error("a molecule model's samples are SMILES: write them with -o FILE.smi");
   if (a.out.empty() || !(ends_with_text(a.out, ".smi") || ends_with_text(a.out, ".txt")))
     throw Error("a molecule model's samples are SMILES: give -o FILE.smi");
+  const auto t0 = std::chrono::steady_clock::now();
   const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature, a.constrained);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::string text;
   for (const auto& s : smiles) text += s + "\n";
   atomic_write(a.out, text);
@@ -73,9 +76,9 @@ void sample_smiles(ModelImpl& model, const Args& a) {
   std::unordered_set<std::string> distinct;
   for (const auto& s : smiles)
     if (const auto c = s.empty() ? std::nullopt : canonical_smiles(s)) ++valid, distinct.insert(*c);
-  std::printf("wrote %s: %zu SMILES, %lld valid (%.1f%%), %zu distinct valid molecules\n", a.out.c_str(), smiles.size(),
-              static_cast<long long>(valid), 100.0 * static_cast<double>(valid) / static_cast<double>(smiles.size()),
-              distinct.size());
+  std::printf("wrote %s: %zu SMILES decoded in %.2f s, %lld valid (%.1f%%), %zu distinct valid molecules\n", a.out.c_str(),
+              smiles.size(), seconds, static_cast<long long>(valid),
+              100.0 * static_cast<double>(valid) / static_cast<double>(smiles.size()), distinct.size());
 }
 
 void run_sample(Args& a) {
