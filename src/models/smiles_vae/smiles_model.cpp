@@ -25,7 +25,7 @@ namespace latent {
 namespace {
 
 constexpr int64_t kPropertyHidden = 64;  // the property head: Linear(d, 64), ReLU, Linear(64, P)
-constexpr int64_t kDecodeBatch = 500;    // molecules decoded at once
+constexpr int64_t kDecodeBatch = 2000;   // molecules decoded at once (finished ones leave the batch)
 constexpr int64_t kMaxProperties = 32;
 const std::set<std::string> kComputedProperties = {"logp", "mw", "tpsa", "qed", "sa", "plogp"};
 
