@@ -38,6 +38,13 @@ void code_json(const nlohmann::json& v, const std::string& where, int64_t d, flo
 /// `max`, evenly spaced from 0 to 1, default 8); not both. [T] float.
 at::Tensor interpolation_positions(const nlohmann::json& body, int64_t max);
 
+/// The principal plane of encoded means mu [N, d]: the two leading eigenvectors of their covariance.
+struct PrincipalPlane {
+  at::Tensor axes;       // [2, d], unit rows, leading first, each with its largest component positive
+  at::Tensor explained;  // [2], fraction of the variance along each axis
+};
+PrincipalPlane principal_plane(const at::Tensor& mu);
+
 /// body "method": "linear" (default) or "slerp".
 std::string interpolation_method(const nlohmann::json& body);
 

@@ -28,25 +28,6 @@ using nlohmann::json;
 
 namespace {
 
-struct PrincipalPlane {
-  at::Tensor axes;       // [2, d], unit rows, leading first
-  at::Tensor explained;  // [2], fraction of the variance along each axis
-};
-
-// The principal plane of encoded means mu [N, d]: the two leading eigenvectors of their covariance.
-PrincipalPlane principal_plane(const at::Tensor& mu) {
-  at::Tensor centered = (mu - mu.mean(0, true)).to(at::kDouble);                      // [N, d]
-  at::Tensor cov = centered.t().mm(centered) / std::max<int64_t>(1, mu.size(0) - 1);  // [d, d]
-  auto [values, vectors] = at::linalg_eigh(cov);                                      // ascending
-  const int64_t d = mu.size(1);
-  at::Tensor axes = vectors.narrow(1, d - 2, 2).flip({1}).t().contiguous();  // [2, d], leading first
-  // An eigenvector's sign is arbitrary: make each axis's largest component positive, so the plane
-  // is the same on every start.
-  at::Tensor largest = axes.abs().argmax(1, true);
-  axes = axes * axes.gather(1, largest).sign();
-  return {axes.to(at::kFloat), (values.flip({0}).narrow(0, 0, 2) / values.sum().clamp_min(1e-30)).to(at::kFloat)};
-}
-
 // The encoded means of x [N, D...], in batches of 1,000.
 at::Tensor encoded_means(VaeImpl& vae, const at::Tensor& x) {
   std::vector<at::Tensor> mus;

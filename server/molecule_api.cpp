@@ -17,21 +17,6 @@ namespace latent::server {
 
 using nlohmann::json;
 
-namespace {
-
-// The plane of the two leading principal directions of mu [N, d] (centred): axes [2, d].
-at::Tensor leading_axes(const at::Tensor& mu) {
-  const at::Tensor centred = (mu - mu.mean(0, true)).to(at::kDouble);
-  const at::Tensor cov = centred.t().mm(centred) / std::max<int64_t>(1, mu.size(0) - 1);
-  auto [values, vectors] = at::linalg_eigh(cov);  // ascending
-  const int64_t d = mu.size(1);
-  at::Tensor axes = vectors.narrow(1, d - 2, 2).flip({1}).t().contiguous();
-  const at::Tensor largest = axes.abs().argmax(1, true);  // a fixed sign: each axis's largest component positive
-  return (axes * axes.gather(1, largest).sign()).to(at::kFloat);
-}
-
-}  // namespace
-
 MoleculeApi::MoleculeApi(LoadedCheckpoint checkpoint, std::string checkpoint_path)
     : ck_(std::move(checkpoint)),
       model_(&require_smiles_vae(*ck_.model, checkpoint_path + ": the Molecules view")),
@@ -47,7 +32,7 @@ MoleculeApi::MoleculeApi(LoadedCheckpoint checkpoint, std::string checkpoint_pat
     mus.push_back(model_->encode(test.x.narrow(0, i, std::min<int64_t>(500, test.size() - i))).mu);
   mu_ = at::cat(mus);
   mean_ = mu_.mean(0);
-  axes_ = leading_axes(mu_);
+  axes_ = principal_plane(mu_).axes;
 }
 
 json MoleculeApi::info() const {
@@ -76,10 +61,9 @@ json MoleculeApi::molecule_json(const std::string& smiles) const {
   json j = {{"smiles", c ? *c : smiles}, {"valid", c.has_value()}};
   if (!c) return j;
   j["svg"] = molecule_svg(*c, 220, 170);
-  json props = json::object();
-  for (const auto& name : model_->property_names())
-    if (name == "logp" || name == "qed" || name == "sa" || name == "plogp" || name == "mw" || name == "tpsa")
-      props[name] = molecule_property(*c, name);
+  const MoleculeProperties p = molecule_properties(*c);  // once: QED and SA are the costly ones
+  json props = {{"logp", p.logp}, {"mw", p.mw}, {"tpsa", p.tpsa}, {"qed", p.qed}, {"sa", p.sa}};
+  props["plogp"] = penalized_logp(p, *c);
   j["properties"] = props;
   return j;
 }

@@ -20,10 +20,6 @@
 namespace latent::cli {
 namespace {
 
-bool ends_with_text(const std::string& s, const std::string& tail) {
-  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
-}
-
 struct Args {
   std::string checkpoint, out, npy, data, split = "test", from, to, method = "linear", z_file;
   std::vector<std::string> inputs;
@@ -64,7 +60,7 @@ void add_common(CLI::App* cmd, Args& a) {
 void sample_smiles(ModelImpl& model, const Args& a) {
   SmilesVaeImpl& m = require_smiles_vae(model, "sampling molecules");
   if (!a.npy.empty()) throw Error("a molecule model's samples are SMILES: write them with -o FILE.smi");
-  if (a.out.empty() || !(ends_with_text(a.out, ".smi") || ends_with_text(a.out, ".txt")))
+  if (a.out.empty() || !(ends_with(a.out, ".smi") || ends_with(a.out, ".txt")))
     throw Error("a molecule model's samples are SMILES: give -o FILE.smi");
   const auto t0 = std::chrono::steady_clock::now();
   const std::vector<std::string> smiles = sample_molecules(m, a.n, a.seed, a.temperature, a.token_temperature, a.constrained);
@@ -137,7 +133,7 @@ void interpolate_smiles(LoadedCheckpoint& ck, const Args& a) {
     std::printf("%2zu  %-7s %s\n", i, valid ? "valid" : "invalid", walk[i].c_str());
     text += walk[i] + "\n";
   }
-  if (ends_with_text(a.out, ".smi")) {
+  if (ends_with(a.out, ".smi")) {
     atomic_write(a.out, text);
   } else if (!a.out.empty()) {
     atomic_write(a.out, molecule_grid_png(walk, legends, static_cast<int>(std::min<int64_t>(a.steps, 5))));

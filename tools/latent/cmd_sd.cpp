@@ -32,10 +32,6 @@ struct SdArgs {
   int threads = 0;
 };
 
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
-
 std::unique_ptr<SdAutoencoder> load_vae(const SdArgs& a) {
   if (a.vae.empty() == a.taesd.empty()) throw Error("give the weights with --vae FILE or --taesd FILE (one of them)");
   set_num_threads(a.threads);  // 0: every core

@@ -65,6 +65,10 @@ int& exit_status() {
   return status;
 }
 
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
 void parse_size(const std::string& text, int* height, int* width) {
   std::smatch m;
   if (!std::regex_match(text, m, std::regex("([0-9]{1,5})x([0-9]{1,5})")) || std::stoi(m[1]) < 1 || std::stoi(m[2]) < 1)

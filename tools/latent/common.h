@@ -40,6 +40,9 @@ int& exit_status();
 const CLI::Validator& non_negative();
 const CLI::Validator& positive();
 
+/// Whether `s` ends with `suffix` (file names: ".npy", ".smi").
+bool ends_with(const std::string& s, const std::string& suffix);
+
 /// "--resize 64x64" -> (64, 64)
 void parse_size(const std::string& text, int* height, int* width);
 
