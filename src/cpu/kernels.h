@@ -55,6 +55,18 @@ struct Kernels {
   void (*adam_update)(float* p, const float* g, float* m, float* v, int64_t n, float b1, float b2, float step_size,
                       float inv_sqrt_bias2, float eps);
 
+  // --- GRU cells (torch.nn.GRU's), rows [r0, r1) of a batch; H hidden units, gates in the order r, u, n.
+
+  /// h = n + u (h_prev - n) with r = sigmoid(gi_r + gh_r), u = sigmoid(gi_u + gh_u),
+  /// n = tanh(gi_n + r gh_n); gi and gh [B, 3H] hold both products with their biases. When `saved` is
+  /// not null it receives [B, 4H]: r, u, n and gh_n, what gru_backward reads.
+  void (*gru_forward)(const float* gi, const float* gh, const float* h_prev, float* h, float* saved, int64_t r0, int64_t r1,
+                      int64_t H);
+  /// From dh [B, H] (the loss's gradient at h): dgi and dgh [B, 3H] (at gi and gh) and dh_prev [B, H]
+  /// = dh u, the gradient that reaches h_prev directly (gh's product adds dgh W_hh to it).
+  void (*gru_backward)(const float* dh, const float* saved, const float* h_prev, float* dgi, float* dgh, float* dh_prev,
+                       int64_t r0, int64_t r1, int64_t H);
+
   // --- Evaluation (IWAE) and packed decoders.
 
   /// log Bernoulli(x | sigmoid(l)) summed per row for rows [r0, r1) of logits [R, D]; row r's target

@@ -148,6 +148,34 @@ TEST(CpuKernels, AdamMatchesThePortableTwinAndFlushesTinyMoments) {
   }
 }
 
+TEST(CpuKernels, GruGatesMatchThePortableTwin) {
+  SKIP_WITHOUT_FAST_VARIANTS();
+  // H = 37 leaves a vector tail; pre-activations up to +-40 reach the sigmoid's and tanh's flat ends.
+  const int64_t B = 5, H = 37;
+  const auto gi = values(B * 3 * H, 6.0, 31), gh = values(B * 3 * H, 6.0, 32), hp = values(B * H, 1.0, 33);
+  auto wide = gi;
+  wide[3] = 40.0f;
+  wide[H + 4] = -40.0f;
+  wide[2 * H + 5] = 1e-4f;
+  const auto dh = values(B * H, 1.0, 34);
+  for (const Kernels* k : fast_variants()) {
+    std::vector<float> h1(B * H), h2(B * H), s1(B * 4 * H), s2(B * 4 * H);
+    portable().gru_forward(wide.data(), gh.data(), hp.data(), h1.data(), s1.data(), 0, B, H);
+    k->gru_forward(wide.data(), gh.data(), hp.data(), h2.data(), s2.data(), 0, B, H);
+    EXPECT_TRUE(near(h2, h1, 1e-6, 1e-7)) << cpu::isa_name(k->isa) << " state";
+    EXPECT_TRUE(near(s2, s1, 1e-6, 1e-7)) << cpu::isa_name(k->isa) << " saved gates";
+    std::vector<float> h3(B * H);
+    k->gru_forward(wide.data(), gh.data(), hp.data(), h3.data(), nullptr, 1, B, H);  // rows [1, B), nothing saved
+    EXPECT_TRUE(near(std::vector<float>(h3.begin() + H, h3.end()), std::vector<float>(h2.begin() + H, h2.end()), 0, 0));
+    std::vector<float> gi1(B * 3 * H), gi2(B * 3 * H), gh1(B * 3 * H), gh2(B * 3 * H), d1(B * H), d2(B * H);
+    portable().gru_backward(dh.data(), s1.data(), hp.data(), gi1.data(), gh1.data(), d1.data(), 0, B, H);
+    k->gru_backward(dh.data(), s1.data(), hp.data(), gi2.data(), gh2.data(), d2.data(), 0, B, H);
+    EXPECT_TRUE(near(gi2, gi1, 1e-6, 1e-7)) << cpu::isa_name(k->isa);
+    EXPECT_TRUE(near(gh2, gh1, 1e-6, 1e-7)) << cpu::isa_name(k->isa);
+    EXPECT_TRUE(near(d2, d1, 1e-6, 1e-7)) << cpu::isa_name(k->isa);
+  }
+}
+
 TEST(CpuKernels, EvaluationKernelsMatchThePortableTwin) {
   SKIP_WITHOUT_FAST_VARIANTS();
   for (const Kernels* k : fast_variants()) {
@@ -408,6 +436,19 @@ TEST(CpuKernels, PortableTwinIsRightOnItsOwn) {
     EXPECT_NEAR(g[i], 1 / (1 + std::exp(-li)) - x[i], 1e-6) << i;
   }
   EXPECT_NEAR(nll, want, 1e-5);
+  // One GRU cell: r = sigmoid(a_r + b_r), u = sigmoid(a_u + b_u), n = tanh(a_n + r b_n), h = n + u (h - n).
+  const float a[] = {-30.0f, 0.3f, 1.2f, 25.0f, -0.7f, 0.004f}, b[] = {0.5f, -0.2f, 0.1f, 2.0f, 0.9f, -1.5f};
+  const float h_prev[] = {0.25f, -0.6f};
+  float h[2], saved[8];
+  k.gru_forward(a, b, h_prev, h, saved, 0, 1, 2);
+  for (int j = 0; j < 2; ++j) {
+    const double r = 1 / (1 + std::exp(-(double{a[j]} + b[j]))), u = 1 / (1 + std::exp(-(double{a[2 + j]} + b[2 + j])));
+    const double n = std::tanh(double{a[4 + j]} + r * b[4 + j]);
+    EXPECT_NEAR(saved[j], r, 1e-7 * std::max(1.0, r)) << j;
+    EXPECT_NEAR(h[j], (1 - u) * n + u * h_prev[j], 1e-6) << j;
+  }
+  EXPECT_GT(saved[0], 0.0f);  // sigmoid(-29.5) = 1.5e-13: kept, not rounded to 0
+  EXPECT_NEAR(saved[0], 1.5428e-13, 1e-16);
   uint8_t px[4];
   k.sigmoid_to_u8(l, 4, px);
   EXPECT_EQ(px[0], 12);  // 255 sigmoid(-3) = 12.1

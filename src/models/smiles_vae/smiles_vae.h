@@ -21,6 +21,11 @@
 
 namespace latent {
 
+/// One layer and direction of an nn::GRU's parameters (views of them).
+struct GruWeights {
+  at::Tensor w_ih, w_hh, b_ih, b_hh;
+};
+
 struct SmilesVaeSizes {
   int64_t vocabulary = 0;  // V, with the four specials of SmilesVocabulary
   int64_t latent = 56;
@@ -36,7 +41,8 @@ class SmilesVaeNetImpl : public torch::nn::Module {
 
   /// mu and logvar [B, d] of q(z | tokens); `lengths` [B] counts each row's tokens up to its kEos.
   std::pair<at::Tensor, at::Tensor> encode(const at::Tensor& tokens, const at::Tensor& lengths);
-  /// Logits [B, T-1, V] of tokens[:, 1:] given the tokens before each and z [B, d].
+  /// Logits [B, T-1, V] of tokens[:, 1:] given the tokens before each and z [B, d], up to each row's
+  /// kEos; the steps after it are not run (their logits are 0).
   at::Tensor decode(const at::Tensor& z, const at::Tensor& tokens);
   /// -log p(tokens | z) per molecule [B]: the cross entropy of every token after kBos up to and
   /// including kEos (kPad positions do not count), in nats.
@@ -52,6 +58,7 @@ class SmilesVaeNetImpl : public torch::nn::Module {
 
  private:
   at::Tensor initial_state(const at::Tensor& z);  // [L, B, H]
+  static GruWeights gru_weights(const torch::nn::GRU& gru, int64_t layer, bool reverse);
 
   SmilesVaeSizes sizes_;
   torch::nn::Embedding embedding{nullptr};
