@@ -2,7 +2,7 @@
 // forward+backward: latent's gru_sequence (src/models/smiles_vae/gru.h) against ATen's at::gru,
 // the kernels PyTorch's torch.nn.GRU runs on a CPU. A tool for optimizing the layer; the model-level
 // comparison with PyTorch is bench/smiles_vs_pytorch.py.
-//   gru_profile [T] [B] [threads]
+//   gru_profile [T] [B] [threads] [rows of the decoding step]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/autograd.h>
@@ -58,4 +58,12 @@ int main(int argc, char** argv) {
     const double both = best_ms([&] { torch::autograd::grad({(f() * dy).sum()}, params); }, 5);
     std::printf("%-10s %10.2f %18.2f\n", name, fwd, both);
   }
+  // One decoding step of a large batch (sampling decodes 2,000 molecules at once): at::gru_cell
+  // (what torch.nn.GRU runs for one step) against gru_step, with the input's product included.
+  const int64_t R = argc > 4 ? std::atoll(argv[4]) : 2000;
+  at::NoGradGuard no_grad;
+  const at::Tensor xs = at::randn({R, I}), hs = at::randn({R, H}) * 0.5;
+  const double cell = best_ms([&] { at::gru_cell(xs, hs, w_ih, w_hh, b_ih, b_hh); }, 20);
+  const double step = best_ms([&] { latent::gru_step(at::linear(xs, w_ih, b_ih), hs, w_hh, b_hh); }, 20);
+  std::printf("one step of %lld rows: ATen gru_cell %.3f ms, latent gru_step %.3f ms\n", static_cast<long long>(R), cell, step);
 }

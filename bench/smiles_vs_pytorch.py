@@ -1,22 +1,27 @@
 #!/usr/bin/python3
 """latent's SMILES VAE against the same model in PyTorch, side by side on one machine.
 
-  bench/smiles_vs_pytorch.py LATENT_BINARY [--molecules 2048] [--threads 2] [--samples 10000]
+  bench/smiles_vs_pytorch.py LATENT_BINARY [--molecules 2048] [--threads 2] [--samples 10000] [--repeat N]
+                             [--checkpoint TRAINED]
 
 Both sides train the same network (tests/smiles_vae_reference.py's module, latent's default sizes:
 embedding 64, bidirectional GRU 256, latent 56, GRU decoder 3 x 256) for one epoch on the same
 molecules of the built-in pool (canonical SMILES, batch 128, Adam 1e-3, no augmentation, no
 property head), and report decoder tokens per second (each molecule's tokens and its end) and
 the held-out token NLL after the epoch (the same molecules held out on both sides). Then each
-samples `--samples` molecules from N(0, I) with greedy decoding in batches of 500 (max_length 120),
-PyTorch from latent's trained weights, and reports the decoding time (latent's `sample` prints it;
-its RDKit validity count afterwards is not included, PyTorch's loop has none). PyTorch is Debian's python3-torch; the ratio is latent / PyTorch.
+samples `--samples` molecules from N(0, I) with greedy decoding (max_length 120) from the same weights
+(latent's one-epoch model, or --checkpoint): latent in batches of 2,000 whose finished rows leave the
+batch, PyTorch in batches of 500 until every row has ended; the decoding time (latent's `sample`
+prints it; its RDKit validity count afterwards is not included, PyTorch's loop has none). With
+--repeat N the two sides alternate N times (a busy moment of a shared machine hits both) and the
+median ratio is printed. PyTorch is Debian's python3-torch; the ratio is latent / PyTorch.
 """
 import argparse
 import json
 import os
 import re
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -136,6 +141,7 @@ def main():
     ap.add_argument("--molecules", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=10000)
+    ap.add_argument("--repeat", type=int, default=1, help="runs of both sides, alternating; prints each and the median")
     ap.add_argument("--checkpoint", help="sample from this trained smiles_vae instead of the one-epoch model (rows end "
                                          "as a trained model's do)")
     a = ap.parse_args()
@@ -144,6 +150,39 @@ def main():
     cpu = subprocess.run([a.latent, "info"], capture_output=True, text=True).stdout.splitlines()[1]
     print(f"CPU: {cpu}; {a.threads} threads; {len(molecules)} molecules of the pool's training split; "
           f"PyTorch {torch.__version__}; {time.strftime('%Y-%m-%d')}")
+    # latent's held-out split of a file: the first 10% of a permutation drawn with its split seed
+    # (LibTorch's and PyTorch's randperm share the generator), so both sides hold out the same molecules.
+    n_test = round(0.1 * len(molecules))
+    g = torch.Generator().manual_seed(0x5EED5EED)
+    perm = torch.randperm(len(molecules), generator=g).tolist()
+    train = [molecules[i] for i in perm[n_test:]]
+    test = [molecules[i] for i in perm[:n_test]]
+    vocab = vocabulary(molecules)
+    train_ratios, sample_ratios = [], []
+    for rep in range(a.repeat):  # the two sides alternate: a busy moment of the machine hits both
+        ours_tokens, ours_nll, ours_sample, sampled_weights = latent_run(a, molecules)
+        theirs_tokens, theirs_nll, _ = pytorch_train(train, test, vocab)
+        trained = SmilesVae(sampled_weights["embedding.weight"].shape[0], **SIZES)
+        trained.load_state_dict(sampled_weights)
+        theirs_sample = pytorch_sample(trained, a.samples)  # the same weights latent sampled from
+        train_ratios.append(ours_tokens / theirs_tokens)
+        sample_ratios.append(theirs_sample / ours_sample)
+        print(f"run {rep + 1}: training: latent {ours_tokens:,.0f} tokens/s, PyTorch {theirs_tokens:,.0f} tokens/s: "
+              f"{train_ratios[-1]:.2f}x; held-out token NLL after one epoch: latent {ours_nll:.2f}, "
+              f"PyTorch {theirs_nll:.2f} nats per molecule")
+        print(f"run {rep + 1}: sampling {a.samples} molecules from the same weights ({a.checkpoint or 'the one-epoch model'}; "
+              f"greedy, decoding only; latent in batches of 2,000 whose finished rows leave, PyTorch in batches of "
+              f"500 until every row has ended): latent {ours_sample:.1f} s, PyTorch {theirs_sample:.1f} s: "
+              f"{sample_ratios[-1]:.2f}x")
+    if a.repeat > 1:
+        print(f"median of {a.repeat} runs: training {statistics.median(train_ratios):.2f}x "
+              f"(range {min(train_ratios):.2f}-{max(train_ratios):.2f}), sampling {statistics.median(sample_ratios):.2f}x "
+              f"(range {min(sample_ratios):.2f}-{max(sample_ratios):.2f})")
+
+
+def latent_run(a, molecules):
+    """One epoch of latent's training, then latent's sampling; returns tokens/s, held-out NLL, the
+    decoding time and the weights sampled from (as a PyTorch state dict)."""
     with tempfile.TemporaryDirectory() as work:
         data = os.path.join(work, "molecules.smi")
         with open(data, "w") as f:
@@ -154,30 +193,14 @@ def main():
                         "--batch-size", "128", "--lr", "1e-3", "--kl-warmup", "0", "--free-bits", "0",
                         "--threads", str(a.threads), "--quiet", "--out", run], check=True, capture_output=True)
         m = json.loads(open(os.path.join(run, "metrics.jsonl")).read().splitlines()[-1])
-        ours_tokens, ours_nll = m["tokens_per_s"], m["test_recon"]
         sampled = a.checkpoint or os.path.join(run, "model.safetensors")
         out = subprocess.run([a.latent, "sample", sampled, "-n", str(a.samples), "-o",
                               os.path.join(work, "s.smi")], check=True, capture_output=True, text=True,
                              env=dict(os.environ, OMP_NUM_THREADS=str(a.threads))).stdout
-        ours_sample = float(re.search(r"decoded in ([0-9.]+) s", out).group(1))  # decoding alone, as PyTorch's loop
-        trained = SmilesVae(len(vocabulary_of(sampled)), **SIZES)
-        load_latent_weights(trained, sampled)
-    # latent's held-out split of a file: the first 10% of a permutation drawn with its split seed
-    # (LibTorch's and PyTorch's randperm share the generator), so both sides hold out the same molecules.
-    n_test = round(0.1 * len(molecules))
-    g = torch.Generator().manual_seed(0x5EED5EED)
-    perm = torch.randperm(len(molecules), generator=g).tolist()
-    train = [molecules[i] for i in perm[n_test:]]
-    test = [molecules[i] for i in perm[:n_test]]
-    vocab = vocabulary(molecules)
-    theirs_tokens, theirs_nll, model = pytorch_train(train, test, vocab)
-    theirs_sample = pytorch_sample(trained, a.samples)  # the same weights latent sampled from
-    print(f"training: latent {ours_tokens:,.0f} tokens/s, PyTorch {theirs_tokens:,.0f} tokens/s: "
-          f"{ours_tokens / theirs_tokens:.2f}x; held-out token NLL after one epoch: latent {ours_nll:.2f}, "
-          f"PyTorch {theirs_nll:.2f} nats per molecule")
-    print(f"sampling {a.samples} molecules from the same weights ({a.checkpoint or 'the one-epoch model'}; greedy, decoding only; latent in batches of 2,000 whose finished rows leave, PyTorch in batches of 500 until every row "
-          f"has ended): latent "
-          f"{ours_sample:.1f} s, PyTorch {theirs_sample:.1f} s: {theirs_sample / ours_sample:.2f}x")
+        seconds = float(re.search(r"decoded in ([0-9.]+) s", out).group(1))  # decoding alone, as PyTorch's loop
+        model = SmilesVae(len(vocabulary_of(sampled)), **SIZES)
+        load_latent_weights(model, sampled)
+        return m["tokens_per_s"], m["test_recon"], seconds, model.state_dict()
 
 
 if __name__ == "__main__":
