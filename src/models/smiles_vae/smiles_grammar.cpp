@@ -77,6 +77,22 @@ int bracket_capacity(const std::string& t) {
   return std::max(0, capacity);
 }
 
+// An atom token's aromatic class (SmilesGrammar::Aromatic's order): 0 aliphatic, 1 c, 2 n, 3 an
+// aromatic atom that gives a ring a lone pair.
+uint8_t aromatic_class(const std::string& t) {
+  if (t == "c") return 1;
+  if (t == "n") return 2;
+  if (t == "o" || t == "s" || t == "p" || t == "b") return 3;
+  if (t.size() < 3 || t.front() != '[') return 0;
+  size_t i = 1;
+  while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;  // isotope
+  if (i >= t.size() || !std::islower(static_cast<unsigned char>(t[i]))) return 0;
+  const bool plain = t.find_first_of("H+-", i) == std::string::npos;
+  if (plain && t.compare(i, 2, "c]") == 0) return 1;
+  if (plain && (t.compare(i, 2, "n]") == 0 || t.compare(i, 3, "n@") == 0)) return 2;
+  return 3;
+}
+
 }  // namespace
 
 SmilesGrammar::SmilesGrammar(const std::vector<std::string>& tokens) : tokens_(tokens.size()) {
@@ -105,7 +121,59 @@ SmilesGrammar::SmilesGrammar(const std::vector<std::string>& tokens) : tokens_(t
       const int c = bracket_capacity(t);
       if (c >= 0) k = {kAtom, c};
     }
+    if (k.kind == kAtom) k.aromatic = static_cast<Aromatic>(aromatic_class(t));
   }
+}
+
+void SmilesGrammar::wrote_bond(State& s, int a, int b, int order) {
+  s.written_bonds.emplace_back(a, b);
+  if (order != 2) return;
+  for (int x : {a, b})  // an aromatic atom with a double bond outside the ring (c=O) needs no partner in it
+    if (s.aromatic[static_cast<size_t>(x)] != kAliphatic) s.aromatic[static_cast<size_t>(x)] = kAromaticDonor;
+}
+
+bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& open) {
+  const auto& arom = s.aromatic;
+  const int from = open.atom, to = s.prev;
+  if (arom[static_cast<size_t>(from)] == kAliphatic || arom[static_cast<size_t>(to)] == kAliphatic) return false;
+  // The ring the closure makes: the shortest path between the two atoms over aromatic atoms and
+  // implicit bonds (breadth first); a bond written out ("c-c", "c=c") is not an aromatic one.
+  auto written = [&](int a, int b) {
+    return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
+      return (e.first == a && e.second == b) || (e.first == b && e.second == a);
+    });
+  };
+  std::vector<int> parent(s.capacity.size(), -1);
+  std::vector<int> queue = {from};
+  parent[static_cast<size_t>(from)] = from;
+  for (size_t head = 0; head < queue.size() && parent[static_cast<size_t>(to)] < 0; ++head) {
+    const int at = queue[head];
+    for (int n : s.neighbors[static_cast<size_t>(at)])
+      if (parent[static_cast<size_t>(n)] < 0 && arom[static_cast<size_t>(n)] != kAliphatic && !written(at, n)) {
+        parent[static_cast<size_t>(n)] = at;
+        queue.push_back(n);
+      }
+  }
+  if (parent[static_cast<size_t>(to)] < 0) return false;
+  std::vector<int> ring;
+  for (int a = to; a != from; a = parent[static_cast<size_t>(a)]) ring.push_back(a);
+  ring.push_back(from);
+  if (ring.size() % 2 == 0) return false;
+  auto open_elsewhere = [&](int a) {  // a ring bond of its own still to close
+    return std::any_of(s.rings.begin(), s.rings.end(),
+                       [&](const State::Ring& r) { return r.atom == a && r.label != open.label; });
+  };
+  for (int a : ring) {
+    const size_t i = static_cast<size_t>(a);
+    if (arom[i] == kAliphatic || arom[i] == kAromaticDonor) return false;
+    if (arom[i] == kAromaticN) {
+      const size_t bonds = s.neighbors[i].size() + (a == from || a == to ? 1 : 0);
+      const bool may_grow =
+          a == to || open_elsewhere(a) || std::find(s.branches.begin(), s.branches.end(), a) != s.branches.end();
+      if (bonds >= 3 || may_grow) return false;
+    }
+  }
+  return true;
 }
 
 int64_t SmilesGrammar::finish_cost(State::Stage stage, size_t depth, size_t rings, int atoms) {
@@ -195,7 +263,8 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
           const bool clash = s.bond > 0 && open->written && s.bond != open->order;  // "C#1...=1"
           const int opener_cap = s.capacity[static_cast<size_t>(open->atom)] + open->order;
           const bool taken = open->atom == s.prev || bonded(s.prev, open->atom);  // a second bond between two atoms
-          ok = !taken && !clash && prev_cap >= order && opener_cap >= order &&
+          const bool odd_aromatic = s.bond == 0 && !open->written && closes_odd_aromatic_ring(s, *open);
+          ok = !taken && !clash && !odd_aromatic && prev_cap >= order && opener_cap >= order &&
                fits(State::kAfterAtom, depth, rings - 1, atoms_needed(s.prev, prev_cap - order, t.value, open->atom)) &&
                can_go_on(rings - 1, prev_cap - order, depth, order);
         } else {  // opens it, reserving the bond at this atom
@@ -227,10 +296,12 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
       }
       const int atom = static_cast<int>(s.capacity.size());
       s.capacity.push_back(cap);
+      s.aromatic.push_back(t.aromatic);
       s.neighbors.emplace_back();
       if (s.stage != State::kStart) {
         s.neighbors.back().push_back(s.prev);
         s.neighbors[static_cast<size_t>(s.prev)].push_back(atom);
+        if (s.bond > 0) wrote_bond(s, s.prev, atom, s.bond);
       }
       s.prev = atom;
       s.bond = 0;
@@ -259,6 +330,7 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
         s.capacity[static_cast<size_t>(s.prev)] -= order;
         s.neighbors[static_cast<size_t>(s.prev)].push_back(open->atom);
         s.neighbors[static_cast<size_t>(open->atom)].push_back(s.prev);
+        if (s.bond > 0 || open->written) wrote_bond(s, s.prev, open->atom, order);
         s.rings.erase(open);
       } else {
         const int order = s.bond > 0 ? s.bond : 1;

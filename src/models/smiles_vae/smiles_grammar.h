@@ -5,14 +5,18 @@
 // allowed only when some atom on the way back out (the current one, then each branch point) can
 // still take a bond while a ring is open, so a string seldom paints itself into a corner (the length
 // budget is an estimate: a tangle of rings near max_length can leave no token, and generation ends
-// the row there). Aromaticity
-// (kekulization) is not modelled: a string the mask allows can still fail RDKit's aromatic checks.
+// the row there). Of aromaticity (kekulization) it models one rule: an odd ring of aromatic atoms
+// closes only when one of them can give the ring a lone pair (o, s, [nH], a charged or bracketed
+// atom, an n with three bonds or one that may still get its third, a c=O), so "c1cccc1" and a pyrrole
+// without its [nH] are not written; a string the mask allows can still fail RDKit's aromatic checks
+// (an aromatic atom left outside every ring, larger systems without a Kekule structure).
 //
 // Plain C++ over the vocabulary's token strings, no RDKit.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace latent {
@@ -26,12 +30,14 @@ class SmilesGrammar {
   struct State {
     enum Stage : uint8_t { kStart, kAfterAtom, kAfterBond, kAfterOpen, kAfterClose, kDone };
     Stage stage = kStart;
-    int bond = 0;                             // the order written by a bond token awaiting its atom (0: none)
-    bool branch_bond = false;                 // that bond opens a branch: an atom must follow
-    int prev = -1;                            // the atom new bonds attach to
-    std::vector<int> capacity;                // bonds each atom can still take
-    std::vector<std::vector<int>> neighbors;  // each atom's bonded atoms
-    std::vector<int> branches;                // atoms at each open '('
+    int bond = 0;                                    // the order written by a bond token awaiting its atom (0: none)
+    bool branch_bond = false;                        // that bond opens a branch: an atom must follow
+    int prev = -1;                                   // the atom new bonds attach to
+    std::vector<int> capacity;                       // bonds each atom can still take
+    std::vector<uint8_t> aromatic;                   // each atom's Aromatic class
+    std::vector<std::pair<int, int>> written_bonds;  // bonds written with a bond token ("c-c", "c=O")
+    std::vector<std::vector<int>> neighbors;         // each atom's bonded atoms
+    std::vector<int> branches;                       // atoms at each open '('
     struct Ring {
       int label, atom, order;  // the atom that opened it and the bond order it reserved there
       bool written;            // the order was written there ("C=1"), not implied
@@ -52,10 +58,19 @@ class SmilesGrammar {
 
  private:
   enum Kind : uint8_t { kOther, kAtom, kBond, kOpen, kClose, kRing, kEos };
+  // An atom as an aromatic ring sees it: not aromatic; c; n (a lone pair for the ring only with three
+  // bonds); an aromatic atom that gives the ring a lone pair (o, s, [nH], charged or other brackets).
+  enum Aromatic : uint8_t { kAliphatic, kAromaticC, kAromaticN, kAromaticDonor };
   struct Token {
     Kind kind = kOther;
     int value = 0;  // atom: bond capacity; bond: order; ring: label
+    Aromatic aromatic = kAliphatic;
   };
+  // Whether closing ring `open` at s.prev (with an implicit bond) would make an odd ring of aromatic
+  // atoms joined by implicit bonds (the shortest such path) none of which can give it a lone pair.
+  static bool closes_odd_aromatic_ring(const State& s, const State::Ring& open);
+  // Records a bond written with a token between atoms a and b.
+  static void wrote_bond(State& s, int a, int b, int order);
   // Tokens needed to finish from a state with `depth` open branches and `rings` open rings, at a
   // stage, when `atoms` more atoms must be written before the current one's rings can close.
   static int64_t finish_cost(State::Stage stage, size_t depth, size_t rings, int atoms);
