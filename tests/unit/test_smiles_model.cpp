@@ -324,11 +324,11 @@ TEST(SmilesGrammar, RefusesBrokenSyntaxAndValences) {
   // Odd aromatic rings close only with an atom that gives the ring a lone pair.
   const SmilesVocabulary a = SmilesVocabulary::build({"c1ccccc1", "c1cc[nH]c1", "c1ccoc1", "Cn1cccc1", "c1ccn(C)c1", "c1ccsc1"});
   const SmilesGrammar ga(a.to_json().get<std::vector<std::string>>());
-  for (const char* bad : {"c1cccc1", "c1ccnc1", "Cc1cccc1", "c1cccnc1c1cccc1"})
+  // An n that closes such a ring must take a third bond before the string leaves it.
+  for (const char* bad : {"c1cccc1", "c1ccnc1", "Cc1cccc1", "c1cccnc1c1cccc1", "c1cccn1", "Cc1ccc(n1)C"})
     EXPECT_FALSE(grammar_accepts(ga, a, bad, 50)) << bad;
-  // Allowed because an n that closes the ring may still take its third bond ("c1cccn1C"); the mask
-  // does not yet require it, so "c1cccn1" (RDKit cannot kekulize it) still passes.
-  for (const char* good : {"c1ccccc1", "c1cc[nH]c1", "c1ccoc1", "Cn1cccc1", "c1ccn(C)c1", "c1ccsc1", "c1cccn1C", "c1cccn1"})
+  for (const char* good :
+       {"c1ccccc1", "c1cc[nH]c1", "c1ccoc1", "Cn1cccc1", "c1ccn(C)c1", "c1ccsc1", "c1cccn1C", "c1cccn1c1ccccc1"})
     EXPECT_TRUE(grammar_accepts(ga, a, good, 50)) << good;
   // Too little room left to close a ring is refused.
   EXPECT_FALSE(grammar_accepts(g, v, "CC1CC1", 4));

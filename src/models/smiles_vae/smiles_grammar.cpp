@@ -132,7 +132,7 @@ void SmilesGrammar::wrote_bond(State& s, int a, int b, int order) {
     if (s.aromatic[static_cast<size_t>(x)] != kAliphatic) s.aromatic[static_cast<size_t>(x)] = kAromaticDonor;
 }
 
-bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& open) {
+bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& open, bool current_may_grow) {
   const auto& arom = s.aromatic;
   const int from = open.atom, to = s.prev;
   if (arom[static_cast<size_t>(from)] == kAliphatic || arom[static_cast<size_t>(to)] == kAliphatic) return false;
@@ -168,8 +168,8 @@ bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& 
     if (arom[i] == kAliphatic || arom[i] == kAromaticDonor) return false;
     if (arom[i] == kAromaticN) {
       const size_t bonds = s.neighbors[i].size() + (a == from || a == to ? 1 : 0);
-      const bool may_grow =
-          a == to || open_elsewhere(a) || std::find(s.branches.begin(), s.branches.end(), a) != s.branches.end();
+      const bool may_grow = (a == to && current_may_grow) || open_elsewhere(a) ||
+                            std::find(s.branches.begin(), s.branches.end(), a) != s.branches.end();
       if (bonds >= 3 || may_grow) return false;
     }
   }
@@ -248,7 +248,7 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
              fits(State::kAfterOpen, depth + 1, rings, atoms_needed(-1, 1000, -1));
         break;
       case kClose: {
-        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0) break;
+        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0 || s.needs_bond >= 0) break;
         const int b = s.branches.back(), cap = s.capacity[static_cast<size_t>(b)];
         // A ring digit cannot follow ')': the branch point's rings close at a later atom.
         ok = fits(State::kAfterClose, depth - 1, rings, std::max(1, atoms_needed(b, cap, -1))) &&
@@ -263,7 +263,7 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
           const bool clash = s.bond > 0 && open->written && s.bond != open->order;  // "C#1...=1"
           const int opener_cap = s.capacity[static_cast<size_t>(open->atom)] + open->order;
           const bool taken = open->atom == s.prev || bonded(s.prev, open->atom);  // a second bond between two atoms
-          const bool odd_aromatic = s.bond == 0 && !open->written && closes_odd_aromatic_ring(s, *open);
+          const bool odd_aromatic = s.bond == 0 && !open->written && closes_odd_aromatic_ring(s, *open, true);
           ok = !taken && !clash && !odd_aromatic && prev_cap >= order && opener_cap >= order &&
                fits(State::kAfterAtom, depth, rings - 1, atoms_needed(s.prev, prev_cap - order, t.value, open->atom)) &&
                can_go_on(rings - 1, prev_cap - order, depth, order);
@@ -275,7 +275,7 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
         break;
       }
       case kEos:
-        ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1;
+        ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1 && s.needs_bond < 0;
         break;
       case kOther:
         break;
@@ -302,6 +302,7 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
         s.neighbors.back().push_back(s.prev);
         s.neighbors[static_cast<size_t>(s.prev)].push_back(atom);
         if (s.bond > 0) wrote_bond(s, s.prev, atom, s.bond);
+        if (s.needs_bond == s.prev) s.needs_bond = -1;
       }
       s.prev = atom;
       s.bond = 0;
@@ -324,7 +325,9 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
       break;
     case kRing: {
       const auto open = std::find_if(s.rings.begin(), s.rings.end(), [&](const State::Ring& r) { return r.label == t.value; });
+      if (s.needs_bond == s.prev) s.needs_bond = -1;  // a ring bond, opened or closed, is its third
       if (open != s.rings.end()) {
+        if (s.bond == 0 && !open->written && closes_odd_aromatic_ring(s, *open, false)) s.needs_bond = s.prev;
         const int order = s.bond > 0 ? s.bond : open->order;
         s.capacity[static_cast<size_t>(open->atom)] -= order - open->order;
         s.capacity[static_cast<size_t>(s.prev)] -= order;

@@ -7,8 +7,8 @@
 // budget is an estimate: a tangle of rings near max_length can leave no token, and generation ends
 // the row there). Of aromaticity (kekulization) it models one rule: an odd ring of aromatic atoms
 // closes only when one of them can give the ring a lone pair (o, s, [nH], a charged or bracketed
-// atom, an n with three bonds or one that may still get its third, a c=O), so "c1cccc1" and a pyrrole
-// without its [nH] are not written; a string the mask allows can still fail RDKit's aromatic checks
+// atom, an n with three bonds, a c=O; an n that closes such a ring must then take its third bond),
+// so "c1cccc1" and a pyrrole without its [nH] are not written; a string the mask allows can still fail RDKit's aromatic checks
 // (an aromatic atom left outside every ring, larger systems without a Kekule structure).
 //
 // Plain C++ over the vocabulary's token strings, no RDKit.
@@ -36,8 +36,9 @@ class SmilesGrammar {
     std::vector<int> capacity;                       // bonds each atom can still take
     std::vector<uint8_t> aromatic;                   // each atom's Aromatic class
     std::vector<std::pair<int, int>> written_bonds;  // bonds written with a bond token ("c-c", "c=O")
-    std::vector<std::vector<int>> neighbors;         // each atom's bonded atoms
-    std::vector<int> branches;                       // atoms at each open '('
+    int needs_bond = -1;  // an n that closed an odd aromatic ring with no other lone pair: it takes a third bond
+    std::vector<std::vector<int>> neighbors;  // each atom's bonded atoms
+    std::vector<int> branches;                // atoms at each open '('
     struct Ring {
       int label, atom, order;  // the atom that opened it and the bond order it reserved there
       bool written;            // the order was written there ("C=1"), not implied
@@ -68,7 +69,8 @@ class SmilesGrammar {
   };
   // Whether closing ring `open` at s.prev (with an implicit bond) would make an odd ring of aromatic
   // atoms joined by implicit bonds (the shortest such path) none of which can give it a lone pair.
-  static bool closes_odd_aromatic_ring(const State& s, const State::Ring& open);
+  // With `current_may_grow` an n closing the ring counts as able to take a third bond later.
+  static bool closes_odd_aromatic_ring(const State& s, const State::Ring& open, bool current_may_grow);
   // Records a bond written with a token between atoms a and b.
   static void wrote_bond(State& s, int a, int b, int order);
   // Tokens needed to finish from a state with `depth` open branches and `rings` open rings, at a
