@@ -33,6 +33,16 @@ for x, y in zip(ra, rb):
 EOF
 }
 M=runs
+# Bit for bit where the products run latent's AVX-512 kernels. On a CPU without AVX-512 (an AMD Zen 3,
+# 2026-12-07) the ranks' numbers differ from one process's in the last float bits: each example's
+# scores by up to 5e-8 relative, the IWAE NLL by 2e-10, an IWAE training run's loss by 4e-5 after two
+# epochs. The AVX2 products round differently depending on how many rows a call has (not found yet
+# which ones: the next step); there the checks below allow those tolerances instead.
+EXACT=1
+"$LATENT" info 2>/dev/null | grep -q "kernels avx512" || EXACT=0
+[ "$EXACT" = 1 ] || echo "note: no AVX-512 kernels here: ranks are checked to float rounding, not bit for bit"
+IW_TOL=1e-5 EVAL_TOL=0 SCORE_TOL=0
+[ "$EXACT" = 1 ] || { IW_TOL=2e-4; EVAL_TOL=1e-8; SCORE_TOL=1e-6; }
 MLP=(--data fashion-mnist --limit 1000 --batch-size 100 --seed 3 --quiet)
 "$LATENT" train "${MLP[@]}" --epochs 2 --binarize --threads 1 --out "$T/one" >/dev/null
 "$LATENT" train "${MLP[@]}" --epochs 2 --binarize --nproc 2 --threads 1 --out "$T/two" >/dev/null
@@ -49,7 +59,7 @@ check "only rank 0 wrote (one checkpoint, one metrics file)" [ "$(ls "$T/three" 
 IW=(--data fashion-mnist --limit 600 --batch-size 60 --epochs 2 --seed 5 --objective iwae --k 4 --quiet)
 "$LATENT" train "${IW[@]}" --threads 1 --out "$T/iw1" >/dev/null
 "$LATENT" train "${IW[@]}" --nproc 2 --threads 1 --out "$T/iw2" >/dev/null
-check "iwae (autograd, overlapping buckets): 2 ranks give one process's numbers" same "$T/iw1/metrics.jsonl" "$T/iw2/metrics.jsonl" 1e-5 train_loss test_elbo
+check "iwae (autograd, overlapping buckets): 2 ranks give one process's numbers" same "$T/iw1/metrics.jsonl" "$T/iw2/metrics.jsonl" $IW_TOL train_loss test_elbo
 
 VQ=(--data fashion-mnist --limit 400 --batch-size 50 --epochs 2 --seed 2 --config '{"type": "vq_vae", "channels": [8, 16], "codebook": 32, "code_dim": 8}' --quiet)
 "$LATENT" train "${VQ[@]}" --threads 1 --out "$T/vq1" >/dev/null 2>&1
@@ -57,15 +67,21 @@ VQ=(--data fashion-mnist --limit 400 --batch-size 50 --epochs 2 --seed 2 --confi
 check "vq_vae (codebook EMA over the whole batch): 2 ranks give one process's numbers" same "$T/vq1/metrics.jsonl" "$T/vq2/metrics.jsonl" 1e-4 train_loss train_recon test_recon
 check "vq_vae: the code usage's perplexity too (a count of discrete choices: 1%)" same "$T/vq1/metrics.jsonl" "$T/vq2/metrics.jsonl" 1e-2 perplexity
 
-# eval --iwae-k and score split their images over the ranks: the same numbers, bit for bit.
+# eval --iwae-k and score split their images over the ranks: the same numbers, bit for bit (to
+# float rounding without AVX-512, above).
 "$LATENT" eval "$T/one/model.safetensors" --limit 300 --iwae-k 100 --threads 1 --json >"$T/eval1.json" 2>/dev/null
 "$LATENT" eval "$T/one/model.safetensors" --limit 300 --iwae-k 100 --threads 1 --json --nproc 3 >"$T/eval3.json" 2>/dev/null
 check "eval --iwae-k on 3 ranks: one process's ELBO and IWAE NLL, bit for bit" $PY -c "
 import json; a, b = json.load(open('$T/eval1.json')), json.load(open('$T/eval3.json'))
-assert b['world_size'] == 3 and a['iwae_nll'] == b['iwae_nll'] and a['elbo'] == b['elbo'], (a['iwae_nll'], b['iwae_nll'])"
+close = lambda x, y: abs(x - y) <= $EVAL_TOL * abs(x)
+assert b['world_size'] == 3 and close(a['iwae_nll'], b['iwae_nll']) and close(a['elbo'], b['elbo']), (a['iwae_nll'], b['iwae_nll'])"
 "$LATENT" score "$T/one/model.safetensors" --limit 1100 --k 10 --threads 1 --out "$T/score1" >/dev/null
 "$LATENT" score "$T/one/model.safetensors" --limit 1100 --k 10 --threads 1 --nproc 2 --out "$T/score2" >/dev/null
-check "score on 2 ranks (batches of 500: 1000 and 100 examples): one process's scores, bit for bit" cmp "$T/score1/scores.csv" "$T/score2/scores.csv"
+check "score on 2 ranks (batches of 500: 1000 and 100 examples): one process's scores, bit for bit" $PY -c "
+import csv; a, b = list(csv.reader(open('$T/score1/scores.csv'))), list(csv.reader(open('$T/score2/scores.csv')))
+assert len(a) == len(b) == 1101 and a[0] == b[0], (len(a), len(b))
+for x, y in zip(a[1:], b[1:]):
+    assert x[0] == y[0] and all(abs(float(u) - float(v)) <= $SCORE_TOL * max(1.0, abs(float(u))) for u, v in zip(x[1:], y[1:])), (x, y)"
 
 # Resume at another world size: 1 epoch on 2 ranks, the second on 3, against one process's 2 epochs.
 "$LATENT" train "${MLP[@]}" --binarize --epochs 1 --nproc 2 --threads 1 --out "$T/re" >/dev/null
