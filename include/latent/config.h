@@ -53,6 +53,9 @@ struct SmilesConfig {
   double property_weight = 1.0;
   std::vector<double> property_mean, property_std;
   bool augment = true;
+  /// Word dropout (Bowman et al. 2016): in training, each token the decoder reads (not kBos) is
+  /// replaced by kUnk with this probability, so the next token must come from z more often.
+  double word_dropout = 0;
 };
 
 struct ModelConfig {

@@ -62,10 +62,14 @@ TEST(SmilesModel, ConfigKeysDefaultsAndErrors) {
   EXPECT_EQ(c.likelihood, Likelihood::kCategorical);
   EXPECT_EQ(c.smiles.properties, (std::vector<std::string>{"logp", "qed", "sa", "plogp"}));
   EXPECT_TRUE(c.smiles.augment);
+  EXPECT_EQ(c.smiles.word_dropout, 0.0);
   EXPECT_EQ(ModelConfig::from_json(c.to_json()).to_json(), c.to_json());
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "hidden": [3]})"), "unknown key 'hidden'");
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "properties": ["qed", "qed"]})"), "twice");
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "augment": 1})"), "'augment'");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "word_dropout": 1})"),
+                    "'word_dropout' must be below 1");
+  EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "word_dropout": -0.1})"), "'word_dropout'");
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "vocabulary": ["C"]})"), "vocabulary");
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "property_mean": [1, 2]})"), "one number per");
   EXPECT_ERROR_WITH(ModelConfig::from_text_or_file(R"({"type": "smiles_vae", "max_length": 0})"), "'max_length'");
@@ -108,6 +112,44 @@ TEST(SmilesModel, ReadsSmiAndCsvFilesAsMolecules) {
   for (const auto& s : split.test.smiles) EXPECT_EQ(train.count(s), 0u) << s;
   spec.standardize = true;
   EXPECT_ERROR_WITH(load_data(spec), "--standardize applies to numeric data");
+}
+
+TEST(SmilesModel, WordDropoutHidesOnlySmilesTokensFromTheDecoder) {
+  const int64_t kBos = SmilesVocabulary::kBos, kEos = SmilesVocabulary::kEos, kPad = SmilesVocabulary::kPad,
+                kUnk = SmilesVocabulary::kUnk;
+  // Rows of 200 SMILES tokens (ids 4..9) between kBos and kEos, padded.
+  at::Tensor tokens = at::randint(4, 10, {8, 205}, at::kLong);
+  tokens.select(1, 0).fill_(kBos);
+  tokens.select(1, 201).fill_(kEos);
+  tokens.narrow(1, 202, 3).fill_(kPad);
+  const at::Tensor uniform = at::rand({8, 205});
+  const at::Tensor fed = drop_words(tokens, uniform, 0.3);
+  EXPECT_TRUE(fed.select(1, 0).eq(kBos).all().item<bool>());
+  EXPECT_TRUE(fed.select(1, 201).eq(kEos).all().item<bool>());
+  EXPECT_TRUE(fed.narrow(1, 202, 3).eq(kPad).all().item<bool>());
+  const at::Tensor words = fed.narrow(1, 1, 200), draws = uniform.narrow(1, 1, 200);
+  EXPECT_TRUE(words.eq(kUnk).eq(draws < 0.3).all().item<bool>()) << "a token is hidden exactly when its draw is below p";
+  EXPECT_TRUE((words.eq(kUnk) | words.eq(tokens.narrow(1, 1, 200))).all().item<bool>());
+  EXPECT_TRUE(drop_words(tokens, uniform, 0.0).equal(tokens));
+
+  // Training with it: the decoder that rarely sees the previous token predicts it worse.
+  REQUIRE_RDKIT();
+  test::TempDir dir;
+  DataSpec spec;
+  spec.source = write_smi(dir, fixture_molecules());
+  TrainOptions o;
+  o.epochs = 2;
+  o.batch_size = 32;
+  o.adam.lr = 3e-3;
+  o.threads = 1;
+  o.progress = false;
+  o.epochs = 6;
+  o.out = dir / "plain";
+  const double plain = train(tiny_config(), spec, o).last_metrics["train_recon"].get<double>();
+  o.out = dir / "dropped";
+  const TrainResult dropped = train(tiny_config(R"(, "word_dropout": 0.9)"), spec, o);
+  EXPECT_GT(dropped.last_metrics["train_recon"].get<double>(), plain + 2.0) << plain;
+  EXPECT_EQ(checkpoint_load(dropped.checkpoint).info.model.smiles.word_dropout, 0.9);
 }
 
 TEST(SmilesModel, TrainsResumesAndReloadsToTheSameNumbers) {
@@ -330,6 +372,24 @@ TEST(SmilesGrammar, RefusesBrokenSyntaxAndValences) {
   for (const char* good :
        {"c1ccccc1", "c1cc[nH]c1", "c1ccoc1", "Cn1cccc1", "c1ccn(C)c1", "c1ccsc1", "c1cccn1C", "c1cccn1c1ccccc1"})
     EXPECT_TRUE(grammar_accepts(ga, a, good, 50)) << good;
+  // Every aromatic atom ends in a ring: the string does not end, and a branch does not close, with
+  // one outside every ring that no open ring bond can still reach.
+  const SmilesVocabulary r = SmilesVocabulary::build({"c1ccccc1", "C1CCCC1", "Cc1ccc(C)cc1", "c1ccc2c(c1)CCC2"});
+  const SmilesGrammar gr(r.to_json().get<std::vector<std::string>>());
+  for (const char* bad : {"C1CCCC1c", "Cc", "C(c)C", "C1CCC(C1)c", "C1CC(c)CC1", "C1CCCc1cccc"})
+    EXPECT_FALSE(grammar_accepts(gr, r, bad, 50)) << bad;
+  for (const char* good : {"c1ccccc1", "Cc1ccc(C)cc1", "c1ccc2c(c1)CCC2", "C1CCc2ccccc21", "c1(C)ccccc1", "c1c(C)cccc1",
+                           "C1CCCC1c1ccccc1", "c12ccccc1cccc2", "c1ccc(cc1)C"})
+    EXPECT_TRUE(grammar_accepts(gr, r, good, 50)) << good;
+  // The aromatic atoms keep a Kekule structure: each that needs a double bond can still get one.
+  const SmilesVocabulary k =
+      SmilesVocabulary::build({"O=c1cccccc1", "O=c1ccc(=O)cc1", "c1ccc2[nH]ccc2c1", "Cn1ccc2ccccc21", "C=C"});
+  const SmilesGrammar gk(k.to_json().get<std::vector<std::string>>());
+  for (const char* bad : {"C=c1ccccc1", "c1cccc(C)(C)c1", "Cc1c(C)(C)cccc1", "O=c1ccccc1", "c1ccc2ccccc2c1c"})
+    EXPECT_FALSE(grammar_accepts(gk, k, bad, 50)) << bad;
+  for (const char* good :
+       {"O=c1cccccc1", "O=c1ccc(=O)cc1", "c1ccc2[nH]ccc2c1", "Cn1ccc2ccccc21", "c1ccc2ccccc2c1C", "Cc1ccccc1C"})
+    EXPECT_TRUE(grammar_accepts(gk, k, good, 50)) << good;
   // Too little room left to close a ring is refused.
   EXPECT_FALSE(grammar_accepts(g, v, "CC1CC1", 4));
   EXPECT_TRUE(grammar_accepts(g, v, "CC1CC1", 7));

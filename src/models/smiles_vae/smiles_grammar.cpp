@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 #include "latent/smiles_tokens.h"
 
@@ -77,8 +78,8 @@ int bracket_capacity(const std::string& t) {
   return std::max(0, capacity);
 }
 
-// An atom token's aromatic class (SmilesGrammar::Aromatic's order): 0 aliphatic, 1 c, 2 n, 3 an
-// aromatic atom that gives a ring a lone pair.
+// An atom token's aromatic class (SmilesGrammar::Aromatic's order): 0 aliphatic, 1 c (and the
+// cations that take a double bond as it does), 2 n, 3 an aromatic atom that gives a ring a lone pair.
 uint8_t aromatic_class(const std::string& t) {
   if (t == "c") return 1;
   if (t == "n") return 2;
@@ -87,6 +88,7 @@ uint8_t aromatic_class(const std::string& t) {
   size_t i = 1;
   while (i < t.size() && std::isdigit(static_cast<unsigned char>(t[i]))) ++i;  // isotope
   if (i >= t.size() || !std::islower(static_cast<unsigned char>(t[i]))) return 0;
+  if (t.find('+', i) != std::string::npos) return 1;  // [n+], [nH+], [o+]: a double bond in the ring, as c
   const bool plain = t.find_first_of("H+-", i) == std::string::npos;
   if (plain && t.compare(i, 2, "c]") == 0) return 1;
   if (plain && (t.compare(i, 2, "n]") == 0 || t.compare(i, 3, "n@") == 0)) return 2;
@@ -176,6 +178,116 @@ bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& 
   return true;
 }
 
+bool SmilesGrammar::strands_aromatic_atom(const State& s, bool new_atom) {
+  const size_t n = s.aromatic.size();
+  bool pending = false;
+  for (size_t a = 0; a < n; ++a) pending = pending || (s.aromatic[a] != kAliphatic && !s.in_ring[a]);
+  if (!pending) return false;
+  std::vector<int> count(n, 0);  // the starting points in each atom's subtree
+  std::vector<uint8_t> start(n, 0);
+  for (int b : s.branches) start[static_cast<size_t>(b)] = 1;
+  for (const auto& r : s.rings) start[static_cast<size_t>(r.atom)] = 1;
+  int total = 0;
+  for (size_t a = 0; a < n; ++a) total += start[a];
+  if (total == 0) return true;  // nowhere left for a ring to start but the new atom (or nothing)
+  if (new_atom && !start[static_cast<size_t>(s.prev)]) start[static_cast<size_t>(s.prev)] = 1, ++total;
+  std::vector<int> branches_below(n, 0);  // children whose subtree holds a starting point
+  for (size_t a = n; a-- > 0;) {
+    count[a] += start[a];
+    const int p = s.parent[a];
+    if (p >= 0 && count[a] > 0) count[static_cast<size_t>(p)] += count[a], ++branches_below[static_cast<size_t>(p)];
+  }
+  for (size_t a = 0; a < n; ++a) {
+    if (s.aromatic[a] == kAliphatic || s.in_ring[a]) continue;
+    const bool joined = count[a] > 0 && (start[a] || count[a] < total || branches_below[a] >= 2);
+    if (!joined) return true;
+  }
+  return false;
+}
+
+bool SmilesGrammar::kekulizable(const State& s, const Move& m) {
+  const size_t n = s.aromatic.size();
+  std::vector<int> cap(s.capacity);
+  if (s.prev >= 0) cap[static_cast<size_t>(s.prev)] -= m.spends;
+  auto labels_held = [&](int a) {  // ring bonds still to close at a: neighbours to come
+    return std::count_if(s.rings.begin(), s.rings.end(), [&](const State::Ring& r) { return r.atom == a && r.label != m.label; });
+  };
+  // Open: the string can still bond to it (then it is free to take a double bond or not).
+  auto open = [&](int a) {
+    if (m.end) return false;
+    if (labels_held(a) > 0) return true;
+    return cap[static_cast<size_t>(a)] >= 1 &&
+           ((a == s.prev && a != m.leaves) || std::find(s.branches.begin(), s.branches.end(), a) != s.branches.end());
+  };
+  auto written = [&](int a, int b) {
+    return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
+      return (e.first == a && e.second == b) || (e.first == b && e.second == a);
+    });
+  };
+  // Each aromatic atom: 0 takes no double bond, 1 needs one (closed), 2 free (open).
+  std::vector<uint8_t> role(n, 0);
+  std::vector<int> needy;
+  for (size_t i = 0; i < n; ++i) {
+    const int a = static_cast<int>(i);
+    if ((s.aromatic[i] != kAromaticC && s.aromatic[i] != kAromaticN) || a == m.doubled[0] || a == m.doubled[1]) continue;
+    const size_t degree =
+        s.neighbors[i].size() + static_cast<size_t>(labels_held(a)) + (a == m.grows[0] || a == m.grows[1] ? 1 : 0);
+    if (open(a)) {
+      role[i] = 2;
+    } else if (s.aromatic[i] == kAromaticC || degree <= 2) {
+      if (cap[i] < 1) return false;  // no valence left for the double bond it needs
+      role[i] = 1;
+      needy.push_back(a);
+    }
+  }
+  if (needy.empty()) return true;
+  // Partners: aromatic neighbours over implicit bonds that can take a double bond.
+  std::vector<std::vector<int>> partners(n);
+  auto link = [&](int a, int b) {
+    if (role[static_cast<size_t>(a)] && role[static_cast<size_t>(b)] && cap[static_cast<size_t>(a)] >= 1 &&
+        cap[static_cast<size_t>(b)] >= 1) {
+      partners[static_cast<size_t>(a)].push_back(b);
+      partners[static_cast<size_t>(b)].push_back(a);
+    }
+  };
+  for (size_t i = 0; i < n; ++i)
+    for (int j : s.neighbors[i])
+      if (static_cast<int>(i) < j && !written(static_cast<int>(i), j)) link(static_cast<int>(i), j);
+  if (m.a >= 0) link(m.a, m.b);
+  const int outside = static_cast<int>(n);  // the new aromatic atom, m.partner's free partner
+  std::vector<int> mate(n + 1, -1);
+  int budget = 20000;  // search steps; past it the structure is assumed reachable
+  std::function<bool()> search = [&]() -> bool {
+    if (--budget < 0) return true;
+    int best = -1;
+    size_t fewest = 99;
+    for (int a : needy)  // the unmatched atom with the fewest free partners first
+      if (mate[static_cast<size_t>(a)] < 0) {
+        size_t k = (a == m.partner && mate[n] < 0) ? 1 : 0;
+        for (int b : partners[static_cast<size_t>(a)]) k += mate[static_cast<size_t>(b)] < 0;
+        if (k < fewest) fewest = k, best = a;
+      }
+    if (best < 0) return true;
+    if (fewest == 0) return false;
+    std::vector<int> options = partners[static_cast<size_t>(best)];
+    if (best == m.partner) options.push_back(outside);
+    for (int b : options) {
+      if (mate[static_cast<size_t>(b)] >= 0) continue;
+      mate[static_cast<size_t>(best)] = b, mate[static_cast<size_t>(b)] = best;
+      if (search()) return true;
+      mate[static_cast<size_t>(best)] = -1, mate[static_cast<size_t>(b)] = -1;
+    }
+    return false;
+  };
+  return search();
+}
+
+bool SmilesGrammar::aromatic_outside_ring(const State& s) {
+  for (size_t a = 0; a < s.aromatic.size(); ++a)
+    if (s.aromatic[a] != kAliphatic && !s.in_ring[a]) return true;
+  return false;
+}
+
 int64_t SmilesGrammar::finish_cost(State::Stage stage, size_t depth, size_t rings, int atoms) {
   const int64_t atom = stage == State::kStart || stage == State::kAfterBond || stage == State::kAfterOpen ? 1 : 0;
   // Open rings: a digit each, after the atoms needed to host them (past the one the stage needs).
@@ -224,6 +336,45 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
   auto can_go_on = [&](size_t open_rings, int cap, size_t levels, int used) {
     return open_rings == 0 || cap >= 1 || branch_can(levels, used);
   };
+  // The Kekule check per kind of move (only once an aromatic atom is written), each computed once.
+  const bool any_aromatic = std::any_of(s.aromatic.begin(), s.aromatic.end(), [](uint8_t a) { return a != kAliphatic; });
+  auto kekule = [&](const Move& m) { return !any_aromatic || kekulizable(s, m); };
+  // An atom bonded to s.prev with `order` (`partner`: an aromatic one over an implicit bond, which can
+  // give s.prev its double bond): memoized per order and partner.
+  int8_t atom_memo[5][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+  int8_t atom_strands = -1;
+  auto atom_after = [&](int order, bool partner) {
+    if (s.stage == State::kStart || !any_aromatic) return true;
+    if (atom_strands < 0) atom_strands = strands_aromatic_atom(s, true) ? 1 : 0;
+    if (atom_strands == 1) return false;
+    partner = partner && s.aromatic[static_cast<size_t>(s.prev)] != kAliphatic;
+    int8_t& known = atom_memo[std::min(order, 4)][partner ? 1 : 0];
+    if (known < 0) {
+      Move m;
+      m.leaves = m.grows[0] = s.prev;
+      m.spends = order;
+      if (partner) m.partner = s.prev;
+      if (order == 2) m.doubled[0] = s.prev;
+      known = kekulizable(s, m) ? 1 : 0;
+    }
+    return known == 1;
+  };
+  auto atom_ok = [&](const Token& t) {
+    return atom_after(s.bond > 0 ? s.bond : 1, s.bond == 0 && (t.aromatic == kAromaticC || t.aromatic == kAromaticN));
+  };
+  // '(' and a bond token need an atom that can follow them (an aromatic one, when it can).
+  int8_t branch_memo = -1;
+  auto branch_ok = [&]() {
+    if (!any_aromatic) return true;
+    if (branch_memo < 0) {
+      Move m;  // s.prev becomes a branch point: it stays open
+      m.spends = 1;
+      m.grows[0] = s.prev;
+      branch_memo = kekulizable(s, m) ? 1 : 0;
+    }
+    return branch_memo == 1;
+  };
+  int8_t opens_kekule = -1;
   for (size_t id = 0; id < tokens_.size(); ++id) {
     const Token& t = tokens_[id];
     bool ok = false;
@@ -236,23 +387,26 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
         else
           ok = prev_cap >= order && t.value >= order && can_go_on(rings, t.value - order, depth, order);
         const int cap = s.stage == State::kStart ? t.value : t.value - order;
-        ok = ok && fits(State::kAfterAtom, depth, rings, atoms_needed(-1, cap, -1));
+        ok = ok && fits(State::kAfterAtom, depth, rings, atoms_needed(-1, cap, -1)) && atom_ok(t);
         break;
       }
       case kBond:
         ok = (after_atom || s.stage == State::kAfterOpen || s.stage == State::kAfterClose) && prev_cap >= t.value &&
-             fits(State::kAfterBond, depth, rings, atoms_needed(-1, 1000, -1));
+             fits(State::kAfterBond, depth, rings, atoms_needed(-1, 1000, -1)) && atom_after(t.value, false);
         break;
       case kOpen:
         ok = (after_atom || s.stage == State::kAfterClose) && prev_cap >= 1 &&
-             fits(State::kAfterOpen, depth + 1, rings, atoms_needed(-1, 1000, -1));
+             fits(State::kAfterOpen, depth + 1, rings, atoms_needed(-1, 1000, -1)) && branch_ok();
         break;
       case kClose: {
-        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0 || s.needs_bond >= 0) break;
+        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0 || s.needs_bond >= 0 || strands_aromatic_atom(s, false))
+          break;
         const int b = s.branches.back(), cap = s.capacity[static_cast<size_t>(b)];
         // A ring digit cannot follow ')': the branch point's rings close at a later atom.
+        Move m;
+        m.leaves = s.prev;
         ok = fits(State::kAfterClose, depth - 1, rings, std::max(1, atoms_needed(b, cap, -1))) &&
-             can_go_on(rings, cap, depth - 1, 0);
+             can_go_on(rings, cap, depth - 1, 0) && kekule(m);
         break;
       }
       case kRing: {
@@ -267,15 +421,35 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
           ok = !taken && !clash && !odd_aromatic && prev_cap >= order && opener_cap >= order &&
                fits(State::kAfterAtom, depth, rings - 1, atoms_needed(s.prev, prev_cap - order, t.value, open->atom)) &&
                can_go_on(rings - 1, prev_cap - order, depth, order);
+          if (ok) {
+            Move m;
+            m.label = t.value;
+            m.spends = order;
+            m.grows[0] = s.prev, m.grows[1] = open->atom;
+            if (s.bond == 0 && !open->written) m.a = open->atom, m.b = s.prev;
+            if (order == 2) m.doubled[0] = s.prev, m.doubled[1] = open->atom;
+            ok = kekule(m);
+          }
         } else {  // opens it, reserving the bond at this atom
           const int order = s.bond > 0 ? s.bond : 1;
           ok = prev_cap >= order && fits(State::kAfterAtom, depth, rings + 1, 2) &&
                can_go_on(rings + 1, prev_cap - order, depth, order);
+          if (ok && opens_kekule < 0) {
+            Move m;
+            m.spends = order;
+            opens_kekule = kekule(m) ? 1 : 0;
+          }
+          ok = ok && opens_kekule == 1;
         }
         break;
       }
       case kEos:
-        ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1 && s.needs_bond < 0;
+        ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1 && s.needs_bond < 0 &&
+             !aromatic_outside_ring(s) && kekule([] {
+               Move m;
+               m.end = true;
+               return m;
+             }());
         break;
       case kOther:
         break;
@@ -298,6 +472,8 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
       s.capacity.push_back(cap);
       s.aromatic.push_back(t.aromatic);
       s.neighbors.emplace_back();
+      s.parent.push_back(s.stage != State::kStart ? s.prev : -1);
+      s.in_ring.push_back(0);
       if (s.stage != State::kStart) {
         s.neighbors.back().push_back(s.prev);
         s.neighbors[static_cast<size_t>(s.prev)].push_back(atom);
@@ -334,6 +510,14 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
         s.neighbors[static_cast<size_t>(s.prev)].push_back(open->atom);
         s.neighbors[static_cast<size_t>(open->atom)].push_back(s.prev);
         if (s.bond > 0 || open->written) wrote_bond(s, s.prev, open->atom, order);
+        // The ring runs along the written tree from the opener to here, through their common ancestor.
+        std::vector<uint8_t> above(s.parent.size(), 0);
+        for (int a = open->atom; a >= 0; a = s.parent[static_cast<size_t>(a)]) above[static_cast<size_t>(a)] = 1;
+        int top = s.prev;
+        for (; !above[static_cast<size_t>(top)]; top = s.parent[static_cast<size_t>(top)])
+          s.in_ring[static_cast<size_t>(top)] = 1;
+        for (int a = open->atom; a != top; a = s.parent[static_cast<size_t>(a)]) s.in_ring[static_cast<size_t>(a)] = 1;
+        s.in_ring[static_cast<size_t>(top)] = 1;
         s.rings.erase(open);
       } else {
         const int order = s.bond > 0 ? s.bond : 1;

@@ -8,8 +8,14 @@
 // the row there). Of aromaticity (kekulization) it models one rule: an odd ring of aromatic atoms
 // closes only when one of them can give the ring a lone pair (o, s, [nH], a charged or bracketed
 // atom, an n with three bonds, a c=O; an n that closes such a ring must then take its third bond),
-// so "c1cccc1" and a pyrrole without its [nH] are not written; a string the mask allows can still fail RDKit's aromatic checks
-// (an aromatic atom left outside every ring, larger systems without a Kekule structure).
+// so "c1cccc1" and a pyrrole without its [nH] are not written; and every aromatic atom ends in a
+// ring: the string never leaves one outside every ring where no ring can still run through it (see
+// strands_aromatic_atom). And the aromatic atoms keep a Kekule structure within reach: every
+// aromatic atom the string can no longer bond to that needs a double bond (a c without an exocyclic
+// one, an n with two neighbours) must get one from a distinct aromatic neighbour (a matching,
+// searched by backtracking), the atoms it can still bond to being free either way. A string the
+// mask allows can still fail RDKit's aromatic checks in rare cases (charged aromatic atoms, an
+// explicit bond between two aromatic atoms).
 //
 // Plain C++ over the vocabulary's token strings, no RDKit.
 #pragma once
@@ -38,6 +44,8 @@ class SmilesGrammar {
     std::vector<std::pair<int, int>> written_bonds;  // bonds written with a bond token ("c-c", "c=O")
     int needs_bond = -1;  // an n that closed an odd aromatic ring with no other lone pair: it takes a third bond
     std::vector<std::vector<int>> neighbors;  // each atom's bonded atoms
+    std::vector<int> parent;                  // the atom each was written after (-1: the first)
+    std::vector<uint8_t> in_ring;             // whether a closed ring runs through each atom
     std::vector<int> branches;                // atoms at each open '('
     struct Ring {
       int label, atom, order;  // the atom that opened it and the bond order it reserved there
@@ -71,6 +79,28 @@ class SmilesGrammar {
   // atoms joined by implicit bonds (the shortest such path) none of which can give it a lone pair.
   // With `current_may_grow` an n closing the ring counts as able to take a third bond later.
   static bool closes_odd_aromatic_ring(const State& s, const State::Ring& open, bool current_may_grow);
+  // Whether a move leaves an aromatic atom outside every ring for good. A ring can still run through
+  // an atom only when it lies in the smallest subtree of the written tree joining the atoms new
+  // bonds can start from (the open branch points, the atoms holding open ring bonds, and the one the
+  // string is at). `new_atom`: the move writes an atom (bonded to s.prev, which then counts through
+  // it); else it closes a branch (s.prev no longer counts).
+  static bool strands_aromatic_atom(const State& s, bool new_atom);
+  // A token's effect on the aromatic atoms, for kekulizable().
+  struct Move {
+    int leaves = -1;            // the atom the string leaves (no longer the one new atoms bond to)
+    int spends = 0;             // bonds the token takes at s.prev
+    int partner = -1;           // an atom the token bonds to a new aromatic atom that can give it a double bond
+    int grows[2] = {-1, -1};    // atoms the token gives a neighbour
+    int a = -1, b = -1;         // a new aromatic bond between two atoms (a ring closure)
+    int label = -1;             // the ring label the token closes
+    int doubled[2] = {-1, -1};  // atoms the token gives a written double bond (c=O): they need no other
+    bool end = false;           // the string ends
+  };
+  // Whether, after `m`, every aromatic atom that can take no more bonds and needs a double bond can
+  // still have one (a distinct aromatic neighbour joined by an implicit bond).
+  static bool kekulizable(const State& s, const Move& m);
+  // Whether some aromatic atom is in no ring.
+  static bool aromatic_outside_ring(const State& s);
   // Records a bond written with a token between atoms a and b.
   static void wrote_bond(State& s, int a, int b, int order);
   // Tokens needed to finish from a state with `depth` open branches and `rings` open rings, at a

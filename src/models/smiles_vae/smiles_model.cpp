@@ -86,7 +86,11 @@ class SmilesVaeModel : public SmilesVaeImpl {
 
   at::Tensor token_nll(const at::Tensor& z, const at::Tensor& tokens) override {
     const at::Tensor t = tokens.to(at::kLong);
-    return SmilesVaeNetImpl::reconstruction_nll(net_->decode(z, t), t);
+    return token_nll(z, t, t);
+  }
+  /// -log p(tokens | z) per molecule with the decoder reading `read` (word dropout's input).
+  at::Tensor token_nll(const at::Tensor& z, const at::Tensor& read, const at::Tensor& tokens) {
+    return SmilesVaeNetImpl::reconstruction_nll(net_->decode(z, read), tokens);
   }
 
   /// Standardized predictions [N, P] (the head's own output).
@@ -164,6 +168,8 @@ class SmilesTraining : public TrainingStep {
     // Noise for the whole batch, taken by rows: every rank's rows see one process's draws.
     const at::Tensor eps = rows.take(at::randn({rows.rows, d}, gen, at::kFloat));
     const at::Tensor seeds = rows.take(at::randint(int64_t{1} << 62, {rows.rows}, gen, at::kLong));
+    const double dropout = model_.config().smiles.word_dropout;
+    const at::Tensor uniform = dropout > 0 ? rows.take(at::rand({rows.rows, x.size(1)}, gen, at::kFloat)) : at::Tensor();
     // The encoder reads the molecule from a random atom order (augmented), the decoder writes its
     // canonical SMILES: z learns the molecule, not one way of writing it.
     const at::Tensor tokens = trimmed(x.to(at::kLong));
@@ -172,7 +178,8 @@ class SmilesTraining : public TrainingStep {
       if (p.grad().defined()) p.mutable_grad().zero_();
     const Posterior q = model_.encode(read);
     const at::Tensor z = reparameterize(q.mu, q.logvar, eps);
-    const at::Tensor recon = model_.token_nll(z, tokens).mean();
+    const at::Tensor fed = dropout > 0 ? drop_words(tokens, uniform.narrow(1, 0, tokens.size(1)), dropout) : tokens;
+    const at::Tensor recon = model_.token_nll(z, fed, tokens).mean();
     const at::Tensor kl = kl_standard_normal(q.mu, q.logvar).mean();
     const at::Tensor kl_term = options_.free_bits > 0 ? kl_free_bits(q.mu, q.logvar, options_.free_bits) : kl;
     at::Tensor loss = recon + kl_weight * kl_term;
@@ -331,7 +338,7 @@ std::vector<double> number_list(const nlohmann::json& v, const std::string& key,
 ModelConfig parse_smiles_config(const nlohmann::json& j) {
   only_keys(j,
             {"type", "latent", "beta", "embedding", "encoder_hidden", "decoder_hidden", "decoder_layers", "max_length",
-             "vocabulary", "properties", "property_weight", "property_mean", "property_std", "augment"},
+             "vocabulary", "properties", "property_weight", "property_mean", "property_std", "augment", "word_dropout"},
             "smiles_vae");
   ModelConfig c;
   c.likelihood = Likelihood::kCategorical;
@@ -366,6 +373,10 @@ ModelConfig parse_smiles_config(const nlohmann::json& j) {
       throw Error("model config: 'augment' must be true or false, got " + json_excerpt(j["augment"]));
     s.augment = j["augment"].get<bool>();
   }
+  if (j.contains("word_dropout")) {
+    s.word_dropout = positive_number(j["word_dropout"], "word_dropout", true);
+    if (s.word_dropout >= 1) throw Error("model config: 'word_dropout' must be below 1, got " + json_excerpt(j["word_dropout"]));
+  }
   return c;
 }
 
@@ -381,7 +392,8 @@ nlohmann::json smiles_config_json(const ModelConfig& c) {
                       {"max_length", s.max_length},
                       {"properties", s.properties},
                       {"property_weight", s.property_weight},
-                      {"augment", s.augment}};
+                      {"augment", s.augment},
+                      {"word_dropout", s.word_dropout}};
   if (!s.vocabulary.empty()) v["vocabulary"] = s.vocabulary;
   if (!s.property_mean.empty()) v["property_mean"] = s.property_mean;
   if (!s.property_std.empty()) v["property_std"] = s.property_std;

@@ -96,6 +96,12 @@ at::Tensor SmilesVaeNetImpl::reconstruction_nll(const at::Tensor& logits, const 
   return ce.view({b, t}).sum(1);                                         // [B]
 }
 
+at::Tensor drop_words(const at::Tensor& tokens, const at::Tensor& uniform, double p) {
+  const at::Tensor word =
+      (tokens != SmilesVocabulary::kPad) & (tokens != SmilesVocabulary::kBos) & (tokens != SmilesVocabulary::kEos);
+  return at::where(word & (uniform < p), at::full({}, SmilesVocabulary::kUnk, tokens.options()), tokens);
+}
+
 at::Tensor SmilesVaeNetImpl::generate(const at::Tensor& z, int64_t max_length, double temperature, at::Generator* gen,
                                       const SmilesGrammar* grammar) {
   const int64_t b = z.size(0), v = sizes_.vocabulary;

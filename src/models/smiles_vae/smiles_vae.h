@@ -69,4 +69,8 @@ class SmilesVaeNetImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SmilesVaeNet);
 
+/// Word dropout's input: `tokens` [B, T] with every SMILES token (not kBos, kEos or kPad) whose
+/// `uniform` [B, T] draw is below `p` replaced by kUnk. The targets stay `tokens`.
+at::Tensor drop_words(const at::Tensor& tokens, const at::Tensor& uniform, double p);
+
 }  // namespace latent
