@@ -178,61 +178,74 @@ bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& 
   return true;
 }
 
-bool SmilesGrammar::strands_aromatic_atom(const State& s, bool new_atom) {
-  const size_t n = s.aromatic.size();
-  bool pending = false;
-  for (size_t a = 0; a < n; ++a) pending = pending || (s.aromatic[a] != kAliphatic && !s.in_ring[a]);
-  if (!pending) return false;
-  std::vector<int> count(n, 0);  // the starting points in each atom's subtree
-  std::vector<uint8_t> start(n, 0);
-  for (int b : s.branches) start[static_cast<size_t>(b)] = 1;
-  for (const auto& r : s.rings) start[static_cast<size_t>(r.atom)] = 1;
-  int total = 0;
-  for (size_t a = 0; a < n; ++a) total += start[a];
-  if (total == 0) return true;  // nowhere left for a ring to start but the new atom (or nothing)
-  if (new_atom && !start[static_cast<size_t>(s.prev)]) start[static_cast<size_t>(s.prev)] = 1, ++total;
-  std::vector<int> branches_below(n, 0);  // children whose subtree holds a starting point
-  for (size_t a = n; a-- > 0;) {
-    count[a] += start[a];
-    const int p = s.parent[a];
-    if (p >= 0 && count[a] > 0) count[static_cast<size_t>(p)] += count[a], ++branches_below[static_cast<size_t>(p)];
-  }
-  for (size_t a = 0; a < n; ++a) {
-    if (s.aromatic[a] == kAliphatic || s.in_ring[a]) continue;
-    const bool joined = count[a] > 0 && (start[a] || count[a] < total || branches_below[a] >= 2);
-    if (!joined) return true;
-  }
-  return false;
+void SmilesGrammar::mark_ring(const std::vector<int>& parent, int from, int to, std::vector<uint8_t>& in_ring) {
+  std::vector<uint8_t> above(parent.size(), 0);
+  for (int a = from; a >= 0; a = parent[static_cast<size_t>(a)]) above[static_cast<size_t>(a)] = 1;
+  int top = to;
+  for (; !above[static_cast<size_t>(top)]; top = parent[static_cast<size_t>(top)]) in_ring[static_cast<size_t>(top)] = 1;
+  for (int a = from; a != top; a = parent[static_cast<size_t>(a)]) in_ring[static_cast<size_t>(a)] = 1;
+  in_ring[static_cast<size_t>(top)] = 1;
 }
 
-bool SmilesGrammar::kekulizable(const State& s, const Move& m) {
+bool SmilesGrammar::aromatic_ok(const State& s, const Move& m) {
   const size_t n = s.aromatic.size();
+  const size_t prev = static_cast<size_t>(std::max(s.prev, 0));
   std::vector<int> cap(s.capacity);
-  if (s.prev >= 0) cap[static_cast<size_t>(s.prev)] -= m.spends;
-  auto labels_held = [&](int a) {  // ring bonds still to close at a: neighbours to come
-    return std::count_if(s.rings.begin(), s.rings.end(), [&](const State::Ring& r) { return r.atom == a && r.label != m.label; });
-  };
-  // Open: the string can still bond to it (then it is free to take a double bond or not).
-  auto open = [&](int a) {
-    if (m.end) return false;
-    if (labels_held(a) > 0) return true;
-    return cap[static_cast<size_t>(a)] >= 1 &&
-           ((a == s.prev && a != m.leaves) || std::find(s.branches.begin(), s.branches.end(), a) != s.branches.end());
-  };
+  if (s.prev >= 0) cap[prev] -= m.spends;
+  std::vector<uint8_t> in_ring(s.in_ring);
+  if (m.ring_from >= 0) mark_ring(s.parent, m.ring_from, s.prev, in_ring);
+  std::vector<int> labels(n, 0);  // ring bonds still to close at each atom: neighbours to come
+  for (const auto& r : s.rings)
+    if (r.label != m.label) ++labels[static_cast<size_t>(r.atom)];
+  if (m.opens) ++labels[prev];
+  // Where new bonds can start after the move: the open branch points, the atoms holding ring bonds
+  // and the one the string is at (a new atom below s.prev counts as one in its subtree).
+  std::vector<uint8_t> start(n, 0);
+  if (!m.end) {
+    for (int b : s.branches) start[static_cast<size_t>(b)] = 1;
+    for (size_t a = 0; a < n; ++a) start[a] = start[a] || labels[a] > 0;
+    if (s.prev >= 0 && s.prev != m.leaves) start[prev] = 1;
+  }
+  const int below_prev = m.new_atom ? 1 : 0;
+  std::vector<int> count(n, 0), joined_children(n, 0);  // start points in each subtree; children leading to one
+  for (size_t a = n; a-- > 0;) {
+    count[a] += start[a] + (a == prev ? below_prev : 0);
+    if (a == prev) joined_children[a] += below_prev;
+    const int p = s.parent[a];
+    if (p >= 0 && count[a] > 0) count[static_cast<size_t>(p)] += count[a], ++joined_children[static_cast<size_t>(p)];
+  }
+  int total = below_prev;
+  for (size_t a = 0; a < n; ++a) total += start[a];
+  auto doubled = [&](size_t a) { return static_cast<int>(a) == m.doubled[0] || static_cast<int>(a) == m.doubled[1]; };
+  // Every aromatic atom outside a ring must lie where a ring can still run through it, with the
+  // bonds that takes (two at it, less those that already lead towards a start) and its double bond.
+  for (size_t a = 0; a < n; ++a) {
+    if (s.aromatic[a] == kAliphatic || in_ring[a]) continue;
+    if (!start[a]) {
+      if (!(count[a] > 0 && (count[a] < total || joined_children[a] >= 2))) return false;
+      continue;
+    }
+    const int usable = joined_children[a] + (s.parent[a] >= 0 && total - count[a] > 0 ? 1 : 0) + labels[a];
+    const int needed = std::max(0, 2 - usable) + (s.aromatic[a] == kAromaticC && !doubled(a) ? 1 : 0);
+    if (cap[a] < needed) return false;
+  }
+  // Kekule: each aromatic c or two-neighbour n that can take no more bonds and has no exocyclic
+  // double bond needs one from a distinct aromatic neighbour over an implicit bond.
+  auto open = [&](size_t a) { return start[a] && (labels[a] > 0 || cap[a] >= 1); };
   auto written = [&](int a, int b) {
     return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
       return (e.first == a && e.second == b) || (e.first == b && e.second == a);
     });
   };
-  // Each aromatic atom: 0 takes no double bond, 1 needs one (closed), 2 free (open).
-  std::vector<uint8_t> role(n, 0);
+  std::vector<uint8_t> role(n, 0);  // 0 takes no double bond, 1 needs one, 2 free (open)
   std::vector<int> needy;
   for (size_t i = 0; i < n; ++i) {
     const int a = static_cast<int>(i);
-    if ((s.aromatic[i] != kAromaticC && s.aromatic[i] != kAromaticN) || a == m.doubled[0] || a == m.doubled[1]) continue;
-    const size_t degree =
-        s.neighbors[i].size() + static_cast<size_t>(labels_held(a)) + (a == m.grows[0] || a == m.grows[1] ? 1 : 0);
-    if (open(a)) {
+    if ((s.aromatic[i] != kAromaticC && s.aromatic[i] != kAromaticN) || doubled(i)) continue;
+    const size_t degree = s.neighbors[i].size() + static_cast<size_t>(labels[i]) + (a == m.grows[0] || a == m.grows[1] ? 1 : 0);
+    // An open c stays free only with room for a new bond and its double bond, or a ring bond to come.
+    const bool free = open(i) && (s.aromatic[i] == kAromaticN || labels[i] > 0 || cap[i] >= 2);
+    if (free) {
       role[i] = 2;
     } else if (s.aromatic[i] == kAromaticC || degree <= 2) {
       if (cap[i] < 1) return false;  // no valence left for the double bond it needs
@@ -241,7 +254,6 @@ bool SmilesGrammar::kekulizable(const State& s, const Move& m) {
     }
   }
   if (needy.empty()) return true;
-  // Partners: aromatic neighbours over implicit bonds that can take a double bond.
   std::vector<std::vector<int>> partners(n);
   auto link = [&](int a, int b) {
     if (role[static_cast<size_t>(a)] && role[static_cast<size_t>(b)] && cap[static_cast<size_t>(a)] >= 1 &&
@@ -280,12 +292,6 @@ bool SmilesGrammar::kekulizable(const State& s, const Move& m) {
     return false;
   };
   return search();
-}
-
-bool SmilesGrammar::aromatic_outside_ring(const State& s) {
-  for (size_t a = 0; a < s.aromatic.size(); ++a)
-    if (s.aromatic[a] != kAliphatic && !s.in_ring[a]) return true;
-  return false;
 }
 
 int64_t SmilesGrammar::finish_cost(State::Stage stage, size_t depth, size_t rings, int atoms) {
@@ -336,43 +342,38 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
   auto can_go_on = [&](size_t open_rings, int cap, size_t levels, int used) {
     return open_rings == 0 || cap >= 1 || branch_can(levels, used);
   };
-  // The Kekule check per kind of move (only once an aromatic atom is written), each computed once.
+  // The aromatic checks per kind of move (once an aromatic atom is written), each computed once.
   const bool any_aromatic = std::any_of(s.aromatic.begin(), s.aromatic.end(), [](uint8_t a) { return a != kAliphatic; });
-  auto kekule = [&](const Move& m) { return !any_aromatic || kekulizable(s, m); };
+  auto aromatic = [&](const Move& m) { return !any_aromatic || aromatic_ok(s, m); };
   // An atom bonded to s.prev with `order` (`partner`: an aromatic one over an implicit bond, which can
-  // give s.prev its double bond): memoized per order and partner.
-  int8_t atom_memo[5][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
-  int8_t atom_strands = -1;
-  auto atom_after = [&](int order, bool partner) {
+  // give s.prev its double bond; `grows`: one that can take more bonds): memoized.
+  int8_t atom_memo[5][2][2] = {};  // 0 unknown, 1 no, 2 yes
+  auto atom_after = [&](int order, bool partner, bool grows) {
     if (s.stage == State::kStart || !any_aromatic) return true;
-    if (atom_strands < 0) atom_strands = strands_aromatic_atom(s, true) ? 1 : 0;
-    if (atom_strands == 1) return false;
     partner = partner && s.aromatic[static_cast<size_t>(s.prev)] != kAliphatic;
-    int8_t& known = atom_memo[std::min(order, 4)][partner ? 1 : 0];
-    if (known < 0) {
+    int8_t& known = atom_memo[std::min(order, 4)][partner ? 1 : 0][grows ? 1 : 0];
+    if (known == 0) {
       Move m;
       m.leaves = m.grows[0] = s.prev;
+      m.new_atom = grows;
       m.spends = order;
       if (partner) m.partner = s.prev;
       if (order == 2) m.doubled[0] = s.prev;
-      known = kekulizable(s, m) ? 1 : 0;
+      known = aromatic_ok(s, m) ? 2 : 1;
     }
-    return known == 1;
+    return known == 2;
   };
   auto atom_ok = [&](const Token& t) {
-    return atom_after(s.bond > 0 ? s.bond : 1, s.bond == 0 && (t.aromatic == kAromaticC || t.aromatic == kAromaticN));
+    const int order = s.bond > 0 ? s.bond : 1;
+    return atom_after(order, s.bond == 0 && (t.aromatic == kAromaticC || t.aromatic == kAromaticN), t.value - order >= 1);
   };
-  // '(' and a bond token need an atom that can follow them (an aromatic one, when it can).
-  int8_t branch_memo = -1;
+  // '(': s.prev becomes a branch point with a new atom below it.
   auto branch_ok = [&]() {
-    if (!any_aromatic) return true;
-    if (branch_memo < 0) {
-      Move m;  // s.prev becomes a branch point: it stays open
-      m.spends = 1;
-      m.grows[0] = s.prev;
-      branch_memo = kekulizable(s, m) ? 1 : 0;
-    }
-    return branch_memo == 1;
+    Move m;
+    m.spends = 1;
+    m.grows[0] = s.prev;
+    m.new_atom = true;
+    return aromatic(m);
   };
   int8_t opens_kekule = -1;
   for (size_t id = 0; id < tokens_.size(); ++id) {
@@ -392,21 +393,21 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
       }
       case kBond:
         ok = (after_atom || s.stage == State::kAfterOpen || s.stage == State::kAfterClose) && prev_cap >= t.value &&
-             fits(State::kAfterBond, depth, rings, atoms_needed(-1, 1000, -1)) && atom_after(t.value, false);
+             fits(State::kAfterBond, depth, rings, atoms_needed(-1, 1000, -1)) &&
+             (atom_after(t.value, false, true) || (after_atom && rings > 0));  // an atom or a ring closure must follow
         break;
       case kOpen:
         ok = (after_atom || s.stage == State::kAfterClose) && prev_cap >= 1 &&
              fits(State::kAfterOpen, depth + 1, rings, atoms_needed(-1, 1000, -1)) && branch_ok();
         break;
       case kClose: {
-        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0 || s.needs_bond >= 0 || strands_aromatic_atom(s, false))
-          break;
+        if (!(after_atom || s.stage == State::kAfterClose) || depth == 0 || s.needs_bond >= 0) break;
         const int b = s.branches.back(), cap = s.capacity[static_cast<size_t>(b)];
         // A ring digit cannot follow ')': the branch point's rings close at a later atom.
         Move m;
         m.leaves = s.prev;
         ok = fits(State::kAfterClose, depth - 1, rings, std::max(1, atoms_needed(b, cap, -1))) &&
-             can_go_on(rings, cap, depth - 1, 0) && kekule(m);
+             can_go_on(rings, cap, depth - 1, 0) && aromatic(m);
         break;
       }
       case kRing: {
@@ -428,7 +429,8 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
             m.grows[0] = s.prev, m.grows[1] = open->atom;
             if (s.bond == 0 && !open->written) m.a = open->atom, m.b = s.prev;
             if (order == 2) m.doubled[0] = s.prev, m.doubled[1] = open->atom;
-            ok = kekule(m);
+            m.ring_from = open->atom;
+            ok = aromatic(m);
           }
         } else {  // opens it, reserving the bond at this atom
           const int order = s.bond > 0 ? s.bond : 1;
@@ -437,7 +439,8 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
           if (ok && opens_kekule < 0) {
             Move m;
             m.spends = order;
-            opens_kekule = kekule(m) ? 1 : 0;
+            m.opens = true;
+            opens_kekule = aromatic(m) ? 1 : 0;
           }
           ok = ok && opens_kekule == 1;
         }
@@ -445,7 +448,7 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
       }
       case kEos:
         ok = (after_atom || s.stage == State::kAfterClose) && depth == 0 && rings == 0 && remaining >= 1 && s.needs_bond < 0 &&
-             !aromatic_outside_ring(s) && kekule([] {
+             aromatic([] {
                Move m;
                m.end = true;
                return m;
@@ -510,14 +513,7 @@ void SmilesGrammar::advance(State& s, int64_t id) const {
         s.neighbors[static_cast<size_t>(s.prev)].push_back(open->atom);
         s.neighbors[static_cast<size_t>(open->atom)].push_back(s.prev);
         if (s.bond > 0 || open->written) wrote_bond(s, s.prev, open->atom, order);
-        // The ring runs along the written tree from the opener to here, through their common ancestor.
-        std::vector<uint8_t> above(s.parent.size(), 0);
-        for (int a = open->atom; a >= 0; a = s.parent[static_cast<size_t>(a)]) above[static_cast<size_t>(a)] = 1;
-        int top = s.prev;
-        for (; !above[static_cast<size_t>(top)]; top = s.parent[static_cast<size_t>(top)])
-          s.in_ring[static_cast<size_t>(top)] = 1;
-        for (int a = open->atom; a != top; a = s.parent[static_cast<size_t>(a)]) s.in_ring[static_cast<size_t>(a)] = 1;
-        s.in_ring[static_cast<size_t>(top)] = 1;
+        mark_ring(s.parent, open->atom, s.prev, s.in_ring);
         s.rings.erase(open);
       } else {
         const int order = s.bond > 0 ? s.bond : 1;

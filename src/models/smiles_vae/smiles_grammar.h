@@ -79,28 +79,31 @@ class SmilesGrammar {
   // atoms joined by implicit bonds (the shortest such path) none of which can give it a lone pair.
   // With `current_may_grow` an n closing the ring counts as able to take a third bond later.
   static bool closes_odd_aromatic_ring(const State& s, const State::Ring& open, bool current_may_grow);
-  // Whether a move leaves an aromatic atom outside every ring for good. A ring can still run through
-  // an atom only when it lies in the smallest subtree of the written tree joining the atoms new
-  // bonds can start from (the open branch points, the atoms holding open ring bonds, and the one the
-  // string is at). `new_atom`: the move writes an atom (bonded to s.prev, which then counts through
-  // it); else it closes a branch (s.prev no longer counts).
-  static bool strands_aromatic_atom(const State& s, bool new_atom);
-  // A token's effect on the aromatic atoms, for kekulizable().
+  // A token's effect on the aromatic atoms, for aromatic_ok().
   struct Move {
     int leaves = -1;            // the atom the string leaves (no longer the one new atoms bond to)
+    bool new_atom = false;      // a new atom is bonded to s.prev (a place new bonds can start from)
     int spends = 0;             // bonds the token takes at s.prev
+    bool opens = false;         // s.prev opens a ring bond
     int partner = -1;           // an atom the token bonds to a new aromatic atom that can give it a double bond
     int grows[2] = {-1, -1};    // atoms the token gives a neighbour
     int a = -1, b = -1;         // a new aromatic bond between two atoms (a ring closure)
+    int ring_from = -1;         // the ring closure's other atom (the ring runs from it to s.prev)
     int label = -1;             // the ring label the token closes
     int doubled[2] = {-1, -1};  // atoms the token gives a written double bond (c=O): they need no other
     bool end = false;           // the string ends
   };
-  // Whether, after `m`, every aromatic atom that can take no more bonds and needs a double bond can
-  // still have one (a distinct aromatic neighbour joined by an implicit bond).
-  static bool kekulizable(const State& s, const Move& m);
-  // Whether some aromatic atom is in no ring.
-  static bool aromatic_outside_ring(const State& s);
+  // Whether the aromatic atoms can still end well after `m`. Each outside a ring must lie where a
+  // ring can still run through it: in the smallest subtree of the written tree joining the places
+  // new bonds can start from (open branch points, atoms holding ring bonds, the atom the string is
+  // at), with the bonds that takes left at it when it is such a place (two, less those leading
+  // towards another, plus its double bond). And every aromatic c or two-neighbour n that can take
+  // no more bonds and has no exocyclic double bond needs a double bond from a distinct aromatic
+  // neighbour over an implicit bond (a matching, searched by backtracking; the atoms that can still
+  // take bonds are free either way).
+  static bool aromatic_ok(const State& s, const Move& m);
+  // Marks the ring a closure between atoms `from` and `to` makes: the written tree's path between them.
+  static void mark_ring(const std::vector<int>& parent, int from, int to, std::vector<uint8_t>& in_ring);
   // Records a bond written with a token between atoms a and b.
   static void wrote_bond(State& s, int a, int b, int order);
   // Tokens needed to finish from a state with `depth` open branches and `rings` open rings, at a
