@@ -100,9 +100,13 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
   if (fused) {
     // mlp_vae with ReLU and Bernoulli: one image per thread at a time, its k samples through the
     // fused decoder on that thread (no hand-over between threads inside a product).
+    // The encoder runs on the estimate's own batches of images: a rank's share of a job is whole
+    // batches, so every image is encoded in the same product as in one process (a product's rows
+    // can round differently with its row count: on an AVX2-only CPU they did).
     at::Tensor mu = at::empty({n, d}), logvar = at::empty({n, d});
-    for (int64_t start = 0; start < n; start += 500) {
-      const int64_t b = std::min<int64_t>(500, n - start);
+    const int64_t per_batch = iwae_images_per_batch(k, rows_per_batch);
+    for (int64_t start = 0; start < n; start += per_batch) {
+      const int64_t b = std::min<int64_t>(per_batch, n - start);
       Posterior q = model.encode(xc.narrow(0, start, b));
       mu.narrow(0, start, b).copy_(q.mu);
       logvar.narrow(0, start, b).copy_(q.logvar);

@@ -33,16 +33,13 @@ for x, y in zip(ra, rb):
 EOF
 }
 M=runs
-# Bit for bit where the products run latent's AVX-512 kernels. On a CPU without AVX-512 (an AMD Zen 3,
-# 2026-12-07) the ranks' numbers differ from one process's in the last float bits: each example's
-# scores by up to 5e-8 relative, the IWAE NLL by 2e-10, an IWAE training run's loss by 4e-5 after two
-# epochs. The AVX2 products round differently depending on how many rows a call has (not found yet
-# which ones: the next step); there the checks below allow those tolerances instead.
-EXACT=1
-"$LATENT" info 2>/dev/null | grep -q "kernels avx512" || EXACT=0
-[ "$EXACT" = 1 ] || echo "note: no AVX-512 kernels here: ranks are checked to float rounding, not bit for bit"
-IW_TOL=1e-5 EVAL_TOL=0 SCORE_TOL=0
-[ "$EXACT" = 1 ] || { IW_TOL=2e-4; EVAL_TOL=1e-8; SCORE_TOL=1e-6; }
+# An IWAE training run (autograd: ATen's products on each rank's share of the batch, the shares'
+# gradients summed in another order) drifts from one process's loss as training amplifies the
+# last-bit differences: by 5e-7 after one epoch and 4e-5 after two, on an AMD Zen 3 (AVX2) and a
+# Zen 5 (AVX-512) alike (2026-12-07), so 2e-4. Evaluation and scores are bit for bit: each image is
+# encoded in the same product as in one process (they once were not, and a product's rows can
+# round differently with its row count).
+IW_TOL=2e-4 EVAL_TOL=0 SCORE_TOL=0
 MLP=(--data fashion-mnist --limit 1000 --batch-size 100 --seed 3 --quiet)
 "$LATENT" train "${MLP[@]}" --epochs 2 --binarize --threads 1 --out "$T/one" >/dev/null
 "$LATENT" train "${MLP[@]}" --epochs 2 --binarize --nproc 2 --threads 1 --out "$T/two" >/dev/null
