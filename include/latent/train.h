@@ -10,8 +10,11 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "latent/adam.h"
 #include "latent/config.h"
@@ -20,6 +23,31 @@
 #include "latent/error.h"
 
 namespace latent {
+
+class ModelImpl;
+
+/// One optimizer step as a watcher sees it.
+struct StepReport {
+  int64_t epoch = 0;          // the epoch the step belongs to (0-based)
+  int64_t step_in_epoch = 0;  // steps done in this epoch, this one included
+  int64_t steps_per_epoch = 0;
+  int64_t global_step = 0;                            // steps done in the run, this one included
+  double loss = 0;                                    // the step's batch loss
+  std::vector<std::pair<std::string, double>> terms;  // its terms ("recon", "kl", ...)
+};
+
+/// Watches a run from its training thread (the explorer's live training): called after every
+/// optimizer step and after every epoch's record, with the model as the step left it. It may read
+/// the model (in eval mode and without gradients, restoring train mode before it returns), block
+/// (a pause), or ask the loop to stop: then, as on Ctrl-C, the loop saves a checkpoint and returns
+/// with TrainResult::interrupted. Rank 0 alone calls it.
+class TrainObserver {
+ public:
+  virtual ~TrainObserver() = default;
+  /// Returns false to stop the run.
+  virtual bool on_step(const StepReport& report, ModelImpl& model) = 0;
+  virtual void on_epoch(const nlohmann::json& /*record*/, ModelImpl& /*model*/) {}
+};
 
 struct TrainOptions {
   int64_t epochs = 10;
@@ -45,6 +73,8 @@ struct TrainOptions {
   /// writes. The numbers match one process's to float rounding. Not saved in checkpoints.
   RankInfo ranks;
   DistOptions dist;
+  /// Watches the run (not saved in checkpoints).
+  std::shared_ptr<TrainObserver> observer;
 
   nlohmann::json to_json() const;
   static TrainOptions from_json(const nlohmann::json& j);

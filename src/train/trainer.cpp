@@ -221,6 +221,7 @@ TrainResult run_loop(Run& run) {
   // With the thread count left to latent (--threads 0) and a step whose numbers do not depend on it,
   // the count follows the load (cpu/thread_tuner.h); evaluation runs on every core.
   std::optional<cpu::ThreadTuner> tuner;
+  bool observer_stop = false;
   if (opt.threads == 0 && step->thread_invariant()) tuner.emplace(at::get_num_threads());
 
   for (; epoch < opt.epochs; ++epoch) {
@@ -258,7 +259,7 @@ TrainResult run_loop(Run& run) {
       const double share = static_cast<double>(rows.count()) / static_cast<double>(len);
       if (sync) sync->begin(share);
       BatchLoss l = step->run(x, mine, rows, gen, beta_t);
-      bool stop = g_stop.load();
+      bool stop = g_stop.load() || observer_stop;
       if (sync) stop = finish_step(*sync, l, share, stop);
       if (!std::isfinite(l.loss)) throw TrainingDiverged(diverged_message(epoch, b, l.loss, run.checkpoint_path));
       run.adam->step();
@@ -269,6 +270,12 @@ TrainResult run_loop(Run& run) {
       seen_now += len;
       step_in_epoch = b + 1;
       bar.update(start + len, sums.means());
+      if (opt.observer && writer) {
+        const StepReport report{epoch, b + 1, batches, global_step, l.loss, l.terms};
+        // Alone, the loop stops at once; in a job, with the next step's collective (every rank stops there).
+        observer_stop = !opt.observer->on_step(report, model);
+        stop = stop || (observer_stop && !comm);
+      }
       if (stop) {
         wall += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         save_state(epoch);
@@ -304,6 +311,7 @@ TrainResult run_loop(Run& run) {
     step_in_epoch = 0;
     save_state(epoch + 1);
     if (writer) write_metrics_jsonl(metrics_path, run.info.metrics);
+    if (opt.observer && writer) opt.observer->on_epoch(m, model);
   }
   if (writer) write_pictures(run);
   if (comm) comm->close();

@@ -84,6 +84,56 @@ TEST(Train, InterruptMidEpochSavesAndResumesExactly) {
   expect_same_parameters(a.checkpoint, b.checkpoint);
 }
 
+// A watcher sees every step and epoch with the model as it is, can read it, and can stop the run
+// (which then saves and resumes exactly, as after Ctrl-C).
+TEST(Train, AnObserverSeesEveryStepAndCanStopTheRun) {
+  struct Watcher : TrainObserver {
+    std::vector<StepReport> steps;
+    std::vector<nlohmann::json> epochs;
+    int64_t stop_at = -1;
+    double first_weight = 0;
+    bool on_step(const StepReport& r, ModelImpl& model) override {
+      steps.push_back(r);
+      first_weight = named_parameters(model).front().second.flatten()[0].item<double>();
+      return r.global_step != stop_at;
+    }
+    void on_epoch(const nlohmann::json& record, ModelImpl&) override { epochs.push_back(record); }
+  };
+  TempDir dir;
+  DataSpec data = make_data(dir);
+  TrainOptions o = options(dir / "full", 2);
+  auto all = std::make_shared<Watcher>();
+  o.observer = all;
+  const TrainResult full = train(small_model(), data, o);
+  const int64_t per_epoch = (240 + 31) / 32;  // 300 examples, 20% held out, batches of 32
+  ASSERT_EQ(all->steps.size(), static_cast<size_t>(2 * per_epoch));
+  EXPECT_EQ(all->steps.back().global_step, 2 * per_epoch);
+  EXPECT_EQ(all->steps.back().epoch, 1);
+  EXPECT_EQ(all->steps.back().step_in_epoch, per_epoch);
+  EXPECT_EQ(all->steps.back().steps_per_epoch, per_epoch);
+  ASSERT_EQ(all->steps.front().terms.size(), 2u);
+  EXPECT_EQ(all->steps.front().terms[0].first, "recon");
+  EXPECT_NEAR(all->steps.front().loss, all->steps.front().terms[0].second, 1e-3) << "KL weight 0 at the first step of warm-up";
+  ASSERT_EQ(all->epochs.size(), 2u);
+  EXPECT_EQ(all->epochs[1]["epoch"], 2);
+  EXPECT_TRUE(all->epochs[1].contains("test_elbo"));
+  LoadedCheckpoint last = checkpoint_load(full.checkpoint);
+  EXPECT_EQ(all->first_weight, named_parameters(*last.model).front().second.flatten()[0].item<double>())
+      << "the watcher saw the model the last step left";
+
+  TrainOptions cut_options = options(dir / "cut", 2);
+  auto stopper = std::make_shared<Watcher>();
+  stopper->stop_at = per_epoch + 3;
+  cut_options.observer = stopper;
+  const TrainResult cut = train(small_model(), data, cut_options);
+  EXPECT_TRUE(cut.interrupted);
+  EXPECT_EQ(stopper->steps.size(), static_cast<size_t>(per_epoch + 3));
+  EXPECT_EQ(checkpoint_load(cut.checkpoint).info.state["global_step"], per_epoch + 3);
+  const TrainResult resumed = train_resume(cut.checkpoint, 0, "", false);
+  EXPECT_EQ(numbers(checkpoint_load(full.checkpoint).info.metrics), numbers(checkpoint_load(resumed.checkpoint).info.metrics));
+  expect_same_parameters(full.checkpoint, resumed.checkpoint);
+}
+
 TEST(Train, WritesMetricsPicturesAndLearns) {
   TempDir dir;
   DataSpec data = make_data(dir);
