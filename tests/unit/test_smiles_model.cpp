@@ -56,6 +56,18 @@ ModelConfig tiny_config(const std::string& extra = "") {
       extra + "}");
 }
 
+// Training options for the tiny model on the fixture's molecules.
+TrainOptions quick_training(const std::string& out, int64_t epochs) {
+  TrainOptions o;
+  o.epochs = epochs;
+  o.batch_size = 32;
+  o.adam.lr = 3e-3;
+  o.threads = 1;
+  o.progress = false;
+  o.out = out;
+  return o;
+}
+
 TEST(SmilesModel, ConfigKeysDefaultsAndErrors) {
   const ModelConfig c = ModelConfig::from_text_or_file(R"({"type": "smiles_vae"})");
   EXPECT_EQ(c.latent, 56);
@@ -137,14 +149,7 @@ TEST(SmilesModel, WordDropoutHidesOnlySmilesTokensFromTheDecoder) {
   test::TempDir dir;
   DataSpec spec;
   spec.source = write_smi(dir, fixture_molecules());
-  TrainOptions o;
-  o.epochs = 2;
-  o.batch_size = 32;
-  o.adam.lr = 3e-3;
-  o.threads = 1;
-  o.progress = false;
-  o.epochs = 6;
-  o.out = dir / "plain";
+  TrainOptions o = quick_training(dir / "plain", 6);
   const double plain = train(tiny_config(), spec, o).last_metrics["train_recon"].get<double>();
   o.out = dir / "dropped";
   const TrainResult dropped = train(tiny_config(R"(, "word_dropout": 0.9)"), spec, o);
@@ -157,14 +162,8 @@ TEST(SmilesModel, TrainsResumesAndReloadsToTheSameNumbers) {
   test::TempDir dir;
   DataSpec spec;
   spec.source = write_smi(dir, fixture_molecules());
-  TrainOptions o;
-  o.epochs = 3;
-  o.batch_size = 32;
-  o.adam.lr = 3e-3;
-  o.threads = 1;
-  o.progress = false;
+  TrainOptions o = quick_training(dir / "run", 3);
   o.free_bits = 0.1;
-  o.out = dir / "run";
   const TrainResult r = train(tiny_config(), spec, o);
   const nlohmann::json& m = r.last_metrics;
   for (const char* key : {"test_elbo", "test_recon", "test_kl", "test_token_accuracy", "active_units", "test_reconstruction",
