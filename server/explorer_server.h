@@ -5,7 +5,10 @@
 /// with an SD autoencoder (ServeOptions::sd): GET /api/sd/info, POST /api/sd/encode, /api/sd/decode,
 /// /api/sd/interpolate (SdApi; without one they answer 404 saying so);
 /// with a SMILES VAE checkpoint, /api/info and the Molecules view's /api/molecules/... routes
-/// (MoleculeApi) instead of the image routes; GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The
+/// (MoleculeApi) instead of the image routes; with ServeOptions::train, live training: GET /api/train,
+/// POST /api/train/start, /pause, /resume, /stop, GET /api/train/events?after=&wait= (JSON) and
+/// /api/train/stream?after= (Server-Sent Events; a reconnect's Last-Event-ID resumes after it);
+/// GET / and the page's files. Errors are {"error": "..."} with a 4xx status. The
 /// page's files are looked up by exact name in a table compiled into the binary: nothing is read from disk.
 #pragma once
 
@@ -16,6 +19,7 @@
 #include "explorer_api.h"
 #include "latent/checkpoint.h"
 #include "sd_api.h"
+#include "train_jobs.h"
 
 namespace latent::server {
 
@@ -26,7 +30,8 @@ struct ServeOptions {
   size_t max_body = size_t{8} << 20;  // larger request bodies get 413
   std::string precision = "auto";     // of the decoder's products for images: "fp32", "bf16" or "auto"
   ApiLimits limits;
-  std::shared_ptr<SdApi> sd;  // the "SD latents" view, when served with --vae or --taesd
+  std::shared_ptr<SdApi> sd;         // the "SD latents" view, when served with --vae or --taesd
+  std::shared_ptr<TrainJobs> train;  // live training (the Train tab), when given
 };
 
 class ExplorerServer {

@@ -16,7 +16,7 @@ namespace {
 constexpr const char* kDefaultCheckpoint = "runs/fmnist/model.safetensors";
 
 struct ServeArgs {
-  std::string checkpoint, vae, taesd;
+  std::string checkpoint, vae, taesd, runs = "runs/explorer";
   int64_t sd_size = 256;
   server::ServeOptions opt;
 };
@@ -39,7 +39,15 @@ void run_serve(const ServeArgs& a) {
   }
   // One thread per request: concurrent requests run side by side instead of contending for a pool.
   set_num_threads(1);
-  server::ExplorerServer server(checkpoint_load(path), path, args.opt);
+  LoadedCheckpoint ck = checkpoint_load(path);
+  if (ck.info.model.type != "smiles_vae") {  // the Train tab: Fashion-MNIST, and the served model's own data
+    server::TrainJobOptions t;
+    t.run_folder = a.runs;
+    t.datasets["fashion-mnist"] = "fashion-mnist";
+    if (!ck.info.data.source.empty()) t.datasets.emplace(ck.info.data.source, ck.info.data.source);
+    args.opt.train = std::make_shared<server::TrainJobs>(t);
+  }
+  server::ExplorerServer server(std::move(ck), path, args.opt);
   std::printf("latent explorer: %s  (model %s, %s on %s%s; Ctrl-C stops)\n", server.address().c_str(), path.c_str(),
               server.shows_molecules() ? "molecules" : (server.api().precision() + " decoding").c_str(), cpu_summary().c_str(),
               args.opt.sd ? ("; SD latents from " + args.opt.sd->info()["file"].get<std::string>()).c_str() : "");
@@ -71,6 +79,8 @@ void add_serve(CLI::App& app) {
   cmd->add_option("--vae", a->vae, "Stable Diffusion autoencoder weights (safetensors) for the SD latents view")
       ->check(CLI::ExistingFile);
   cmd->add_option("--taesd", a->taesd, "TAESD weights for the SD latents view instead of --vae")->check(CLI::ExistingFile);
+  cmd->add_option("--runs", a->runs, "folder of the runs trained from the explorer's Train tab, one folder each")
+      ->capture_default_str();
   cmd->add_option("--sd-size", a->sd_size, "side of the SD latents view's square images, in pixels")->capture_default_str();
   cmd->footer(
       "Examples:\n  latent serve runs/fmnist/model.safetensors --port 8080\n  then open http://127.0.0.1:8080/ in a browser\n"
