@@ -67,6 +67,7 @@ struct TrainJobs::Impl {
   std::vector<json> log;  // every event so far, numbered from 1
   bool running = false, paused = false, stopping = false;
   std::string run;  // the current (or last) run's name
+  int64_t snapshot_every = 200;
   std::thread worker;
 
   void push(json event) {
@@ -101,7 +102,7 @@ class Watcher : public TrainObserver {
               {"loss", r.loss}};
     for (const auto& [name, value] : r.terms) e[name] = value;
     jobs_->push(std::move(e));
-    if (r.global_step % jobs_->options.snapshot_every == 0) snapshot(model, r.global_step);
+    if (r.global_step % jobs_->snapshot_every == 0) snapshot(model, r.global_step);
     last_step_ = r.global_step;
     std::unique_lock<std::mutex> lock(jobs_->mutex);
     if (jobs_->paused && !jobs_->stopping) {
@@ -170,8 +171,8 @@ TrainJobs::~TrainJobs() {
 
 json TrainJobs::start(const json& body) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  static const std::vector<std::string> keys = {"name",      "data",      "model",      "hidden", "latent", "beta",
-                                                "kl_warmup", "free_bits", "batch_size", "lr",     "epochs", "limit"};
+  static const std::vector<std::string> keys = {"name",   "data",       "model", "hidden", "latent", "beta",          "kl_warmup",
+                                                "free_bits", "batch_size", "lr",    "epochs", "limit",  "snapshot_every"};
   for (const auto& [key, value] : body.items())
     if (std::find(keys.begin(), keys.end(), key) == keys.end()) throw ApiError(400, "unknown parameter '" + key + "'");
   const std::string name = run_name(body);
@@ -191,6 +192,7 @@ json TrainJobs::start(const json& body) {
   o.adam.lr = number_field(body, "lr", 1e-3, 0.0, 1.0);
   o.epochs = integer_field(body, "epochs", 10, 1, 1000);
   o.limit = integer_field(body, "limit", 0, 0, int64_t{1} << 40);
+  const int64_t snapshot_every = integer_field(body, "snapshot_every", impl_->options.snapshot_every, 1, 1000000);
   o.threads = impl_->options.threads;
   o.progress = false;
   o.out = (std::filesystem::path(impl_->options.run_folder) / name).string();
@@ -208,6 +210,7 @@ json TrainJobs::start(const json& body) {
   impl_->running = true;
   impl_->paused = impl_->stopping = false;
   impl_->run = name;
+  impl_->snapshot_every = snapshot_every;
   std::shared_ptr<Impl> jobs = impl_;
   const int64_t scatter = impl_->options.scatter;
   impl_->worker = std::thread([jobs, model, spec, o, scatter]() mutable {

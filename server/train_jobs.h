@@ -24,7 +24,7 @@ struct TrainJobOptions {
   std::string run_folder;                       // every run's checkpoint goes under it, in a folder of its name
   std::map<std::string, std::string> datasets;  // what a job may train on: name -> data source (DataSpec::source)
   int threads = 1;                              // the job's threads (the rest answer requests)
-  int64_t snapshot_every = 200;                 // steps between snapshots
+  int64_t snapshot_every = 200;                 // steps between snapshots (a run may ask for another)
   int64_t scatter = 500;                        // encoded test examples per snapshot
 };
 
@@ -37,7 +37,8 @@ class TrainJobs {
   TrainJobs& operator=(const TrainJobs&) = delete;
 
   /// POST /api/train/start: {"name", "data", "model": "mlp" | "conv", "hidden": [..], "latent": 2..64,
-  /// "beta", "kl_warmup", "free_bits", "epochs", "batch_size", "lr", "limit"} (all but "name" optional).
+  /// "beta", "kl_warmup", "free_bits", "epochs", "batch_size", "lr", "limit", "snapshot_every"} (all but
+  /// "name" optional).
   /// ApiError 400 for a bad parameter, 409 while another job runs.
   nlohmann::json start(const nlohmann::json& body);
   /// POST /api/train/pause, /resume, /stop (stop saves the checkpoint). ApiError 409 when no job runs.

@@ -31,7 +31,7 @@ serve() {
 
 # With the small SD autoencoder of the unit tests' fixtures (channels [32, 64], factor 2) for the SD
 # latents view: 64x64 images encode and decode in milliseconds.
-serve "$work/serve.log" "$work/run/model.safetensors" --vae "$here/../fixtures/sd/diffusers_f32.safetensors" --sd-size 64
+serve "$work/serve.log" "$work/run/model.safetensors" --runs "$work/runs" --vae "$here/../fixtures/sd/diffusers_f32.safetensors" --sd-size 64
 LATENT_URL="$url" LATENT_SCREENSHOTS="${LATENT_SCREENSHOTS:-$work/screenshots}" LATENT_UPLOAD_PNG="$work/run/samples.png" \
   LATENT_UPLOAD_PNG_B="$work/run/reconstructions.png" \
   node --test --test-reporter=spec "$here/explorer.test.mjs"

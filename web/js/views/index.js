@@ -10,8 +10,9 @@ import kl from './kl.js';
 import reparam from './reparam.js';
 import walk from './walk.js';
 import training from './training.js';
+import train from './train.js';
 import anomaly from './anomaly.js';
 import sd from './sd.js';
 import molecules from './molecules.js';
 
-export const views = [manifold, kl, reparam, walk, training, anomaly, sd, molecules];
+export const views = [manifold, kl, reparam, walk, training, train, anomaly, sd, molecules];
