@@ -201,7 +201,9 @@ class GrowingPool : public httplib::TaskQueue {
 
 struct ExplorerServer::Impl {
   // One of the two: an image VAE's API, or a SMILES VAE's (the Molecules view).
-  std::unique_ptr<ExplorerApi> images;
+  // Swapped whole when the page makes a trained run the current model (atomic loads and stores; a
+  // request keeps the one it began with).
+  std::shared_ptr<ExplorerApi> images;
   std::unique_ptr<MoleculeApi> molecules;
   httplib::Server http;
   std::string host;
@@ -221,11 +223,12 @@ struct ExplorerServer::Impl {
     if (ck.info.model.type == "smiles_vae")
       molecules = std::make_unique<MoleculeApi>(std::move(ck), path);
     else
-      images = std::make_unique<ExplorerApi>(std::move(ck), path, opt.limits, opt.precision);
+      images = std::make_shared<ExplorerApi>(std::move(ck), path, opt.limits, opt.precision);
   }
-  ExplorerApi& image_api() {
-    if (!images) throw ApiError(404, "this explorer shows a molecule model: its routes are /api/molecules/...");
-    return *images;
+  std::shared_ptr<ExplorerApi> image_api() {
+    std::shared_ptr<ExplorerApi> api = std::atomic_load(&images);
+    if (!api) throw ApiError(404, "this explorer shows a molecule model: its routes are /api/molecules/...");
+    return api;
   }
   MoleculeApi& molecule_api() {
     if (!molecules) throw ApiError(404, "this explorer shows an image model, not molecules");
@@ -252,7 +255,7 @@ struct ExplorerServer::Impl {
   }
 
   void mount(const ServeOptions& opt) {
-    http.Get("/api/info", route([this](const auto&) { return molecules ? molecules->info() : image_api().info(); }));
+    http.Get("/api/info", route([this](const auto&) { return molecules ? molecules->info() : image_api()->info(); }));
     http.Get("/api/molecules/plane", route([this](const auto& req) {
                return molecule_api().plane(req.has_param("property") ? req.get_param_value("property") : std::string("qed"),
                                            query_int(req, "limit", 2000));
@@ -262,24 +265,24 @@ struct ExplorerServer::Impl {
     http.Post("/api/molecules/sample", route([this](const auto& req) { return molecule_api().sample(body_json(req)); }));
     http.Post("/api/molecules/walk", route([this](const auto& req) { return molecule_api().walk(body_json(req)); }));
     http.Post("/api/molecules/optimize", route([this](const auto& req) { return molecule_api().optimize(body_json(req)); }));
-    http.Get("/api/metrics", route([this](const auto&) { return image_api().metrics(); }));
+    http.Get("/api/metrics", route([this](const auto&) { return image_api()->metrics(); }));
     http.Get("/api/anomaly", route([this](const auto& req) {
-               return image_api().anomaly(req.has_param("score") ? req.get_param_value("score") : std::string("neg_elbo"));
+               return image_api()->anomaly(req.has_param("score") ? req.get_param_value("score") : std::string("neg_elbo"));
              }));
     http.Get("/api/items", route([this](const auto& req) {
-               return image_api().items(query_int(req, "offset", 0), query_int(req, "limit", 32));
+               return image_api()->items(query_int(req, "offset", 0), query_int(req, "limit", 32));
              }));
     const int64_t scatter = opt.limits.scatter;
     http.Get("/api/scatter",
-             route([this, scatter](const auto& req) { return image_api().scatter(query_int(req, "limit", scatter)); }));
-    http.Post("/api/encode", route([this](const auto& req) { return image_api().encode(body_json(req)); }));
-    http.Post("/api/decode", [this, general = route([this](const auto& req) { return image_api().decode(body_json(req)); })](
+             route([this, scatter](const auto& req) { return image_api()->scatter(query_int(req, "limit", scatter)); }));
+    http.Post("/api/encode", route([this](const auto& req) { return image_api()->encode(body_json(req)); }));
+    http.Post("/api/decode", [this, general = route([this](const auto& req) { return image_api()->decode(body_json(req)); })](
                                  const httplib::Request& req, httplib::Response& res) {
       init_request_thread();
       std::optional<std::string> text;
       gate.enter();
       try {
-        text = image_api().decode_text(req.body);
+        text = image_api()->decode_text(req.body);
       } catch (const std::exception&) {  // the general path answers with the same error in JSON
       }
       gate.leave();
@@ -288,9 +291,9 @@ struct ExplorerServer::Impl {
       res.set_header("Content-Type", "application/json");
       res.set_header("Cache-Control", "no-store");
     });
-    http.Post("/api/sample", route([this](const auto& req) { return image_api().sample(body_json(req)); }));
-    http.Post("/api/kl_steps", route([this](const auto& req) { return image_api().kl_steps(body_json(req)); }));
-    http.Post("/api/interpolate", route([this](const auto& req) { return image_api().interpolate(body_json(req)); }));
+    http.Post("/api/sample", route([this](const auto& req) { return image_api()->sample(body_json(req)); }));
+    http.Post("/api/kl_steps", route([this](const auto& req) { return image_api()->kl_steps(body_json(req)); }));
+    http.Post("/api/interpolate", route([this](const auto& req) { return image_api()->interpolate(body_json(req)); }));
     auto sd = [sd = opt.sd]() -> SdApi& {
       if (!sd) throw ApiError(404, "no Stable Diffusion autoencoder here: start latent serve with --vae FILE or --taesd FILE");
       return *sd;
@@ -307,6 +310,14 @@ struct ExplorerServer::Impl {
     http.Post("/api/train/start", route([train](const auto& req) { return train().start(body_json(req)); }));
     http.Post("/api/train/(pause|resume|stop)",
               route([train](const auto& req) { return train().control(req.matches[1].str()); }));
+    // A trained run becomes the model every tab shows.
+    http.Post("/api/train/use", route([this, train, opt](const auto& req) {
+                const std::string path = train().checkpoint_of(body_json(req));
+                if (!std::atomic_load(&images)) throw ApiError(404, "this explorer shows a molecule model");
+                auto api = std::make_shared<ExplorerApi>(checkpoint_load(path), path, opt.limits, opt.precision);
+                std::atomic_store(&images, api);
+                return json{{"checkpoint", path}};
+              }));
     http.Get("/api/train/events", route([train](const auto& req) {
                return train().events(query_int(req, "after", 0),
                                      static_cast<int>(std::clamp<int64_t>(query_int(req, "wait", 0), 0, 25000)));
@@ -399,7 +410,7 @@ ExplorerServer::~ExplorerServer() { stop(); }
 
 int ExplorerServer::port() const { return impl_->port; }
 
-const ExplorerApi& ExplorerServer::api() const { return impl_->image_api(); }
+const ExplorerApi& ExplorerServer::api() const { return *impl_->image_api(); }
 
 bool ExplorerServer::shows_molecules() const { return impl_->molecules != nullptr; }
 

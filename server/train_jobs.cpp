@@ -29,12 +29,12 @@ namespace {
 using json = nlohmann::json;
 
 // A run's name: its folder under the run folder, so nothing a client sends reaches outside it.
-std::string run_name(const json& body) {
-  const std::string name = string_field(body, "name", "");
-  if (name.empty() || name.size() > 64) throw ApiError(400, "'name' must be 1 to 64 characters");
+std::string run_name(const json& body, const std::string& key = "name") {
+  const std::string name = string_field(body, key, "");
+  if (name.empty() || name.size() > 64) throw ApiError(400, "'" + key + "' must be 1 to 64 characters");
   for (char c : name)
     if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_')
-      throw ApiError(400, "'name' may hold only letters, digits, '-' and '_', got '" + name + "'");
+      throw ApiError(400, "'" + key + "' may hold only letters, digits, '-' and '_', got '" + name + "'");
   return name;
 }
 
@@ -171,8 +171,9 @@ TrainJobs::~TrainJobs() {
 
 json TrainJobs::start(const json& body) {
   if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
-  static const std::vector<std::string> keys = {"name",   "data",       "model", "hidden", "latent", "beta",          "kl_warmup",
-                                                "free_bits", "batch_size", "lr",    "epochs", "limit",  "snapshot_every"};
+  static const std::vector<std::string> keys = {"name",   "data",      "model",         "hidden",     "latent",
+                                                "beta",   "kl_warmup", "free_bits",     "batch_size", "lr",
+                                                "epochs", "limit",     "snapshot_every"};
   for (const auto& [key, value] : body.items())
     if (std::find(keys.begin(), keys.end(), key) == keys.end()) throw ApiError(400, "unknown parameter '" + key + "'");
   const std::string name = run_name(body);
@@ -260,6 +261,18 @@ json TrainJobs::events(int64_t after, int wait_ms) const {
   json out = json::array();
   for (int64_t i = std::max<int64_t>(after, 0); i < static_cast<int64_t>(impl_->log.size()); ++i) out.push_back(impl_->log[i]);
   return {{"events", out}, {"next", static_cast<int64_t>(impl_->log.size())}};
+}
+
+std::string TrainJobs::checkpoint_of(const json& body) const {
+  if (!body.is_object()) throw ApiError(400, "the request body must be a JSON object");
+  const std::string name = run_name(body, "run");
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    if (impl_->running && impl_->run == name) throw ApiError(409, "'" + name + "' is still training: stop it first");
+  }
+  const std::string path = (std::filesystem::path(impl_->options.run_folder) / name / "model.safetensors").string();
+  if (!std::filesystem::exists(path)) throw ApiError(404, "no run named '" + name + "' has a checkpoint");
+  return path;
 }
 
 json TrainJobs::status() const {

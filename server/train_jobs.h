@@ -46,6 +46,9 @@ class TrainJobs {
   /// The events after number `after`, waiting up to `wait_ms` for one when there are none yet:
   /// {"events": [...], "next": the number to ask after next time}.
   nlohmann::json events(int64_t after, int wait_ms) const;
+  /// The checkpoint of a finished or stopped run, body {"run": name}: 400 for a bad name, 404 when
+  /// it has none, 409 while it trains.
+  std::string checkpoint_of(const nlohmann::json& body) const;
   /// GET /api/train: the job's state and the datasets it may use.
   nlohmann::json status() const;
 

@@ -206,40 +206,6 @@ test('the training view draws ELBO, reconstruction and KL per epoch with axes', 
   await shot('training');
 });
 
-test('the Train tab trains a 2-D model live: the curve grows, the scatter moves, pause holds it, stop keeps a checkpoint', async () => {
-  await openTab('train');
-  await page.fill('#train-limit', '3000');
-  await page.fill('#train-epochs-n', '40');
-  await page.fill('#train-batch', '50');
-  await page.fill('#train-snap', '20');
-  await page.click('#train-start');
-  await page.waitForSelector('#train-state[data-state="running"]');
-  // Two redraws of the scatter: the test images' means have moved between them.
-  await page.waitForFunction(() => Number(document.getElementById('train-scatter').dataset.step || 0) >= 20, null, { timeout: 60000 });
-  const first = await page.getAttribute('#train-scatter', 'data-first');
-  const step = Number(await page.getAttribute('#train-scatter', 'data-step'));
-  await page.waitForFunction((s) => Number(document.getElementById('train-scatter').dataset.step) > s, step, { timeout: 60000 });
-  assert.notEqual(await page.getAttribute('#train-scatter', 'data-first'), first, 'the scatter changed between two redraws');
-  const points = Number(await page.getAttribute('#train-curve', 'data-points'));
-  assert.ok(points >= 20, `the curve has ${points} points`);
-  await page.waitForFunction((p) => Number(document.getElementById('train-curve').dataset.points) > p, points, { timeout: 60000 });
-  await shot('train');
-  // Pause holds the run where it is; Resume goes on.
-  await page.click('#train-pause');
-  await page.waitForSelector('#train-state[data-state="paused"]');
-  const held = await page.textContent('#train-progress');
-  await page.waitForTimeout(600);
-  assert.equal(await page.textContent('#train-progress'), held, 'no steps while paused');
-  await page.click('#train-pause');
-  await page.waitForSelector('#train-state[data-state="running"]');
-  await page.waitForFunction((t) => document.getElementById('train-progress').textContent !== t, held, { timeout: 60000 });
-  // Stop keeps the checkpoint.
-  await page.click('#train-stop');
-  await page.waitForSelector('#train-state[data-state="stopped"]', { timeout: 60000 });
-  assert.match(await page.textContent('#train-state'), /checkpoint .*model\.safetensors/);
-  assert.equal(await page.isDisabled('#train-start'), false);
-});
-
 test('the anomaly view shows the score histogram, a threshold slider with its FPR, and the top anomalies', async () => {
   await openTab('anomaly');
   await page.waitForSelector('#view-anomaly[data-ready="true"]', { timeout: 60000 });
@@ -323,4 +289,42 @@ test('a narrow window has no horizontal scrolling', async () => {
   await shot('manifold-narrow');
   await page.setViewportSize({ width: 1280, height: 800 });
   assert.deepEqual(pageErrors, []);
+});
+
+test('the Train tab trains a 2-D model live: the curve grows, the scatter moves, pause holds it, stop keeps a checkpoint', async () => {
+  await openTab('train');
+  await page.fill('#train-limit', '3000');
+  await page.fill('#train-epochs-n', '40');
+  await page.fill('#train-batch', '50');
+  await page.fill('#train-snap', '20');
+  await page.click('#train-start');
+  await page.waitForSelector('#train-state[data-state="running"]');
+  // Two redraws of the scatter: the test images' means have moved between them.
+  await page.waitForFunction(() => Number(document.getElementById('train-scatter').dataset.step || 0) >= 20, null, { timeout: 60000 });
+  const first = await page.getAttribute('#train-scatter', 'data-first');
+  const step = Number(await page.getAttribute('#train-scatter', 'data-step'));
+  await page.waitForFunction((s) => Number(document.getElementById('train-scatter').dataset.step) > s, step, { timeout: 60000 });
+  assert.notEqual(await page.getAttribute('#train-scatter', 'data-first'), first, 'the scatter changed between two redraws');
+  const points = Number(await page.getAttribute('#train-curve', 'data-points'));
+  assert.ok(points >= 20, `the curve has ${points} points`);
+  await page.waitForFunction((p) => Number(document.getElementById('train-curve').dataset.points) > p, points, { timeout: 60000 });
+  await shot('train');
+  // Pause holds the run where it is; Resume goes on.
+  await page.click('#train-pause');
+  await page.waitForSelector('#train-state[data-state="paused"]');
+  const held = await page.textContent('#train-progress');
+  await page.waitForTimeout(600);
+  assert.equal(await page.textContent('#train-progress'), held, 'no steps while paused');
+  await page.click('#train-pause');
+  await page.waitForSelector('#train-state[data-state="running"]');
+  await page.waitForFunction((t) => document.getElementById('train-progress').textContent !== t, held, { timeout: 60000 });
+  // Stop keeps the checkpoint.
+  await page.click('#train-stop');
+  await page.waitForSelector('#train-state[data-state="stopped"]', { timeout: 60000 });
+  assert.match(await page.textContent('#train-state'), /checkpoint .*model\.safetensors/);
+  assert.equal(await page.isDisabled('#train-start'), false);
+  // The run becomes the model every tab shows (last: the other tests expect the served model).
+  await page.click('#train-use');
+  await page.waitForFunction(() => document.body.dataset.ready === 'true' && /784-400-2,/.test(document.getElementById('model-summary').textContent), null, { timeout: 60000 });
+  assert.equal(await page.getAttribute('#tab-manifold', 'aria-selected'), 'true');
 });

@@ -216,6 +216,17 @@ TEST(TrainJobs, ServerStreamsTheRunAsServerSentEvents) {
   auto polled = c.Get(("/api/train/events?after=" + std::to_string(total - 1)).c_str());
   ASSERT_TRUE(polled);
   EXPECT_EQ(json::parse(polled->body)["events"][0]["seq"], total);
+  // The run becomes the model every route shows.
+  EXPECT_EQ(json::parse(c.Get("/api/info")->body)["latent"], 3);
+  EXPECT_EQ(c.Post("/api/train/use", R"({"run": "../web"})", "application/json")->status, 400);
+  EXPECT_EQ(c.Post("/api/train/use", R"({"run": "nothing"})", "application/json")->status, 404);
+  auto used = c.Post("/api/train/use", R"({"run": "web"})", "application/json");
+  ASSERT_TRUE(used);
+  ASSERT_EQ(used->status, 200) << used->body;
+  EXPECT_EQ(json::parse(c.Get("/api/info")->body)["latent"], 2);
+  auto decoded = c.Post("/api/decode", R"({"z": [[0.5, -0.5]]})", "application/json");
+  ASSERT_TRUE(decoded);
+  EXPECT_EQ(decoded->status, 200) << decoded->body;
   server.stop();
   serving.join();
 }

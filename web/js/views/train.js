@@ -91,6 +91,8 @@ function onEvent(e) {
     $('train-pause').disabled = !live;
     $('train-stop').disabled = !live;
     $('train-pause').textContent = e.state === 'paused' ? 'Resume' : 'Pause';
+    $('train-use').hidden = !e.checkpoint;
+    $('train-use').dataset.run = e.run;
   }
 }
 
@@ -136,6 +138,12 @@ export default {
     $('train-start').addEventListener('click', start);
     $('train-pause').addEventListener('click', () => guarded(() => post(`/api/train/${$('train-pause').textContent === 'Resume' ? 'resume' : 'pause'}`, {})));
     $('train-stop').addEventListener('click', () => guarded(() => post('/api/train/stop', {})));
+    $('train-use').addEventListener('click', async () => {
+      if (await guarded(() => post('/api/train/use', { run: $('train-use').dataset.run }))) {
+        location.hash = '#manifold';
+        location.reload();  // every tab loads the new model
+      }
+    });
     return true;
   },
   show() { connect(); },
@@ -162,6 +170,7 @@ const MARKUP = `
     <button type="button" id="train-start">Start</button>
     <button type="button" id="train-pause" disabled>Pause</button>
     <button type="button" id="train-stop" disabled>Stop</button>
+    <button type="button" id="train-use" hidden>Show this model in every tab</button>
   </form>
   <p class="caption" id="train-state">No run yet: Start trains a VAE with a 2-D latent on Fashion-MNIST.</p>
   <p class="caption" id="train-progress"></p>
