@@ -72,15 +72,22 @@ struct TrainJobs::Impl {
 
   void push(json event) {
     std::lock_guard<std::mutex> lock(mutex);
+    push_locked(std::move(event));
+  }
+  void push_locked(json event) {  // with `mutex` held
     event["seq"] = static_cast<int64_t>(log.size()) + 1;
     log.push_back(std::move(event));
     changed.notify_all();
   }
-  void push_state(const std::string& state, json extra = json::object()) {
+  json state_event(const std::string& state, json extra) const {
     extra["type"] = "state";
     extra["state"] = state;
     extra["run"] = run;
-    push(std::move(extra));
+    return extra;
+  }
+  void push_state(const std::string& state, json extra = json::object()) {
+    std::lock_guard<std::mutex> lock(mutex);
+    push_locked(state_event(state, std::move(extra)));
   }
 };
 
@@ -215,12 +222,11 @@ json TrainJobs::start(const json& body) {
   std::shared_ptr<Impl> jobs = impl_;
   const int64_t scatter = impl_->options.scatter;
   impl_->worker = std::thread([jobs, model, spec, o, scatter]() mutable {
+    // The thread's last touch of the shared state, in one piece: start() may join it holding the lock.
     auto finish = [&](const std::string& state, json extra) {
-      {
-        std::lock_guard<std::mutex> lock(jobs->mutex);
-        jobs->running = false;
-      }
-      jobs->push_state(state, std::move(extra));
+      std::lock_guard<std::mutex> lock(jobs->mutex);
+      jobs->running = false;
+      jobs->push_locked(jobs->state_event(state, std::move(extra)));
     };
     try {
       jobs->push_state("running", {{"config", model.to_json()}});
