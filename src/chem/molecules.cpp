@@ -84,7 +84,11 @@ std::optional<std::string> canonical_smiles(const std::string& smiles) {
   chem::MolPtr mol = chem::parse_smiles(smiles);
   if (!mol || mol->getNumAtoms() == 0) return std::nullopt;
   try {
-    return chem::canonical_of(*mol);
+    std::string c = chem::canonical_of(*mol);
+    // A molecule whose canonical SMILES RDKit cannot read back (a kekulization its writer's
+    // aromaticity made impossible) is not one latent can use either.
+    if (!chem::parse_smiles(c)) return std::nullopt;
+    return c;
   } catch (const std::exception&) {  // RDKit could not write it: not a molecule latent can use
     return std::nullopt;
   }

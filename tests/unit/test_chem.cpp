@@ -93,6 +93,14 @@ TEST(Chem, CanonicalSmilesAndPropertiesMatchRdkitPython) {
   EXPECT_GT(molecules, 150);
 }
 
+// RDKit reads this string (a constrained sample of a SMILES VAE), but cannot read back the canonical
+// SMILES it writes for it (its aromaticity perception makes a ring that cannot be kekulized): not a
+// valid molecule, so the metrics never meet a string they cannot fingerprint.
+TEST(Chem, AMoleculeWhoseCanonicalSmilesDoesNotReadBackIsInvalid) {
+  REQUIRE_RDKIT();
+  EXPECT_FALSE(canonical_smiles("COC(=O)c1sc(N2C(=O)CSC2c2ccccc2NC(=O)c2ccc(OC)cc2)cs2C=C(F)OC2=NCc1").has_value());
+}
+
 TEST(Chem, RandomizedSmilesIsTheSameMoleculeWrittenAnotherWay) {
   REQUIRE_RDKIT();
   int larger = 0, respelled = 0;  // molecules of 10 or more heavy atoms; those given several spellings
