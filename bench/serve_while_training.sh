@@ -25,13 +25,13 @@ pid=$!
 for _ in $(seq 300); do grep -q "http://" "$work/log" && break; sleep 0.1; done
 port="$(grep -o 'http://[^ ]*' "$work/log" | head -1 | sed 's|.*:\([0-9]*\)/.*|\1|')"
 head -1 "$work/log"
-build/bench/serve_load --port "$port" --clients "$clients" --requests 20000 --name idle | tee "$work/idle"
+build/bench/serve_load --port "$port" --clients "$clients" --requests 100000 --name idle | tee "$work/idle"
 curl -sf -X POST "http://127.0.0.1:$port/api/train/start" -H 'Content-Type: application/json' \
   -d '{"name": "bench", "epochs": 50}' > /dev/null
 sleep 3  # the run loads Fashion-MNIST and starts stepping
-build/bench/serve_load --port "$port" --clients "$clients" --requests 20000 --name training | tee "$work/training"
+build/bench/serve_load --port "$port" --clients "$clients" --requests 100000 --name training | tee "$work/training"
 steps="$(curl -sf "http://127.0.0.1:$port/api/train/events?after=0" | /usr/bin/python3 -c "import json, sys; print(sum(e['type'] == 'step' for e in json.load(sys.stdin)['events']))")"
-curl -sf -X POST "http://127.0.0.1:$port/api/train/stop" > /dev/null
+curl -sf -X POST "http://127.0.0.1:$port/api/train/stop" -H 'Content-Type: application/json' -d '{}' > /dev/null
 /usr/bin/python3 - "$work/idle" "$work/training" "$steps" <<'PY'
 import sys
 def result(path):
