@@ -64,7 +64,11 @@ struct TrainJobs::Impl {
   TrainJobOptions options;
   mutable std::mutex mutex;
   mutable std::condition_variable changed;
-  std::vector<json> log;  // every event so far, numbered from 1
+  // The events of the current (or last) run; numbers go on across runs, from 1. A new run drops the
+  // last run's events (a long run's steps and snapshots are tens of MB).
+  std::vector<json> log;
+  int64_t dropped = 0;  // events of earlier runs
+  int64_t next_seq() const { return dropped + static_cast<int64_t>(log.size()) + 1; }
   bool running = false, paused = false, stopping = false;
   std::string run;  // the current (or last) run's name
   int64_t snapshot_every = 200;
@@ -75,7 +79,7 @@ struct TrainJobs::Impl {
     push_locked(std::move(event));
   }
   void push_locked(json event) {  // with `mutex` held
-    event["seq"] = static_cast<int64_t>(log.size()) + 1;
+    event["seq"] = next_seq();
     log.push_back(std::move(event));
     changed.notify_all();
   }
@@ -217,6 +221,8 @@ json TrainJobs::start(const json& body) {
   if (impl_->worker.joinable()) impl_->worker.join();  // the last run's thread has finished
   impl_->running = true;
   impl_->paused = impl_->stopping = false;
+  impl_->dropped += static_cast<int64_t>(impl_->log.size());
+  impl_->log.clear();
   impl_->run = name;
   impl_->snapshot_every = snapshot_every;
   std::shared_ptr<Impl> jobs = impl_;
@@ -262,11 +268,12 @@ json TrainJobs::control(const std::string& action) {
 
 json TrainJobs::events(int64_t after, int wait_ms) const {
   std::unique_lock<std::mutex> lock(impl_->mutex);
-  const auto ready = [&] { return static_cast<int64_t>(impl_->log.size()) > after; };
+  const auto ready = [&] { return impl_->next_seq() - 1 > after; };
   if (!ready() && wait_ms > 0) impl_->changed.wait_for(lock, std::chrono::milliseconds(wait_ms), ready);
   json out = json::array();
-  for (int64_t i = std::max<int64_t>(after, 0); i < static_cast<int64_t>(impl_->log.size()); ++i) out.push_back(impl_->log[i]);
-  return {{"events", out}, {"next", static_cast<int64_t>(impl_->log.size())}};
+  for (int64_t i = std::max<int64_t>(after - impl_->dropped, 0); i < static_cast<int64_t>(impl_->log.size()); ++i)
+    out.push_back(impl_->log[static_cast<size_t>(i)]);
+  return {{"events", out}, {"next", impl_->next_seq() - 1}};
 }
 
 std::string TrainJobs::checkpoint_of(const json& body) const {
@@ -288,7 +295,7 @@ json TrainJobs::status() const {
   return {{"running", impl_->running},
           {"paused", impl_->paused},
           {"run", impl_->run},
-          {"events", impl_->log.size()},
+          {"events", impl_->next_seq() - 1},
           {"datasets", datasets}};
 }
 

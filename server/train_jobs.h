@@ -1,6 +1,7 @@
 // The explorer's live training (the Train tab), apart from HTTP: one job at a time trains a VAE on
 // its own thread while the rest of the server answers; what it does is kept as a numbered list of
-// events that any number of pages read (and read again after a reload) from any point.
+// events that any number of pages read (and read again after a reload) from any point of the
+// current run (a new run drops the last run's events; the numbers go on).
 //
 // Events: {"seq": n, "type": ...} with type
 //   "state"    {"state": "running" | "paused" | "stopped" | "finished" | "failed", "run", "message"?,

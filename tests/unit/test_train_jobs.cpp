@@ -116,9 +116,15 @@ TEST(TrainJobs, PausesResumesAndStopsWithACheckpoint) {
   } catch (const ApiError& e) {
     EXPECT_EQ(e.status, 409);
   }
-  // Another run may start now.
+  // Another run may start now; its events go on from the last number, and the last run's are dropped.
+  const int64_t last = j.seen;
   j.jobs->start(run_body("after", 1));
+  const json first = j.until("state", "running");
+  EXPECT_EQ(first["seq"], last + 1);
   j.until("state", "finished");
+  const json kept = j.jobs->events(0, 0)["events"];
+  EXPECT_EQ(kept.front()["seq"], last + 1);
+  EXPECT_EQ(kept.back()["seq"], j.seen);
 }
 
 TEST(TrainJobs, RefusesBadParametersAndNamesOutsideTheRunFolder) {
