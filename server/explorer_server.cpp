@@ -311,10 +311,10 @@ struct ExplorerServer::Impl {
     http.Post("/api/train/(pause|resume|stop)",
               route([train](const auto& req) { return train().control(req.matches[1].str()); }));
     // A trained run becomes the model every tab shows.
-    http.Post("/api/train/use", route([this, train, opt](const auto& req) {
+    http.Post("/api/train/use", route([this, train, limits = opt.limits, precision = opt.precision](const auto& req) {
                 const std::string path = train().checkpoint_of(body_json(req));
                 if (!std::atomic_load(&images)) throw ApiError(404, "this explorer shows a molecule model");
-                auto api = std::make_shared<ExplorerApi>(checkpoint_load(path), path, opt.limits, opt.precision);
+                auto api = std::make_shared<ExplorerApi>(checkpoint_load(path), path, limits, precision);
                 std::atomic_store(&images, api);
                 return json{{"checkpoint", path}};
               }));

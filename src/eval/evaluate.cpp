@@ -102,7 +102,7 @@ at::Tensor iwae_log_likelihood(VaeImpl& model, const at::Tensor& x, int64_t k, u
     // fused decoder on that thread (no hand-over between threads inside a product).
     // The encoder runs on the estimate's own batches of images: a rank's share of a job is whole
     // batches, so every image is encoded in the same product as in one process (a product's rows
-    // can round differently with its row count: on an AVX2-only CPU they did).
+    // can round differently with its row count).
     at::Tensor mu = at::empty({n, d}), logvar = at::empty({n, d});
     const int64_t per_batch = iwae_images_per_batch(k, rows_per_batch);
     for (int64_t start = 0; start < n; start += per_batch) {

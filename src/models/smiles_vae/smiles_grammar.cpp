@@ -134,24 +134,25 @@ void SmilesGrammar::wrote_bond(State& s, int a, int b, int order) {
     if (s.aromatic[static_cast<size_t>(x)] != kAliphatic) s.aromatic[static_cast<size_t>(x)] = kAromaticDonor;
 }
 
+bool SmilesGrammar::bond_written(const State& s, int a, int b) {
+  return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
+    return (e.first == a && e.second == b) || (e.first == b && e.second == a);
+  });
+}
+
 bool SmilesGrammar::closes_odd_aromatic_ring(const State& s, const State::Ring& open, bool current_may_grow) {
   const auto& arom = s.aromatic;
   const int from = open.atom, to = s.prev;
   if (arom[static_cast<size_t>(from)] == kAliphatic || arom[static_cast<size_t>(to)] == kAliphatic) return false;
   // The ring the closure makes: the shortest path between the two atoms over aromatic atoms and
   // implicit bonds (breadth first); a bond written out ("c-c", "c=c") is not an aromatic one.
-  auto written = [&](int a, int b) {
-    return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
-      return (e.first == a && e.second == b) || (e.first == b && e.second == a);
-    });
-  };
   std::vector<int> parent(s.capacity.size(), -1);
   std::vector<int> queue = {from};
   parent[static_cast<size_t>(from)] = from;
   for (size_t head = 0; head < queue.size() && parent[static_cast<size_t>(to)] < 0; ++head) {
     const int at = queue[head];
     for (int n : s.neighbors[static_cast<size_t>(at)])
-      if (parent[static_cast<size_t>(n)] < 0 && arom[static_cast<size_t>(n)] != kAliphatic && !written(at, n)) {
+      if (parent[static_cast<size_t>(n)] < 0 && arom[static_cast<size_t>(n)] != kAliphatic && !bond_written(s, at, n)) {
         parent[static_cast<size_t>(n)] = at;
         queue.push_back(n);
       }
@@ -232,11 +233,6 @@ bool SmilesGrammar::aromatic_ok(const State& s, const Move& m) {
   // Kekule: each aromatic c or two-neighbour n that can take no more bonds and has no exocyclic
   // double bond needs one from a distinct aromatic neighbour over an implicit bond.
   auto open = [&](size_t a) { return start[a] && (labels[a] > 0 || cap[a] >= 1); };
-  auto written = [&](int a, int b) {
-    return std::any_of(s.written_bonds.begin(), s.written_bonds.end(), [&](const std::pair<int, int>& e) {
-      return (e.first == a && e.second == b) || (e.first == b && e.second == a);
-    });
-  };
   std::vector<uint8_t> role(n, 0);  // 0 takes no double bond, 1 needs one, 2 free (open)
   std::vector<int> needy;
   for (size_t i = 0; i < n; ++i) {
@@ -264,7 +260,7 @@ bool SmilesGrammar::aromatic_ok(const State& s, const Move& m) {
   };
   for (size_t i = 0; i < n; ++i)
     for (int j : s.neighbors[i])
-      if (static_cast<int>(i) < j && !written(static_cast<int>(i), j)) link(static_cast<int>(i), j);
+      if (static_cast<int>(i) < j && !bond_written(s, static_cast<int>(i), j)) link(static_cast<int>(i), j);
   if (m.a >= 0) link(m.a, m.b);
   const int outside = static_cast<int>(n);  // the new aromatic atom, m.partner's free partner
   std::vector<int> mate(n + 1, -1);
@@ -375,7 +371,7 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
     m.new_atom = true;
     return aromatic(m);
   };
-  int8_t opens_kekule = -1;
+  int8_t opens_memo = -1;
   for (size_t id = 0; id < tokens_.size(); ++id) {
     const Token& t = tokens_[id];
     bool ok = false;
@@ -436,13 +432,13 @@ void SmilesGrammar::allowed(const State& s, int64_t remaining, uint8_t* out) con
           const int order = s.bond > 0 ? s.bond : 1;
           ok = prev_cap >= order && fits(State::kAfterAtom, depth, rings + 1, 2) &&
                can_go_on(rings + 1, prev_cap - order, depth, order);
-          if (ok && opens_kekule < 0) {
+          if (ok && opens_memo < 0) {
             Move m;
             m.spends = order;
             m.opens = true;
-            opens_kekule = aromatic(m) ? 1 : 0;
+            opens_memo = aromatic(m) ? 1 : 0;
           }
-          ok = ok && opens_kekule == 1;
+          ok = ok && opens_memo == 1;
         }
         break;
       }

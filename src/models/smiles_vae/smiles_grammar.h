@@ -5,17 +5,15 @@
 // allowed only when some atom on the way back out (the current one, then each branch point) can
 // still take a bond while a ring is open, so a string seldom paints itself into a corner (the length
 // budget is an estimate: a tangle of rings near max_length can leave no token, and generation ends
-// the row there). Of aromaticity (kekulization) it models one rule: an odd ring of aromatic atoms
-// closes only when one of them can give the ring a lone pair (o, s, [nH], a charged or bracketed
-// atom, an n with three bonds, a c=O; an n that closes such a ring must then take its third bond),
-// so "c1cccc1" and a pyrrole without its [nH] are not written; and every aromatic atom ends in a
-// ring: the string never leaves one outside every ring where no ring can still run through it (see
-// strands_aromatic_atom). And the aromatic atoms keep a Kekule structure within reach: every
-// aromatic atom the string can no longer bond to that needs a double bond (a c without an exocyclic
-// one, an n with two neighbours) must get one from a distinct aromatic neighbour (a matching,
-// searched by backtracking), the atoms it can still bond to being free either way. A string the
-// mask allows can still fail RDKit's aromatic checks in rare cases (charged aromatic atoms, an
-// explicit bond between two aromatic atoms).
+// the row there). Of aromaticity (kekulization) it models three rules (aromatic_ok): every aromatic
+// atom ends in a ring (the string never leaves one where no ring can still run through it); the
+// aromatic atoms keep a Kekule structure within reach (each the string can no longer bond to that
+// needs a double bond, a c without an exocyclic one or an n with two neighbours, gets one from a
+// distinct aromatic neighbour: a matching, searched by backtracking); and an odd ring of aromatic
+// atoms closes only when one of them can give the ring a lone pair (o, s, [nH], an n with three
+// bonds, a c=O; an n that closes such a ring must then take its third bond), so "c1cccc1" and a
+// pyrrole without its [nH] are not written. A string the mask allows can still fail RDKit's
+// aromatic checks in rare cases (charged aromatic atoms, an explicit bond between two aromatic atoms).
 //
 // Plain C++ over the vocabulary's token strings, no RDKit.
 #pragma once
@@ -104,6 +102,8 @@ class SmilesGrammar {
   static bool aromatic_ok(const State& s, const Move& m);
   // Marks the ring a closure between atoms `from` and `to` makes: the written tree's path between them.
   static void mark_ring(const std::vector<int>& parent, int from, int to, std::vector<uint8_t>& in_ring);
+  // Whether the bond between atoms a and b was written with a bond token (so it is not aromatic).
+  static bool bond_written(const State& s, int a, int b);
   // Records a bond written with a token between atoms a and b.
   static void wrote_bond(State& s, int a, int b, int order);
   // Tokens needed to finish from a state with `depth` open branches and `rings` open rings, at a
